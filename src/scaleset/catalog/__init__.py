@@ -1,0 +1,1 @@
+"""Image versions and the resolution of ``latest`` (pure)."""

@@ -1,0 +1,1 @@
+"""Drivers: where instances live. One Protocol (``base``), one module per implementation."""

@@ -1,0 +1,392 @@
+"""A simulated fleet: instances with latencies and seeded, deterministic faults.
+
+Nothing here sleeps. The driver keeps a timeline (a heap of instants) and
+applies whatever falls due when it is observed, so a discrete-event loop can
+jump a virtual clock from one instant to the next (``next_event_time``).
+
+Timing of an upgrade: the OS disk is replaced after ``reimage``; the instance
+has booted (and the operation succeeds) after ``reimage + boot``; it reports
+Healthy ``healthy`` later. A rollback swaps the kept disk back and boots it.
+
+Faults are drawn from ``random.Random(f"{seed}/{op_id}")``: the same seed and
+operation give the same fate whatever order things happen in, so a run that
+is interrupted and resumed meets the same faults as one that is not.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from scaleset.drivers.base import (
+    DriverInstance,
+    DriverSnapshot,
+    InstanceSpec,
+    Operation,
+    ReleaseOperation,
+    RollbackOperation,
+    UpgradeOperation,
+)
+from scaleset.health import aggregate
+from scaleset.model.instance import HealthState, PowerState, ProvisioningState
+from scaleset.upgrade.observations import OperationObservation, OperationState
+
+
+# A flapping instance toggles this many times, then settles Healthy: bounded, so a
+# discrete-event loop always runs out of events.
+FLAP_TOGGLES = 16
+
+
+@dataclass(frozen=True, slots=True)
+class Timings:
+    """Latencies of simulated instance operations."""
+
+    reimage: timedelta = timedelta(seconds=60)
+    boot: timedelta = timedelta(seconds=30)
+    healthy: timedelta = timedelta(seconds=20)
+
+    @property
+    def per_upgrade(self) -> timedelta:
+        return self.reimage + self.boot + self.healthy
+
+
+@dataclass(frozen=True, slots=True)
+class HealthEvent:
+    """At ``at`` (from the start of the simulation), these instances report ``health``."""
+
+    at: timedelta
+    instances: tuple[str, ...]
+    health: HealthState
+
+
+@dataclass(frozen=True, slots=True)
+class Faults:
+    """What goes wrong, and how often. Probabilities are per upgrade operation."""
+
+    reimage_fail_probability: float = 0.0
+    never_healthy_probability: float = 0.0
+    late_healthy_probability: float = 0.0
+    late_by: timedelta = timedelta(minutes=10)
+    flap_probability: float = 0.0
+    flap_period: timedelta = timedelta(seconds=90)
+    extension_fail_probability: float = 0.0
+    rollback_fail_probability: float = 0.0
+    unhealthy_at_start: tuple[str, ...] = ()
+    events: tuple[HealthEvent, ...] = ()
+
+
+@dataclass
+class _Disk:
+    disk_id: str
+    image_version: str | None
+    generation: int
+
+
+@dataclass
+class _Instance:
+    instance_id: str
+    os_disk: _Disk
+    data_disks: dict[int, str]  # lun -> content; the driver never writes them after creation
+    data_disk_ids: tuple[str, ...]
+    previous: _Disk | None = None
+    busy_op: str | None = None
+    failed: bool = False  # provisioning failed; down until rolled back or reimaged
+    healthy_from: datetime | None = None  # None: never healthy on this disk
+    flap_period: timedelta | None = None
+    override: HealthState | None = None
+    extension_failed: bool = False
+    reimages: int = 0
+    rollbacks: int = 0
+
+    def power_state(self) -> PowerState:
+        if self.busy_op is not None:
+            return PowerState.STARTING
+        return PowerState.STOPPED if self.failed else PowerState.RUNNING
+
+    def health(self, now: datetime) -> HealthState:
+        extensions = ["Failed" if self.extension_failed else "Succeeded"]
+        return aggregate.instance_health(self.power_state(), extensions,
+                                         self.application_health(now))
+
+    def application_health(self, now: datetime) -> HealthState:
+        """What the application's health endpoint would answer now."""
+        if self.override is not None:
+            return self.override
+        if self.healthy_from is None:
+            return HealthState.UNHEALTHY
+        if now < self.healthy_from:
+            return HealthState.INITIALIZING
+        if self.flap_period is not None:
+            phase = int((now - self.healthy_from) / self.flap_period)
+            flapping = phase < FLAP_TOGGLES and phase % 2 == 1
+            return HealthState.UNHEALTHY if flapping else HealthState.HEALTHY
+        return HealthState.HEALTHY
+
+
+@dataclass
+class _Op:
+    op_id: str
+    scale_set_id: str
+    instance_id: str
+    kind: str
+    started: datetime
+    state: OperationState = OperationState.RUNNING
+    finished_at: datetime | None = None
+    message: str | None = None
+
+
+@dataclass
+class _ScaleSet:
+    instances: dict[str, _Instance] = field(default_factory=dict)
+    ops: dict[str, _Op] = field(default_factory=dict)
+
+
+class _OpView(Mapping[str, OperationObservation]):
+    """Operations of one scale set, observed lazily (a run may hold 100,000 of them)."""
+
+    def __init__(self, ops: dict[str, _Op]) -> None:
+        self._ops = ops
+
+    def __getitem__(self, op_id: str) -> OperationObservation:
+        op = self._ops[op_id]
+        return OperationObservation(op_id, op.state, op.finished_at, op.message)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._ops)
+
+    def __len__(self) -> int:
+        return len(self._ops)
+
+
+class SimulatedDriver:
+    """Instances that exist only in memory, on a virtual timeline.
+
+    ``bad_images`` are image versions whose instances never become healthy
+    (the demo's broken release).
+    """
+
+    def __init__(
+        self,
+        *,
+        start: datetime,
+        timings: Timings | None = None,
+        faults: Faults | None = None,
+        seed: int = 0,
+        bad_images: frozenset[str] = frozenset(),
+    ) -> None:
+        self.timings = timings or Timings()
+        self.faults = faults or Faults()
+        self.seed = seed
+        self.bad_images = set(bad_images)
+        self._start = start
+        self._now = start
+        self._sets: dict[str, _ScaleSet] = {}
+        self._timeline: list[tuple[datetime, int, str, str, str]] = []
+        self._seq = 0
+        self._payloads: dict[int, object] = {}
+        for index, event in enumerate(self.faults.events):
+            self._schedule(start + event.at, "health-event", "", str(index))
+
+    # -- the Driver protocol ---------------------------------------------------
+    def create_instance(self, spec: InstanceSpec) -> None:
+        ss = self._sets.setdefault(spec.scale_set_id, _ScaleSet())
+        if spec.instance_id in ss.instances:
+            return
+        data = {d.lun: f"data:{spec.scale_set_id}/{spec.instance_id}/lun{d.lun}"
+                for d in spec.data_disks}
+        inst = _Instance(
+            instance_id=spec.instance_id,
+            os_disk=_Disk(spec.os_disk_id, spec.image_version, spec.generation),
+            data_disks=data,
+            data_disk_ids=tuple(d.disk_id for d in spec.data_disks),
+        )
+        if self._now == self._start:
+            inst.healthy_from = self._now  # the initial fleet is up when the simulation starts
+            if spec.instance_id in self.faults.unhealthy_at_start:
+                inst.override = HealthState.UNHEALTHY
+        else:
+            self._boot(inst, spec.image_version, self._now + self.timings.boot, rng=None)
+        ss.instances[spec.instance_id] = inst
+
+    def delete_instance(self, scale_set_id: str, instance_id: str) -> None:
+        ss = self._sets.get(scale_set_id)
+        if ss is not None:
+            ss.instances.pop(instance_id, None)
+
+    def submit(self, operation: Operation) -> None:
+        ss = self._sets.setdefault(operation.scale_set_id, _ScaleSet())
+        inst = ss.instances.get(operation.instance_id)
+        if isinstance(operation, ReleaseOperation):
+            if inst is not None:
+                inst.previous = None
+            return
+        if operation.op_id in ss.ops:
+            return  # idempotent: the same operation id is the same operation
+        op = _Op(operation.op_id, operation.scale_set_id, operation.instance_id,
+                 "upgrade" if isinstance(operation, UpgradeOperation) else "rollback", self._now)
+        ss.ops[op.op_id] = op
+        if inst is None:
+            self._finish(op, OperationState.FAILED, "instance does not exist")
+            return
+        inst.busy_op = op.op_id
+        if isinstance(operation, UpgradeOperation):
+            self._schedule(self._now + self.timings.reimage, "reimage", operation.scale_set_id,
+                           op.op_id, payload=operation)
+        elif isinstance(operation, RollbackOperation):
+            self._schedule(self._now + self.timings.boot, "rollback", operation.scale_set_id,
+                           op.op_id)
+
+    def observe(self, scale_set_id: str, now: datetime) -> DriverSnapshot:
+        self._advance_to(now)
+        ss = self._sets.get(scale_set_id) or _ScaleSet()
+        instances = {
+            iid: DriverInstance(
+                instance_id=iid,
+                image_version=inst.os_disk.image_version,
+                generation=inst.os_disk.generation,
+                os_disk_id=inst.os_disk.disk_id,
+                previous_os_disk_id=inst.previous.disk_id if inst.previous else None,
+                power_state=inst.power_state(),
+                provisioning_state=(
+                    ProvisioningState.UPDATING if inst.busy_op
+                    else ProvisioningState.FAILED if inst.failed
+                    else ProvisioningState.SUCCEEDED
+                ),
+                health=inst.health(now),
+                data_disk_ids=inst.data_disk_ids,
+            )
+            for iid, inst in ss.instances.items()
+        }
+        return DriverSnapshot(instances, _OpView(ss.ops))
+
+    # -- the discrete-event loop's view ----------------------------------------
+    def next_event_time(self) -> datetime | None:
+        """The next instant at which something changes, or ``None``."""
+        return self._timeline[0][0] if self._timeline else None
+
+    # -- inspection for tests and reports --------------------------------------
+    def data_disks(self, scale_set_id: str, instance_id: str) -> dict[int, str]:
+        return dict(self._sets[scale_set_id].instances[instance_id].data_disks)
+
+    def reimage_count(self, scale_set_id: str, instance_id: str) -> int:
+        return self._sets[scale_set_id].instances[instance_id].reimages
+
+    def rollback_count(self, scale_set_id: str, instance_id: str) -> int:
+        return self._sets[scale_set_id].instances[instance_id].rollbacks
+
+    def instance_ids(self, scale_set_id: str) -> list[str]:
+        return list(self._sets.get(scale_set_id, _ScaleSet()).instances)
+
+    def set_health(self, scale_set_id: str, instance_id: str, health: HealthState | None) -> None:
+        """Force an instance's reported health (``None`` lifts the override)."""
+        self._sets[scale_set_id].instances[instance_id].override = health
+
+    # -- internals -------------------------------------------------------------
+    def _schedule(self, at: datetime, kind: str, scale_set_id: str, key: str,
+                  payload: object = None) -> None:
+        self._seq += 1
+        if payload is not None:
+            self._payloads[self._seq] = payload
+        heapq.heappush(self._timeline, (at, self._seq, kind, scale_set_id, key))
+
+    def _advance_to(self, now: datetime) -> None:
+        while self._timeline and self._timeline[0][0] <= now:
+            at, seq, kind, sid, key = heapq.heappop(self._timeline)
+            self._now = max(self._now, at)
+            self._apply(at, seq, kind, sid, key)
+        self._now = max(self._now, now)
+
+    def _apply(self, at: datetime, seq: int, kind: str, sid: str, key: str) -> None:
+        if kind == "health-event":
+            event = self.faults.events[int(key)]
+            for ss in self._sets.values():
+                for iid in event.instances:
+                    if iid in ss.instances:
+                        ss.instances[iid].override = (
+                            None if event.health is HealthState.HEALTHY else event.health
+                        )
+            return
+        if kind in ("healthy", "flap"):
+            return  # nothing to apply: the instance's health is derived from the time
+        ss = self._sets.get(sid)
+        op = ss.ops.get(key) if ss else None
+        if ss is None or op is None:
+            return
+        inst = ss.instances.get(op.instance_id)
+        if inst is None:
+            self._finish(op, OperationState.FAILED, "instance was deleted", at)
+            return
+        rng = random.Random(f"{self.seed}/{op.op_id}")
+        if kind == "reimage":
+            payload = self._payloads.pop(seq)
+            assert isinstance(payload, UpgradeOperation)
+            if rng.random() < self.faults.reimage_fail_probability:
+                inst.busy_op = None
+                inst.failed = True
+                self._finish(op, OperationState.FAILED,
+                             "OS disk provisioning failed (simulated fault)", at)
+                return
+            inst.reimages += 1
+            inst.previous = inst.os_disk
+            inst.os_disk = _Disk(payload.os_disk_id, payload.image_version, payload.generation)
+            inst.override = None
+            inst.failed = False
+            self._schedule(at + self.timings.boot, "booted", sid, op.op_id)
+        elif kind == "booted":
+            inst.busy_op = None
+            boot_rng = random.Random(f"{self.seed}/{op.op_id}/boot")
+            self._boot(inst, inst.os_disk.image_version, at, boot_rng)
+            self._finish(op, OperationState.SUCCEEDED, None, at)
+        elif kind == "rollback":
+            inst.busy_op = None
+            if inst.previous is None or rng.random() < self.faults.rollback_fail_probability:
+                inst.failed = True
+                self._finish(op, OperationState.FAILED,
+                             "no previous OS disk to restore" if inst.previous is None
+                             else "restoring the previous OS disk failed (simulated fault)", at)
+                return
+            inst.rollbacks += 1
+            inst.os_disk, inst.previous = inst.previous, None
+            inst.failed = False
+            inst.override = None
+            inst.extension_failed = False
+            inst.flap_period = None
+            inst.healthy_from = at + self.timings.healthy
+            self._schedule(inst.healthy_from, "healthy", sid, op.op_id)
+            self._finish(op, OperationState.SUCCEEDED, None, at)
+
+    def _boot(self, inst: _Instance, image_version: str | None, at: datetime,
+              rng: random.Random | None) -> None:
+        """The instance has booted at ``at``: decide when (if ever) it reports Healthy."""
+        inst.flap_period = None
+        inst.extension_failed = False
+        if image_version in self.bad_images:
+            inst.healthy_from = None
+            return
+        f = self.faults
+        draw = rng.random if rng is not None else (lambda: 1.0)
+        never, extension_fails, late, flaps = draw(), draw(), draw(), draw()
+        if never < f.never_healthy_probability:
+            inst.healthy_from = None
+            return
+        if extension_fails < f.extension_fail_probability:
+            inst.extension_failed = True
+            inst.healthy_from = None
+            return
+        delay = self.timings.healthy + (f.late_by if late < f.late_healthy_probability else
+                                        timedelta(0))
+        inst.healthy_from = at + delay
+        self._schedule(inst.healthy_from, "healthy", "", inst.instance_id)
+        if flaps < f.flap_probability:
+            inst.flap_period = f.flap_period
+            for k in range(1, FLAP_TOGGLES + 1):
+                self._schedule(inst.healthy_from + f.flap_period * k, "flap", "", inst.instance_id)
+
+    def _finish(self, op: _Op, state: OperationState, message: str | None,
+                at: datetime | None = None) -> None:
+        op.state = state
+        op.finished_at = at or self._now
+        op.message = message

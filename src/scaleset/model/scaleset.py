@@ -1,0 +1,200 @@
+"""The scale set resource (``Microsoft.Compute/virtualMachineScaleSets``).
+
+Only the fields scaleset acts on are typed; everything else a client sends is
+kept as-is (see :class:`~scaleset.model.base.ArmModel`). Defaults are Azure's.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any, Literal
+
+from pydantic import Field
+
+from scaleset.model.base import ArmModel
+from scaleset.model.durations import Duration
+
+UpgradeMode = Literal["Automatic", "Manual", "Rolling"]
+
+
+class Sku(ArmModel):
+    name: str | None = None
+    tier: str | None = None
+    capacity: int | None = Field(default=None, ge=0)
+
+
+class AutomaticOSUpgradePolicy(ArmModel):
+    enable_automatic_os_upgrade: bool = Field(default=False, alias="enableAutomaticOSUpgrade")
+    disable_automatic_rollback: bool = False
+    use_rolling_upgrade_policy: bool = False
+    os_rolling_upgrade_deferral: bool = False
+
+
+class RollingUpgradePolicy(ArmModel):
+    """Batch size, health gates and pacing of a rolling upgrade (Azure's ranges)."""
+
+    max_batch_instance_percent: int = Field(default=20, ge=5, le=100)
+    max_unhealthy_instance_percent: int = Field(default=20, ge=5, le=100)
+    max_unhealthy_upgraded_instance_percent: int = Field(default=20, ge=0, le=100)
+    pause_time_between_batches: Duration = timedelta(0)
+    prioritize_unhealthy_instances: bool = False
+    enable_cross_zone_upgrade: bool = False
+    rollback_failed_instances_on_policy_breach: bool = False
+    max_surge: bool = False
+
+
+class UpgradePolicy(ArmModel):
+    mode: UpgradeMode = "Manual"
+    automatic_os_upgrade_policy: AutomaticOSUpgradePolicy | None = Field(
+        default=None, alias="automaticOSUpgradePolicy"
+    )
+    rolling_upgrade_policy: RollingUpgradePolicy | None = None
+
+
+class ImageReference(ArmModel):
+    publisher: str | None = None
+    offer: str | None = None
+    sku: str | None = None
+    version: str | None = None
+    id: str | None = None
+    shared_gallery_image_id: str | None = None
+    community_gallery_image_id: str | None = None
+    exact_version: str | None = None
+
+
+class OSDisk(ArmModel):
+    create_option: str = "FromImage"
+    caching: str | None = None
+    disk_size_gb: int | None = Field(default=None, alias="diskSizeGB")
+    os_type: Literal["Linux", "Windows"] | None = None
+    name: str | None = None
+
+
+class DataDisk(ArmModel):
+    lun: int = Field(ge=0)
+    create_option: str = "Empty"
+    disk_size_gb: int | None = Field(default=None, alias="diskSizeGB")
+    caching: str | None = None
+    name: str | None = None
+
+
+class StorageProfile(ArmModel):
+    image_reference: ImageReference | None = None
+    os_disk: OSDisk | None = None
+    data_disks: list[DataDisk] = Field(default_factory=list)
+
+
+class WindowsConfiguration(ArmModel):
+    provision_vm_agent: bool | None = Field(default=None, alias="provisionVMAgent")
+    enable_automatic_updates: bool | None = None
+    time_zone: str | None = None
+
+
+class LinuxConfiguration(ArmModel):
+    disable_password_authentication: bool | None = None
+    provision_vm_agent: bool | None = Field(default=None, alias="provisionVMAgent")
+
+
+class OSProfile(ArmModel):
+    computer_name_prefix: str | None = None
+    admin_username: str | None = None
+    admin_password: str | None = None
+    custom_data: str | None = None
+    windows_configuration: WindowsConfiguration | None = None
+    linux_configuration: LinuxConfiguration | None = None
+
+
+class ApiEntityReference(ArmModel):
+    id: str
+
+
+class NetworkProfile(ArmModel):
+    health_probe: ApiEntityReference | None = None
+    network_interface_configurations: list[dict[str, Any]] | None = None
+
+
+class ExtensionProperties(ArmModel):
+    publisher: str
+    type: str
+    type_handler_version: str | None = None
+    auto_upgrade_minor_version: bool | None = None
+    enable_automatic_upgrade: bool | None = None
+    settings: dict[str, Any] | None = None
+    protected_settings: dict[str, Any] | None = None
+    provision_after_extensions: list[str] = Field(default_factory=list)
+    force_update_tag: str | None = None
+    suppress_failures: bool | None = None
+    provisioning_state: str | None = None
+
+
+class Extension(ArmModel):
+    name: str
+    properties: ExtensionProperties
+
+
+class ExtensionProfile(ArmModel):
+    extensions: list[Extension] = Field(default_factory=list)
+    extensions_time_budget: Duration | None = None
+
+
+class VirtualMachineProfile(ArmModel):
+    os_profile: OSProfile | None = None
+    storage_profile: StorageProfile = Field(default_factory=StorageProfile)
+    network_profile: NetworkProfile | None = None
+    extension_profile: ExtensionProfile | None = None
+
+
+class ScaleSetProperties(ArmModel):
+    upgrade_policy: UpgradePolicy = Field(default_factory=UpgradePolicy)
+    virtual_machine_profile: VirtualMachineProfile = Field(default_factory=VirtualMachineProfile)
+    provisioning_state: str | None = None
+    unique_id: str | None = None
+    time_created: str | None = None
+    overprovision: bool | None = None
+    single_placement_group: bool | None = None
+    platform_fault_domain_count: int | None = None
+    orchestration_mode: str | None = None
+
+
+class ScaleSet(ArmModel):
+    """A ``Microsoft.Compute/virtualMachineScaleSets`` resource."""
+
+    id: str | None = None
+    name: str | None = None
+    type: str | None = "Microsoft.Compute/virtualMachineScaleSets"
+    location: str
+    zones: list[str] = Field(default_factory=list)
+    sku: Sku = Field(default_factory=Sku)
+    tags: dict[str, str] | None = None
+    etag: str | None = None
+    properties: ScaleSetProperties = Field(default_factory=ScaleSetProperties)
+
+    @property
+    def capacity(self) -> int:
+        return self.sku.capacity or 0
+
+    @property
+    def image_reference(self) -> ImageReference:
+        profile = self.properties.virtual_machine_profile.storage_profile
+        return profile.image_reference or ImageReference()
+
+    @property
+    def automatic_os_upgrade(self) -> AutomaticOSUpgradePolicy:
+        return (
+            self.properties.upgrade_policy.automatic_os_upgrade_policy
+            or AutomaticOSUpgradePolicy()
+        )
+
+    @property
+    def rolling_upgrade_policy(self) -> RollingUpgradePolicy:
+        """The policy that paces runs: the one written on the model, else Azure's defaults."""
+        return self.properties.upgrade_policy.rolling_upgrade_policy or RollingUpgradePolicy()
+
+    @property
+    def extensions(self) -> list[Extension]:
+        profile = self.properties.virtual_machine_profile.extension_profile
+        return list(profile.extensions) if profile else []
+
+    @property
+    def data_disks(self) -> list[DataDisk]:
+        return list(self.properties.virtual_machine_profile.storage_profile.data_disks)

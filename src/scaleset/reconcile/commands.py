@@ -1,0 +1,265 @@
+"""What users ask for: each command validates, writes desired state, and returns.
+
+Commands never call a driver; the next reconcile pass acts on what they wrote
+(level-triggered). Each one commits in a single transaction, so bad input
+changes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from scaleset.catalog import versions
+from scaleset.errors import InvalidParameter, NotFound, OperationNotAllowed
+from scaleset.model.instance import InstanceRecord
+from scaleset.model.scaleset import ScaleSet
+from scaleset.reconcile.settings import ShellSettings
+from scaleset.reconcile.shell import run_id_for
+from scaleset.store.repository import ImageVersionRow, ScaleSetRow, Store, Tx
+from scaleset.upgrade import run as run_machine
+from scaleset.upgrade.actions import Decision, Event
+from scaleset.upgrade.observations import InstanceObservation
+from scaleset.upgrade.state import Policy, Run, RunKind, StartedBy, Target
+
+
+def _etag(payload: str) -> str:
+    return '"' + hashlib.sha1(payload.encode()).hexdigest()[:16] + '"'
+
+
+def model_changes_instances(old: ScaleSet, new: ScaleSet) -> bool:
+    """Whether ``new`` changes what runs on instances (a new model generation).
+
+    Capacity, tags, the upgrade policy and ``latest`` image resolution are
+    not instance changes; OS profile, extensions, disks, network and a pinned
+    image version are.
+    """
+    def instance_facing(m: ScaleSet) -> dict[str, Any]:
+        profile = m.properties.virtual_machine_profile.model_dump(
+            mode="json", by_alias=True, exclude_none=True)
+        ref = profile.get("storageProfile", {}).get("imageReference", {})
+        ref.pop("exactVersion", None)
+        return profile
+
+    return instance_facing(old) != instance_facing(new)
+
+
+def resolve_image_version(tx: Tx, location: str, model: ScaleSet) -> str | None:
+    """The concrete image version ``model`` asks for: ``latest`` resolved now, or as pinned."""
+    ref = model.image_reference
+    if ref.version is None:
+        return None
+    if ref.version.lower() != "latest":
+        return ref.version
+    if not (ref.publisher and ref.offer and ref.sku):
+        return None
+    found = tx.image_versions(location, ref.publisher, ref.offer, ref.sku)
+    latest = versions.latest(v.version for v in found)
+    if latest is None:
+        raise InvalidParameter(
+            f"no version of image {ref.publisher}/{ref.offer}/{ref.sku} is published in "
+            f"'{location}', so 'latest' cannot be resolved; publish one first",
+            target="properties.virtualMachineProfile.storageProfile.imageReference",
+        )
+    return latest
+
+
+def create_scale_set(store: Store, *, scale_set_id: str, model: ScaleSet, now: datetime
+                     ) -> ScaleSetRow:
+    """Record a new scale set; the reconciler creates its instances."""
+    name = model.name or scale_set_id.rsplit("/", 1)[-1]
+    with store.transaction() as tx:
+        if tx.get_scale_set(scale_set_id) is not None:
+            raise OperationNotAllowed(f"scale set '{name}' already exists", target="name")
+        image_version = resolve_image_version(tx, model.location, model)
+        row = ScaleSetRow(
+            id=scale_set_id, name=name, location=model.location, model=model, generation=1,
+            image_version=image_version, next_instance_id=0,
+            etag=_etag(f"{scale_set_id}/1/{now.isoformat()}"), created_at=now, updated_at=now,
+        )
+        tx.insert_scale_set(row)
+        tx.append_events(scale_set_id, None, [Event(
+            "ScaleSetCreated", f"capacity {model.capacity}, image {image_version}")], now)
+    return row
+
+
+def update_scale_set(store: Store, *, scale_set_id: str, model: ScaleSet, now: datetime
+                     ) -> ScaleSetRow:
+    """Replace a scale set's model; instance-facing changes bump its generation."""
+    with store.transaction() as tx:
+        row = _get(tx, scale_set_id)
+        generation = row.generation + (1 if model_changes_instances(row.model, model) else 0)
+        image_version = row.image_version
+        ref = model.image_reference
+        if ref.version and ref.version.lower() != "latest":
+            image_version = ref.version
+        updated = row.replace(model=model, generation=generation, image_version=image_version,
+                              etag=_etag(f"{scale_set_id}/{generation}/{now.isoformat()}"),
+                              updated_at=now)
+        tx.update_scale_set(updated)
+        if generation != row.generation:
+            tx.append_events(scale_set_id, None, [Event(
+                "ModelChanged", f"model generation {generation}")], now)
+    return updated
+
+
+def set_capacity(store: Store, *, scale_set_id: str, capacity: int, now: datetime) -> ScaleSetRow:
+    if capacity < 0:
+        raise InvalidParameter("sku.capacity must be 0 or more", target="sku.capacity")
+    with store.transaction() as tx:
+        row = _get(tx, scale_set_id)
+        model = row.model.model_copy(deep=True)
+        model.sku.capacity = capacity
+        updated = row.replace(model=model, updated_at=now,
+                              etag=_etag(f"{scale_set_id}/cap{capacity}/{now.isoformat()}"))
+        tx.update_scale_set(updated)
+    return updated
+
+
+def publish_image_version(
+    store: Store, *, location: str, publisher: str, offer: str, sku: str, version: str,
+    os_type: str = "Linux", properties: Mapping[str, Any] | None = None, now: datetime,
+) -> ImageVersionRow:
+    """Publish a platform image version (the trigger picks it up on the next pass)."""
+    if not versions.is_version(version):
+        raise InvalidParameter(
+            f"image version '{version}' must be dotted integers such as '1.2.0'", target="version")
+    row = ImageVersionRow(location, publisher, offer, sku, version, os_type,
+                          dict(properties or {}), now)
+    with store.transaction() as tx:
+        tx.put_image_version(row)
+    return row
+
+
+def _fleet(records: Mapping[str, InstanceRecord]) -> dict[str, InstanceObservation]:
+    return {
+        iid: InstanceObservation(iid, r.zone, r.update_domain, r.health_state, r.image_version,
+                                 r.model_generation, r.protect_from_scale_set_actions)
+        for iid, r in records.items()
+    }
+
+
+def _insert_started_run(tx: Tx, row: ScaleSetRow, run: Run, now: datetime) -> None:
+    ref = row.model.image_reference
+    reference = None
+    if run.target.image_version is not None:
+        reference = {k: v for k, v in (("publisher", ref.publisher), ("offer", ref.offer),
+                                       ("sku", ref.sku), ("id", ref.id)) if v}
+        reference["version"] = run.target.image_version
+    tx.insert_run(run, target_image_reference=reference)
+    tx.append_events(row.id, run.run_id, [Event(
+        "RunStarted", f"{run.kind} run started by {run.started_by}: "
+                      f"{len(run.instances)} instances")], now)
+
+
+def _ensure_idle(tx: Tx, row: ScaleSetRow, operation: str) -> None:
+    active = tx.active_run(row.id)
+    if active is not None:
+        raise OperationNotAllowed(
+            f"Operation '{operation}' is not allowed on Virtual Machine Scale Set '{row.name}' "
+            f"while rolling upgrade {active.run_id} is {active.status}; cancel it "
+            "(rollingUpgrades/cancel) or wait for it to finish",
+        )
+
+
+def start_os_upgrade(store: Store, *, scale_set_id: str, now: datetime,
+                     settings: ShellSettings | None = None,
+                     started_by: StartedBy = StartedBy.USER) -> Run:
+    """A run to the latest image version, now.
+
+    Started by a user (``osRollingUpgrade``) it never rolls back; the
+    simulator also starts Platform runs this way, which follow the model's
+    ``disableAutomaticRollback``.
+    """
+    settings = settings or ShellSettings()
+    with store.transaction() as tx:
+        row = _get(tx, scale_set_id)
+        _ensure_idle(tx, row, "osRollingUpgrade")
+        ref = row.model.image_reference
+        if (ref.version or "").lower() != "latest":
+            raise OperationNotAllowed(
+                "The OS Rolling Upgrade API needs a platform or gallery image with version "
+                f"'latest'; scale set '{row.name}' pins version '{ref.version}'. Set "
+                "imageReference.version to 'latest'.",
+                target="properties.virtualMachineProfile.storageProfile.imageReference.version",
+            )
+        target = resolve_image_version(tx, row.location, row.model)
+        records = tx.instances(scale_set_id)
+        run = run_machine.start_run(
+            run_id=run_id_for(row.id, len(tx.run_summaries(row.id)) + 1),
+            scale_set_id=row.id, kind=RunKind.OS_IMAGE, started_by=started_by,
+            target=Target(target, row.generation),
+            policy=Policy.from_model(row.model.rolling_upgrade_policy,
+                                     health_timeout=settings.health_timeout),
+            fleet=_fleet(records), now=now,
+            disable_automatic_rollback=row.model.automatic_os_upgrade.disable_automatic_rollback,
+        )
+        _insert_started_run(tx, row, run, now)
+    return run
+
+
+def manual_upgrade(store: Store, *, scale_set_id: str, instance_ids: Iterable[str],
+                   now: datetime, settings: ShellSettings | None = None) -> Run:
+    """Bring the named instances to the latest model, all at once (``manualupgrade``)."""
+    settings = settings or ShellSettings()
+    ids = list(instance_ids)
+    with store.transaction() as tx:
+        row = _get(tx, scale_set_id)
+        _ensure_idle(tx, row, "manualUpgrade")
+        records = tx.instances(scale_set_id)
+        missing = [i for i in ids if i not in records]
+        if missing:
+            raise NotFound(f"instances {', '.join(missing)} are not in scale set '{row.name}'",
+                           target="instanceIds", code="NotFound")
+        run = run_machine.start_run(
+            run_id=run_id_for(row.id, len(tx.run_summaries(row.id)) + 1),
+            scale_set_id=row.id, kind=RunKind.MODEL, started_by=StartedBy.USER,
+            target=Target(None, row.generation),
+            policy=Policy.from_model(row.model.rolling_upgrade_policy,
+                                     health_timeout=settings.health_timeout),
+            fleet=_fleet(records), now=now, all_at_once=True, only=ids,
+        )
+        _insert_started_run(tx, row, run, now)
+    return run
+
+
+def cancel(store: Store, *, scale_set_id: str, now: datetime) -> Run:
+    """Ask the active run to stop after its current batch."""
+    with store.transaction() as tx:
+        row = _get(tx, scale_set_id)
+        active = tx.active_run(scale_set_id)
+        if active is None:
+            raise OperationNotAllowed(
+                f"There is no ongoing Rolling Upgrade to cancel for Virtual Machine Scale Set "
+                f"'{row.name}'.")
+        cancelled = run_machine.request_cancel(active, now)
+        tx.save_decision(active, Decision(cancelled, events=(
+            Event("CancelRequested", "cancel requested; the run stops after this batch"),)), now)
+    return cancelled
+
+
+def set_protection(store: Store, *, scale_set_id: str, instance_id: str,
+                   protect_from_scale_in: bool, protect_from_scale_set_actions: bool,
+                   now: datetime) -> InstanceRecord:
+    with store.transaction() as tx:
+        row = _get(tx, scale_set_id)
+        records = tx.instances(scale_set_id)
+        if instance_id not in records:
+            raise NotFound(f"instance '{instance_id}' is not in scale set '{row.name}'",
+                           code="NotFound")
+        updated = records[instance_id].replace(
+            protect_from_scale_in=protect_from_scale_in,
+            protect_from_scale_set_actions=protect_from_scale_set_actions)
+        tx.update_instances([updated])
+    return updated
+
+
+def _get(tx: Tx, scale_set_id: str) -> ScaleSetRow:
+    row = tx.get_scale_set(scale_set_id)
+    if row is None:
+        name = scale_set_id.rsplit("/", 1)[-1]
+        raise NotFound(
+            f"The Resource 'Microsoft.Compute/virtualMachineScaleSets/{name}' was not found.")
+    return row

@@ -1,0 +1,20 @@
+"""Settings of the shell, with a default on every field."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from scaleset.upgrade.state import DEFAULT_HEALTH_TIMEOUT
+
+
+@dataclass(frozen=True, slots=True)
+class ShellSettings:
+    health_timeout: timedelta = DEFAULT_HEALTH_TIMEOUT
+    """How long an upgraded instance has to become healthy (Azure: 5 minutes)."""
+
+    update_domains: int = 5
+    """Update domains instances are spread over (Azure's default for scale sets)."""
+
+    fault_domains: int = 5
+    """Fault domains when the model does not set ``platformFaultDomainCount``."""

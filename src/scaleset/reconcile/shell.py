@@ -1,0 +1,349 @@
+"""One level-triggered pass over one scale set: observe -> decide -> persist -> act.
+
+The order inside a pass is the crash-safety argument:
+
+1. read the scale set, its instance records and its active run (store);
+2. observe the driver;
+3. decide membership (create / delete instances) and the run's next step,
+   using only what was read;
+4. commit all of it in one transaction;
+5. only then call the driver.
+
+A crash anywhere loses at most step 5, and the next pass redoes it: a record
+the driver does not have is created, an instance the store does not have is
+deleted, and an operation the driver has not seen is asked for again under
+the same id (``upgrade.run`` re-issues it). ``checkpoint(name)`` is called
+between steps so tests can crash the shell at every one of them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from scaleset.catalog import versions
+from scaleset.clock import Clock
+from scaleset.drivers.base import (
+    Driver,
+    DriverInstance,
+    DriverSnapshot,
+    ReleaseOperation,
+    RollbackOperation,
+    UpgradeOperation,
+)
+from scaleset.model.instance import InstanceRecord
+from scaleset.reconcile import membership
+from scaleset.reconcile.settings import ShellSettings
+from scaleset.store.repository import ScaleSetRow, Store, Tx
+from scaleset.upgrade import run as run_machine
+from scaleset.upgrade import trigger
+from scaleset.upgrade.actions import (
+    Action,
+    Decision,
+    Event,
+    ReleasePreviousOsDisk,
+    RollbackInstance,
+    UpgradeInstance,
+)
+from scaleset.upgrade.observations import InstanceObservation, Observations
+from scaleset.upgrade.state import Policy, Run, RunKind, RunStatus, StartedBy
+
+Checkpoint = Callable[[str], None]
+
+
+def _no_checkpoint(step: str) -> None:
+    """The production checkpoint: nothing happens between steps."""
+
+
+@dataclass(frozen=True, slots=True)
+class PassResult:
+    """How a pass ended: when to look again, and whether a run is still active."""
+
+    wake_at: datetime | None
+    active_run_id: str | None
+    run_status: RunStatus | None = None
+
+
+def run_id_for(scale_set_id: str, sequence: int) -> str:
+    """Deterministic run ids, so a replayed simulation meets the same seeded faults."""
+    return hashlib.sha1(f"{scale_set_id}/run/{sequence}".encode()).hexdigest()[:20]
+
+
+def observations(records: Mapping[str, InstanceRecord], snapshot: DriverSnapshot) -> Observations:
+    """The core's view of the fleet: the store's placement and protection, the driver's state."""
+    fleet: dict[str, InstanceObservation] = {}
+    for iid, record in records.items():
+        seen = snapshot.instances.get(iid)
+        if seen is None:
+            continue  # not created yet (or lost): not part of the fleet until it exists
+        fleet[iid] = InstanceObservation(
+            instance_id=iid,
+            zone=record.zone,
+            update_domain=record.update_domain,
+            health=seen.health,
+            image_version=seen.image_version,
+            generation=seen.generation,
+            protected=record.protect_from_scale_set_actions,
+        )
+    return Observations(fleet, snapshot.operations)
+
+
+def _refreshed(record: InstanceRecord, seen: DriverInstance) -> InstanceRecord:
+    previous_image = record.previous_image_version
+    previous_generation = record.previous_model_generation
+    if seen.previous_os_disk_id is None:
+        previous_image, previous_generation = None, None
+    elif seen.previous_os_disk_id != record.previous_os_disk_id:
+        previous_image, previous_generation = record.image_version, record.model_generation
+    return record.replace(
+        image_version=seen.image_version,
+        model_generation=seen.generation,
+        os_disk_id=seen.os_disk_id,
+        previous_os_disk_id=seen.previous_os_disk_id,
+        previous_image_version=previous_image,
+        previous_model_generation=previous_generation,
+        power_state=seen.power_state,
+        provisioning_state=seen.provisioning_state,
+        health_state=seen.health,
+    )
+
+
+class Reconciler:
+    """Drives every scale set in a store towards its model, one pass at a time.
+
+    >>> # reconciler = Reconciler(store=store, driver=driver, clock=clock)
+    >>> # reconciler.reconcile(scale_set_id).wake_at
+    """
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        driver: Driver,
+        clock: Clock,
+        settings: ShellSettings | None = None,
+        checkpoint: Checkpoint = _no_checkpoint,
+    ) -> None:
+        self.store = store
+        self.driver = driver
+        self.clock = clock
+        self.settings = settings or ShellSettings()
+        self.checkpoint = checkpoint
+
+    # -- the pass ----------------------------------------------------------------
+    def reconcile(self, scale_set_id: str) -> PassResult:
+        """One pass over one scale set."""
+        now = self.clock.now()
+        with self.store.transaction() as tx:
+            row = tx.get_scale_set(scale_set_id)
+            if row is None:
+                return PassResult(None, None)
+            records = tx.instances(scale_set_id)
+            run = tx.active_run(scale_set_id)
+        self.checkpoint("read")
+
+        snapshot = self.driver.observe(scale_set_id, now)
+        self.checkpoint("observed")
+
+        row, records, snapshot = self._converge_membership(row, records, run, snapshot, now)
+
+        refreshed = {
+            iid: _refreshed(r, snapshot.instances[iid]) if iid in snapshot.instances else r
+            for iid, r in records.items()
+        }
+        changed_records = [r for iid, r in refreshed.items() if r != records[iid]]
+        obs = observations(refreshed, snapshot)
+
+        decision: Decision | None = None
+        new_run = False
+        if run is not None:
+            decision = run_machine.decide(run, obs, now)
+        else:
+            started = self._maybe_start(tx_row=row, obs=obs, now=now)
+            if started is not None:
+                new_run = True
+                run = started
+                decision = run_machine.decide(started, obs, now)
+
+        with self.store.transaction() as tx:
+            tx.update_instances(changed_records)
+            if decision is not None and run is not None:
+                if new_run:
+                    tx.insert_run(decision.run, target_image_reference=self._image_reference(
+                        row, decision.run))
+                    tx.append_events(scale_set_id, run.run_id, (Event(
+                        "RunStarted",
+                        f"{run.kind} run started by {run.started_by} towards "
+                        f"image {run.target.image_version or '(unchanged)'}, "
+                        f"generation {run.target.generation}: {len(run.instances)} instances",
+                    ),), run.start_time)
+                    tx.append_events(scale_set_id, run.run_id, decision.events, now)
+                else:
+                    tx.save_decision(run, decision, now)
+                self._on_run_end(tx, row, decision.run, now)
+        self.checkpoint("persisted")
+
+        if decision is not None:
+            for action in decision.actions:
+                self._act(row, action)
+                self.checkpoint("acted")
+
+        active = decision.run if decision is not None else None
+        if active is None or active.status.is_terminal:
+            self._release_kept_disks(refreshed)
+            active = None
+        wake = decision.wake_at if decision is not None else None
+        if decision is not None and decision.run.status.is_terminal:
+            wake = now  # a finished run may let the next one start: look again at once
+        return PassResult(
+            wake_at=wake,
+            active_run_id=active.run_id if active else None,
+            run_status=decision.run.status if decision is not None else None,
+        )
+
+    # -- membership --------------------------------------------------------------
+    def _converge_membership(
+        self,
+        row: ScaleSetRow,
+        records: dict[str, InstanceRecord],
+        run: Run | None,
+        snapshot: DriverSnapshot,
+        now: datetime,
+    ) -> tuple[ScaleSetRow, dict[str, InstanceRecord], DriverSnapshot]:
+        desired = row.model.capacity
+        added: list[InstanceRecord] = []
+        removed: list[str] = []
+        next_index = row.next_instance_id
+        if len(records) < desired:
+            image = row.image_version
+            if run is not None and run.kind is RunKind.OS_IMAGE and \
+                    run.status is RunStatus.ROLLING_FORWARD:
+                image = run.target.image_version  # scale-out during a run lands on its target
+            for _ in range(desired - len(records)):
+                added.append(membership.new_instance(
+                    scale_set_id=row.id, name=row.name, model=row.model, index=next_index,
+                    generation=row.generation, image_version=image, settings=self.settings))
+                next_index += 1
+        elif len(records) > desired:
+            busy = frozenset(run.instances) if run is not None else frozenset()
+            removed = membership.scale_in_victims(records, len(records) - desired, busy)
+        if added or removed:
+            row = row.replace(next_instance_id=next_index, updated_at=now)
+            with self.store.transaction() as tx:
+                tx.insert_instances(added)
+                tx.delete_instances(row.id, removed)
+                tx.update_scale_set(row)
+                tx.append_events(row.id, None, [
+                    Event("InstanceCreated", "instance added to reach capacity", r.instance_id)
+                    for r in added] + [
+                    Event("InstanceDeleted", "instance removed to reach capacity", iid)
+                    for iid in removed], now)
+            self.checkpoint("membership-persisted")
+            records = {**records, **{r.instance_id: r for r in added}}
+            for iid in removed:
+                records.pop(iid, None)
+
+        touched = False
+        for iid in snapshot.instances:
+            if iid not in records:  # deleted from the store, or an orphan of a crash
+                self.driver.delete_instance(row.id, iid)
+                touched = True
+        for iid, record in membership_order(records):
+            if iid not in snapshot.instances:
+                self.driver.create_instance(membership.spec_for(record))
+                touched = True
+        if touched:
+            self.checkpoint("membership-acted")
+            snapshot = self.driver.observe(row.id, now)
+        return row, records, snapshot
+
+    # -- runs --------------------------------------------------------------------
+    def _maybe_start(self, *, tx_row: ScaleSetRow, obs: Observations, now: datetime
+                     ) -> Run | None:
+        row = tx_row
+        with self.store.transaction() as tx:
+            summaries = tx.run_summaries(row.id)
+            latest = self._latest_image_version(tx, row)
+        past = [trigger.PastRun(s.run.kind, s.run.started_by, s.run.target.image_version,
+                                s.run.status, s.run.target.generation) for s in summaries]
+        model = row.model
+        start = trigger.next_run(
+            fleet=obs.instances,
+            generation=row.generation,
+            upgrade_mode=model.properties.upgrade_policy.mode,
+            automatic_os_upgrade=model.automatic_os_upgrade.enable_automatic_os_upgrade,
+            latest_image_version=latest,
+            past_runs=past,
+            active=False,
+        )
+        if start is None:
+            return None
+        started_by = StartedBy.PLATFORM
+        return run_machine.start_run(
+            run_id=run_id_for(row.id, len(summaries) + 1),
+            scale_set_id=row.id,
+            kind=start.kind,
+            started_by=started_by,
+            target=start.target,
+            policy=self.policy_for(row),
+            fleet=obs.instances,
+            now=now,
+            disable_automatic_rollback=model.automatic_os_upgrade.disable_automatic_rollback,
+            all_at_once=start.all_at_once,
+        )
+
+    def policy_for(self, row: ScaleSetRow) -> Policy:
+        """The policy a new run of this scale set follows."""
+        return Policy.from_model(row.model.rolling_upgrade_policy,
+                                 health_timeout=self.settings.health_timeout)
+
+    @staticmethod
+    def _latest_image_version(tx: Tx, row: ScaleSetRow) -> str | None:
+        ref = row.model.image_reference
+        if (ref.version or "").lower() != "latest" or not (ref.publisher and ref.offer and ref.sku):
+            return None
+        found = tx.image_versions(row.location, ref.publisher, ref.offer, ref.sku)
+        return versions.latest(v.version for v in found)
+
+    @staticmethod
+    def _image_reference(row: ScaleSetRow, run: Run) -> dict[str, str] | None:
+        ref = row.model.image_reference
+        if run.target.image_version is None:
+            return None
+        out = {k: v for k, v in (("publisher", ref.publisher), ("offer", ref.offer),
+                                 ("sku", ref.sku), ("id", ref.id)) if v}
+        out["version"] = run.target.image_version
+        return out
+
+    def _on_run_end(self, tx: Tx, row: ScaleSetRow, run: Run, now: datetime) -> None:
+        if run.status is RunStatus.COMPLETED and run.kind is RunKind.OS_IMAGE:
+            fresh = tx.get_scale_set(row.id)
+            if fresh is not None:
+                tx.update_scale_set(fresh.replace(image_version=run.target.image_version,
+                                                  updated_at=now))
+
+    # -- acting ------------------------------------------------------------------
+    def _act(self, row: ScaleSetRow, action: Action) -> None:
+        match action:
+            case UpgradeInstance(op_id=op_id, instance_id=iid, image_version=image,
+                                 generation=generation):
+                self.driver.submit(UpgradeOperation(
+                    op_id, row.id, iid, image, generation,
+                    os_disk_id=membership.os_disk_id(row.name, iid, op_id)))
+            case RollbackInstance(op_id=op_id, instance_id=iid):
+                self.driver.submit(RollbackOperation(op_id, row.id, iid))
+            case ReleasePreviousOsDisk(instance_id=iid):
+                self.driver.submit(ReleaseOperation(row.id, iid))
+
+    def _release_kept_disks(self, records: Mapping[str, InstanceRecord]) -> None:
+        # Level-triggered clean-up: with no run that may still roll back, a kept
+        # OS disk is garbage (this also covers a crash between persist and act).
+        for record in records.values():
+            if record.previous_os_disk_id is not None:
+                self.driver.submit(ReleaseOperation(record.scale_set_id, record.instance_id))
+
+
+def membership_order(records: Mapping[str, InstanceRecord]) -> list[tuple[str, InstanceRecord]]:
+    return [(r.instance_id, r) for r in membership.ordered(list(records.values()))]

@@ -1,0 +1,190 @@
+"""Run a scenario: a scale set on the simulated driver, one rollout, a report.
+
+Everything goes through the real shell and store (SQLite in memory unless a
+database URL is given), on a virtual clock; only the instances are simulated.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from scaleset.clock import EPOCH, VirtualClock
+from scaleset.drivers.simulated import SimulatedDriver
+from scaleset.reconcile import commands
+from scaleset.reconcile.loop import run_until, run_settled
+from scaleset.reconcile.settings import ShellSettings
+from scaleset.reconcile.shell import PassResult, Reconciler
+from scaleset.sim.scenario import Scenario
+from scaleset.store.database import open_store
+from scaleset.store.repository import Store
+from scaleset.upgrade import policy as policy_rules
+from scaleset.upgrade.state import Run, StartedBy, Step
+
+SCALE_SET_ID = "/subscriptions/00000000-0000-0000-0000-000000000000/resourcegroups/sim/" \
+               "providers/microsoft.compute/virtualmachinescalesets/vmss-sim"
+
+
+@dataclass(frozen=True)
+class BatchReport:
+    index: int
+    instances: tuple[str, ...]
+    start_seconds: float
+    end_seconds: float | None
+    succeeded: int
+    failed: int
+    rolled_back: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"instances": list(self.instances), "startSeconds": self.start_seconds,
+                "endSeconds": self.end_seconds}
+
+
+@dataclass(frozen=True)
+class SimulationReport:
+    status: str
+    error: dict[str, str] | None
+    batches: list[BatchReport]
+    makespan_seconds: float
+    successful: int
+    failed: int
+    rolled_back: int
+    rollback_failed: int
+    pending: int
+    lower_bound_seconds: float
+    instances: int
+    eligible: int
+    target_version: str | None
+    seed: int
+    started_by: str
+    rounds: int
+    wall_seconds: float
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``--json`` object (the interface scripts rely on)."""
+        return {
+            "status": self.status,
+            "error": self.error,
+            "batches": [b.to_json() for b in self.batches],
+            "makespanSeconds": self.makespan_seconds,
+            "successfulInstanceCount": self.successful,
+            "failedInstanceCount": self.failed,
+            "rolledBackInstanceCount": self.rolled_back,
+            "lowerBoundSeconds": self.lower_bound_seconds,
+            "rollbackFailedInstanceCount": self.rollback_failed,
+            "pendingInstanceCount": self.pending,
+            "instances": self.instances,
+            "eligibleInstanceCount": self.eligible,
+            "targetImageVersion": self.target_version,
+            "startedBy": self.started_by,
+            "seed": self.seed,
+        }
+
+
+def lower_bound_seconds(eligible: int, total: int, max_batch_percent: int,
+                        per_batch: timedelta, pause: timedelta) -> float:
+    """The fastest a failure-free run can be: ceil(N / batch) batches back to back.
+
+    >>> lower_bound_seconds(10, 10, 20, timedelta(seconds=110), timedelta(0))
+    550.0
+    """
+    if eligible == 0:
+        return 0.0
+    batches = math.ceil(eligible / policy_rules.batch_limit(total, max_batch_percent))
+    return batches * per_batch.total_seconds() + (batches - 1) * pause.total_seconds()
+
+
+def _seconds(at: datetime | None, start: datetime) -> float | None:
+    return None if at is None else (at - start).total_seconds()
+
+
+def simulate(scenario: Scenario, *, database_url: str = "sqlite://",
+             store: Store | None = None,
+             on_round: Callable[[dict[str, PassResult]], None] | None = None) -> SimulationReport:
+    """Run ``scenario`` to the end of its rollout and report what happened."""
+    wall = time.perf_counter()
+    model = scenario.build_scale_set()
+    clock = VirtualClock(EPOCH)
+    bad = frozenset({scenario.target_version}) if scenario.faults.bad_image else frozenset()
+    driver = SimulatedDriver(start=clock.now(), timings=scenario.timings.to_timings(),
+                             faults=scenario.faults.to_faults(), seed=scenario.seed,
+                             bad_images=bad)
+    own_store = store is None
+    store = store or open_store(database_url)
+    settings = ShellSettings(health_timeout=scenario.health_timeout)
+    reconciler = Reconciler(store=store, driver=driver, clock=clock, settings=settings)
+    ref = model.image_reference
+    publisher, offer, sku = ref.publisher or "Sim", ref.offer or "Sim", ref.sku or "Sim"
+    try:
+        commands.publish_image_version(store, location=model.location, publisher=publisher,
+                                       offer=offer, sku=sku, version=scenario.from_version,
+                                       now=clock.now())
+        commands.create_scale_set(store, scale_set_id=SCALE_SET_ID, model=model, now=clock.now())
+        reconciler.reconcile(SCALE_SET_ID)  # creates the fleet on the current version
+        commands.publish_image_version(store, location=model.location, publisher=publisher,
+                                       offer=offer, sku=sku, version=scenario.target_version,
+                                       now=clock.now())
+        run = commands.start_os_upgrade(store, scale_set_id=SCALE_SET_ID, now=clock.now(),
+                                        settings=settings,
+                                        started_by=StartedBy(scenario.started_by))
+
+        def done(results: dict[str, PassResult]) -> bool:
+            if on_round is not None:
+                on_round(results)
+            return run_settled(results)
+
+        loop = run_until(reconciler, clock, driver, [SCALE_SET_ID], done=done)
+        with store.transaction() as tx:
+            final = tx.get_run(run.run_id)
+            total = len(tx.instances(SCALE_SET_ID))
+            events = tx.events(SCALE_SET_ID, run_id=run.run_id)
+        return _report(final, scenario, total, loop.rounds, time.perf_counter() - wall, events)
+    finally:
+        if own_store:
+            store.close()
+
+
+def _report(run: Run, scenario: Scenario, total: int, rounds: int, wall: float,
+            events: list[dict[str, Any]]) -> SimulationReport:
+    progress = run.progress()
+    batches = []
+    for b in run.batches:
+        steps = [run.instances[i].step for i in b.instance_ids if i in run.instances]
+        batches.append(BatchReport(
+            index=b.index, instances=b.instance_ids,
+            start_seconds=_seconds(b.start, run.start_time) or 0.0,
+            end_seconds=_seconds(b.end, run.start_time),
+            succeeded=sum(s is Step.SUCCEEDED for s in steps),
+            failed=sum(s in (Step.FAILED, Step.ROLLED_BACK, Step.ROLLBACK_FAILED,
+                             Step.ROLLING_BACK) for s in steps),
+            rolled_back=sum(s is Step.ROLLED_BACK for s in steps),
+        ))
+    end = run.end_time or run.start_time
+    timings = scenario.timings.to_timings()
+    return SimulationReport(
+        status=str(run.status),
+        error={"code": run.error.code, "message": run.error.message} if run.error else None,
+        batches=batches,
+        makespan_seconds=(end - run.start_time).total_seconds(),
+        successful=progress.successful,
+        failed=progress.failed,
+        rolled_back=progress.rolled_back,
+        rollback_failed=progress.rollback_failed,
+        pending=progress.pending,
+        lower_bound_seconds=lower_bound_seconds(
+            len(run.instances), total, run.policy.max_batch_instance_percent,
+            timings.per_upgrade, run.policy.pause_time_between_batches),
+        instances=total,
+        eligible=len(run.instances),
+        target_version=run.target.image_version,
+        seed=scenario.seed,
+        started_by=str(run.started_by),
+        rounds=rounds,
+        wall_seconds=wall,
+        events=events,
+    )

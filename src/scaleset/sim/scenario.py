@@ -1,0 +1,121 @@
+"""The scenario file of ``scaleset simulate`` (JSON, camelCase like ARM).
+
+Every field may be omitted::
+
+    {
+      "scaleSet": {"location": "westus", "sku": {"capacity": 10}, "properties": {...}},
+      "seed": 7,
+      "startedBy": "Platform",
+      "healthTimeout": "PT5M",
+      "timings": {"reimageSeconds": 60, "bootSeconds": 30, "healthySeconds": 20},
+      "faults": {"neverHealthyProbability": 0.0, "reimageFailProbability": 0.0,
+                 "unhealthyAtStart": ["3"], "events": [{"at": "PT10M", "instances": ["5"],
+                 "health": "Unhealthy"}]}
+    }
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any, Literal
+
+from pydantic import ConfigDict, Field, field_validator
+
+from scaleset.drivers.simulated import Faults, HealthEvent, Timings
+from scaleset.model.base import ArmModel
+from scaleset.model.durations import Duration
+from scaleset.model.instance import HealthState
+from scaleset.model.scaleset import ScaleSet
+from scaleset.upgrade.state import DEFAULT_HEALTH_TIMEOUT
+
+DEFAULT_INSTANCES = 10
+DEFAULT_IMAGE = {"publisher": "Canonical", "offer": "UbuntuServer", "sku": "18.04-LTS",
+                 "version": "latest"}
+
+
+class _Strict(ArmModel):
+    # A typo in a scenario must not silently fall back to a default.
+    model_config = ConfigDict(extra="forbid")
+
+
+class TimingsSpec(_Strict):
+    reimage_seconds: float = Field(default=60, ge=0)
+    boot_seconds: float = Field(default=30, ge=0)
+    healthy_seconds: float = Field(default=20, ge=0)
+
+    def to_timings(self) -> Timings:
+        return Timings(timedelta(seconds=self.reimage_seconds), timedelta(seconds=self.boot_seconds),
+                       timedelta(seconds=self.healthy_seconds))
+
+
+class HealthEventSpec(_Strict):
+    at: Duration
+    instances: list[str]
+    health: Literal["Healthy", "Unhealthy"] = "Unhealthy"
+
+
+Probability = float
+
+
+class FaultsSpec(_Strict):
+    never_healthy_probability: Probability = Field(default=0.0, ge=0, le=1)
+    reimage_fail_probability: Probability = Field(default=0.0, ge=0, le=1)
+    late_healthy_probability: Probability = Field(default=0.0, ge=0, le=1)
+    late_by_seconds: float = Field(default=600, ge=0)
+    flap_probability: Probability = Field(default=0.0, ge=0, le=1)
+    flap_period_seconds: float = Field(default=90, gt=0)
+    extension_fail_probability: Probability = Field(default=0.0, ge=0, le=1)
+    rollback_fail_probability: Probability = Field(default=0.0, ge=0, le=1)
+    bad_image: bool = False
+    unhealthy_at_start: list[str] = Field(default_factory=list)
+    events: list[HealthEventSpec] = Field(default_factory=list)
+
+    def to_faults(self) -> Faults:
+        return Faults(
+            reimage_fail_probability=self.reimage_fail_probability,
+            never_healthy_probability=self.never_healthy_probability,
+            late_healthy_probability=self.late_healthy_probability,
+            late_by=timedelta(seconds=self.late_by_seconds),
+            flap_probability=self.flap_probability,
+            flap_period=timedelta(seconds=self.flap_period_seconds),
+            extension_fail_probability=self.extension_fail_probability,
+            rollback_fail_probability=self.rollback_fail_probability,
+            unhealthy_at_start=tuple(self.unhealthy_at_start),
+            events=tuple(HealthEvent(e.at, tuple(e.instances), HealthState(e.health))
+                         for e in self.events),
+        )
+
+
+class Scenario(_Strict):
+    scale_set: dict[str, Any] = Field(default_factory=dict)
+    seed: int = 0
+    started_by: Literal["Platform", "User"] = "Platform"
+    health_timeout: Duration = DEFAULT_HEALTH_TIMEOUT
+    from_version: str = "1.0.0"
+    target_version: str = "1.1.0"
+    timings: TimingsSpec = Field(default_factory=TimingsSpec)
+    faults: FaultsSpec = Field(default_factory=FaultsSpec)
+
+    @field_validator("health_timeout")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("healthTimeout must be longer than zero, e.g. 'PT5M'")
+        return value
+
+    def build_scale_set(self, *, name: str = "vmss-sim") -> ScaleSet:
+        """The scenario's scale set with the simulator's defaults filled in."""
+        raw = dict(self.scale_set)
+        raw.setdefault("name", name)
+        raw.setdefault("location", "westus")
+        sku = dict(raw.get("sku") or {})
+        sku.setdefault("capacity", DEFAULT_INSTANCES)
+        raw["sku"] = sku
+        props = dict(raw.get("properties") or {})
+        profile = dict(props.get("virtualMachineProfile") or {})
+        storage = dict(profile.get("storageProfile") or {})
+        storage.setdefault("imageReference", dict(DEFAULT_IMAGE))
+        profile["storageProfile"] = storage
+        props["virtualMachineProfile"] = profile
+        raw["properties"] = props
+        return ScaleSet.model_validate(raw)

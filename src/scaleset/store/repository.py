@@ -1,0 +1,478 @@
+"""The repository: every read and write the shell makes, in short transactions.
+
+One ``Store`` per database; ``store.transaction()`` yields a ``Tx`` whose
+methods speak the domain (runs, instances, scale sets), never rows. Writes to
+a run are guarded (``UPDATE ... WHERE status = :expected``) so a replayed or
+concurrent step cannot move it along an edge it already left.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert, select, update
+from sqlalchemy.exc import SQLAlchemyError
+
+from scaleset.model.instance import (
+    DataDiskRecord,
+    HealthState,
+    InstanceRecord,
+    PowerState,
+    ProvisioningState,
+)
+from scaleset.model.scaleset import ScaleSet
+from scaleset.store import tables as t
+from scaleset.upgrade.actions import Decision, Event
+from scaleset.upgrade.state import (
+    Batch,
+    Policy,
+    Progress,
+    Run,
+    RunError,
+    RunInstance,
+    RunKind,
+    RunStatus,
+    StartedBy,
+    Step,
+    Target,
+)
+
+
+class StoreError(Exception):
+    """Base of every store failure."""
+
+
+class ConflictError(StoreError):
+    """A guarded write found the row changed under it."""
+
+
+class NotFoundError(StoreError):
+    """The row asked for does not exist."""
+
+
+@dataclass(frozen=True)
+class ScaleSetRow:
+    id: str
+    name: str
+    location: str
+    model: ScaleSet
+    generation: int
+    image_version: str | None
+    next_instance_id: int
+    etag: str
+    created_at: datetime
+    updated_at: datetime
+
+    def replace(self, **changes: Any) -> ScaleSetRow:
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class ImageVersionRow:
+    location: str
+    publisher: str
+    offer: str
+    sku: str
+    version: str
+    os_type: str
+    properties: Mapping[str, Any]
+    published_at: datetime
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """A run without its per-instance rows: what history and status views need."""
+
+    run: Run
+    progress: Progress
+    target_image_reference: Mapping[str, Any] | None
+
+
+# -- (de)serialisation ---------------------------------------------------------
+
+def _policy_to_json(p: Policy) -> dict[str, Any]:
+    data = dataclasses.asdict(p)
+    data["pause_time_between_batches"] = p.pause_time_between_batches.total_seconds()
+    data["health_timeout"] = p.health_timeout.total_seconds()
+    return data
+
+
+def _policy_from_json(data: Mapping[str, Any]) -> Policy:
+    values = dict(data)
+    values["pause_time_between_batches"] = timedelta(seconds=values["pause_time_between_batches"])
+    values["health_timeout"] = timedelta(seconds=values["health_timeout"])
+    return Policy(**values)
+
+
+def _run_values(run: Run) -> dict[str, Any]:
+    return {
+        "status": str(run.status),
+        "end_time": run.end_time,
+        "error_code": run.error.code if run.error else None,
+        "error_message": run.error.message if run.error else None,
+        "error_target": run.error.target if run.error else None,
+        "cancel_requested": run.cancel_requested,
+        "cancel_time": run.cancel_time,
+        "next_batch_at": run.next_batch_at,
+    }
+
+
+def _run_from_row(row: Any, instances: Mapping[str, RunInstance], batches: tuple[Batch, ...]) -> Run:
+    error = RunError(row.error_code, row.error_message or "", row.error_target) \
+        if row.error_code else None
+    return Run(
+        run_id=row.run_id,
+        scale_set_id=row.scale_set_id,
+        kind=RunKind(row.kind),
+        started_by=StartedBy(row.started_by),
+        target=Target(row.target_image_version, row.target_generation),
+        policy=_policy_from_json(row.policy),
+        start_time=row.start_time,
+        instances=instances,
+        rollback_on_failure=row.rollback_on_failure,
+        rollback_on_breach=row.rollback_on_breach,
+        all_at_once=row.all_at_once,
+        status=RunStatus(row.status),
+        end_time=row.end_time,
+        error=error,
+        cancel_requested=row.cancel_requested,
+        cancel_time=row.cancel_time,
+        batches=batches,
+        next_batch_at=row.next_batch_at,
+    )
+
+
+def _instance_values(r: InstanceRecord) -> dict[str, Any]:
+    return {
+        "scale_set_id": r.scale_set_id,
+        "instance_id": r.instance_id,
+        "zone": r.zone,
+        "fault_domain": r.fault_domain,
+        "update_domain": r.update_domain,
+        "model_generation": r.model_generation,
+        "image_version": r.image_version,
+        "os_disk_id": r.os_disk_id,
+        "previous_os_disk_id": r.previous_os_disk_id,
+        "previous_image_version": r.previous_image_version,
+        "previous_model_generation": r.previous_model_generation,
+        "data_disks": [[d.lun, d.disk_id, d.size_gb] for d in r.data_disks],
+        "power_state": str(r.power_state),
+        "provisioning_state": str(r.provisioning_state),
+        "health_state": str(r.health_state),
+        "protect_from_scale_in": r.protect_from_scale_in,
+        "protect_from_scale_set_actions": r.protect_from_scale_set_actions,
+    }
+
+
+def _instance_from_row(row: Any) -> InstanceRecord:
+    return InstanceRecord(
+        scale_set_id=row.scale_set_id,
+        instance_id=row.instance_id,
+        zone=row.zone,
+        fault_domain=row.fault_domain,
+        update_domain=row.update_domain,
+        model_generation=row.model_generation,
+        image_version=row.image_version,
+        os_disk_id=row.os_disk_id,
+        previous_os_disk_id=row.previous_os_disk_id,
+        previous_image_version=row.previous_image_version,
+        previous_model_generation=row.previous_model_generation,
+        data_disks=tuple(DataDiskRecord(lun, disk, size) for lun, disk, size in row.data_disks),
+        power_state=PowerState(row.power_state),
+        provisioning_state=ProvisioningState(row.provisioning_state),
+        health_state=HealthState(row.health_state),
+        protect_from_scale_in=row.protect_from_scale_in,
+        protect_from_scale_set_actions=row.protect_from_scale_set_actions,
+    )
+
+
+def _scale_set_from_row(row: Any) -> ScaleSetRow:
+    return ScaleSetRow(
+        id=row.id,
+        name=row.name,
+        location=row.location,
+        model=ScaleSet.model_validate(row.model),
+        generation=row.generation,
+        image_version=row.image_version,
+        next_instance_id=row.next_instance_id,
+        etag=row.etag,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+_INSTANCE_KEYS = ("scale_set_id", "instance_id")
+
+
+class Tx:
+    """One transaction's worth of domain reads and writes."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    # -- scale sets ------------------------------------------------------------
+    def insert_scale_set(self, row: ScaleSetRow) -> None:
+        self.conn.execute(insert(t.scale_sets).values(
+            id=row.id, name=row.name, location=row.location,
+            model=row.model.model_dump(mode="json", by_alias=True, exclude_none=True),
+            generation=row.generation, image_version=row.image_version,
+            next_instance_id=row.next_instance_id, etag=row.etag,
+            created_at=row.created_at, updated_at=row.updated_at,
+        ))
+
+    def update_scale_set(self, row: ScaleSetRow) -> None:
+        self.conn.execute(update(t.scale_sets).where(t.scale_sets.c.id == row.id).values(
+            name=row.name, location=row.location,
+            model=row.model.model_dump(mode="json", by_alias=True, exclude_none=True),
+            generation=row.generation, image_version=row.image_version,
+            next_instance_id=row.next_instance_id, etag=row.etag, updated_at=row.updated_at,
+        ))
+
+    def get_scale_set(self, scale_set_id: str) -> ScaleSetRow | None:
+        row = self.conn.execute(
+            select(t.scale_sets).where(t.scale_sets.c.id == scale_set_id)
+        ).first()
+        return _scale_set_from_row(row) if row else None
+
+    def scale_set_ids(self) -> list[str]:
+        return list(self.conn.execute(select(t.scale_sets.c.id).order_by(t.scale_sets.c.id))
+                    .scalars())
+
+    def delete_scale_set(self, scale_set_id: str) -> None:
+        for table, column in ((t.events, t.events.c.scale_set_id),):
+            self.conn.execute(delete(table).where(column == scale_set_id))
+        run_ids = select(t.runs.c.run_id).where(t.runs.c.scale_set_id == scale_set_id)
+        self.conn.execute(delete(t.run_instances).where(t.run_instances.c.run_id.in_(run_ids)))
+        self.conn.execute(delete(t.run_batches).where(t.run_batches.c.run_id.in_(run_ids)))
+        self.conn.execute(delete(t.runs).where(t.runs.c.scale_set_id == scale_set_id))
+        self.conn.execute(delete(t.instances).where(t.instances.c.scale_set_id == scale_set_id))
+        self.conn.execute(delete(t.scale_sets).where(t.scale_sets.c.id == scale_set_id))
+
+    # -- instances -------------------------------------------------------------
+    def instances(self, scale_set_id: str) -> dict[str, InstanceRecord]:
+        rows = self.conn.execute(
+            select(t.instances).where(t.instances.c.scale_set_id == scale_set_id)
+        )
+        return {row.instance_id: _instance_from_row(row) for row in rows}
+
+    def insert_instances(self, records: Sequence[InstanceRecord]) -> None:
+        if records:
+            self.conn.execute(insert(t.instances), [_instance_values(r) for r in records])
+
+    def update_instances(self, records: Sequence[InstanceRecord]) -> None:
+        """Write these records whole (by key); one statement for all of them."""
+        if not records:
+            return
+        columns = [c.name for c in t.instances.c if c.name not in _INSTANCE_KEYS]
+        stmt = (
+            update(t.instances)
+            .where(and_(t.instances.c.scale_set_id == bindparam("k_scale_set_id"),
+                        t.instances.c.instance_id == bindparam("k_instance_id")))
+            .values({c: bindparam(c) for c in columns})
+        )
+        params = []
+        for r in records:
+            values = _instance_values(r)
+            values["k_scale_set_id"] = values.pop("scale_set_id")
+            values["k_instance_id"] = values.pop("instance_id")
+            params.append(values)
+        self.conn.execute(stmt, params)
+
+    def delete_instances(self, scale_set_id: str, instance_ids: Iterable[str]) -> None:
+        ids = list(instance_ids)
+        if ids:
+            self.conn.execute(delete(t.instances).where(
+                t.instances.c.scale_set_id == scale_set_id, t.instances.c.instance_id.in_(ids)))
+
+    # -- image versions --------------------------------------------------------
+    def put_image_version(self, row: ImageVersionRow) -> None:
+        key = dict(location=row.location.lower(), publisher=row.publisher.lower(),
+                   offer=row.offer.lower(), sku=row.sku.lower(), version=row.version)
+        self.conn.execute(delete(t.image_versions).where(
+            *[t.image_versions.c[k] == v for k, v in key.items()]))
+        self.conn.execute(insert(t.image_versions).values(
+            **key, os_type=row.os_type, properties=dict(row.properties),
+            published_at=row.published_at))
+
+    def image_versions(self, location: str, publisher: str, offer: str, sku: str
+                       ) -> list[ImageVersionRow]:
+        c = t.image_versions.c
+        rows = self.conn.execute(select(t.image_versions).where(
+            c.location == location.lower(), c.publisher == publisher.lower(),
+            c.offer == offer.lower(), c.sku == sku.lower()))
+        return [ImageVersionRow(r.location, r.publisher, r.offer, r.sku, r.version, r.os_type,
+                                r.properties, r.published_at) for r in rows]
+
+    # -- runs ------------------------------------------------------------------
+    def insert_run(self, run: Run, *, target_image_reference: Mapping[str, Any] | None) -> None:
+        self.conn.execute(insert(t.runs).values(
+            run_id=run.run_id, scale_set_id=run.scale_set_id, kind=str(run.kind),
+            started_by=str(run.started_by), target_image_version=run.target.image_version,
+            target_generation=run.target.generation,
+            target_image_reference=dict(target_image_reference) if target_image_reference
+            else None,
+            policy=_policy_to_json(run.policy), rollback_on_failure=run.rollback_on_failure,
+            rollback_on_breach=run.rollback_on_breach, all_at_once=run.all_at_once,
+            start_time=run.start_time, **_run_values(run),
+        ))
+        self._write_run_instances(run, run.instances.keys(), existing=frozenset())
+        for batch in run.batches:
+            self._insert_batch(run.run_id, batch)
+
+    def active_run(self, scale_set_id: str) -> Run | None:
+        row = self.conn.execute(select(t.runs.c.run_id).where(
+            t.runs.c.scale_set_id == scale_set_id,
+            t.runs.c.status.in_([str(RunStatus.ROLLING_FORWARD), str(RunStatus.ROLLING_BACK)]),
+        ).order_by(t.runs.c.start_time.desc())).first()
+        return self.get_run(row.run_id) if row else None
+
+    def get_run(self, run_id: str) -> Run:
+        row = self.conn.execute(select(t.runs).where(t.runs.c.run_id == run_id)).first()
+        if row is None:
+            raise NotFoundError(f"run {run_id} does not exist")
+        ri = t.run_instances.c
+        instances = {
+            r.instance_id: RunInstance(r.instance_id, Step(r.step), r.batch_index,
+                                       r.health_deadline, r.reason)
+            for r in self.conn.execute(select(t.run_instances).where(ri.run_id == run_id))
+        }
+        rb = t.run_batches.c
+        batches = tuple(
+            Batch(r.batch_index, tuple(r.instance_ids), r.start_time, r.end_time)
+            for r in self.conn.execute(
+                select(t.run_batches).where(rb.run_id == run_id).order_by(rb.batch_index))
+        )
+        return _run_from_row(row, instances, batches)
+
+    def run_summaries(self, scale_set_id: str, *, kind: RunKind | None = None,
+                      since: datetime | None = None, limit: int | None = None
+                      ) -> list[RunSummary]:
+        """Runs of a scale set, newest first, with progress counted in SQL."""
+        c = t.runs.c
+        query = select(t.runs).where(c.scale_set_id == scale_set_id)
+        if kind is not None:
+            query = query.where(c.kind == str(kind))
+        if since is not None:
+            query = query.where(c.start_time >= since)
+        query = query.order_by(c.start_time.desc(), c.run_id.desc())
+        if limit is not None:
+            query = query.limit(limit)
+        rows = list(self.conn.execute(query))
+        out = []
+        for row in rows:
+            counts = dict.fromkeys(Step, 0)
+            ri = t.run_instances.c
+            for step, n in self.conn.execute(
+                select(ri.step, func.count()).where(ri.run_id == row.run_id).group_by(ri.step)
+            ):
+                counts[Step(step)] = n
+            run = _run_from_row(row, {}, ())
+            progress = Progress(
+                successful=counts[Step.SUCCEEDED],
+                failed=counts[Step.FAILED] + counts[Step.ROLLING_BACK]
+                + counts[Step.ROLLED_BACK] + counts[Step.ROLLBACK_FAILED],
+                in_progress=counts[Step.UPGRADING] + counts[Step.WAITING_HEALTH],
+                pending=counts[Step.PENDING],
+                rolled_back=counts[Step.ROLLED_BACK],
+                rollback_failed=counts[Step.ROLLBACK_FAILED],
+            )
+            out.append(RunSummary(run, progress, row.target_image_reference))
+        return out
+
+    def save_decision(self, previous: Run, decision: Decision, now: datetime) -> None:
+        """Persist what ``decide`` changed, guarded on the status it started from."""
+        run = decision.run
+        result = self.conn.execute(
+            update(t.runs)
+            .where(t.runs.c.run_id == run.run_id, t.runs.c.status == str(previous.status))
+            .values(**_run_values(run))
+        )
+        if result.rowcount != 1:
+            raise ConflictError(
+                f"run {run.run_id} is no longer {previous.status}; another writer moved it"
+            )
+        for batch in run.batches[len(previous.batches):]:
+            self._insert_batch(run.run_id, batch)
+        for old, new in zip(previous.batches, run.batches, strict=False):
+            if old.end != new.end:
+                self.conn.execute(update(t.run_batches).where(
+                    t.run_batches.c.run_id == run.run_id,
+                    t.run_batches.c.batch_index == new.index).values(end_time=new.end))
+        self._write_run_instances(run, decision.changed, existing=previous.instances.keys())
+        self.append_events(run.scale_set_id, run.run_id, decision.events, now)
+
+    def _insert_batch(self, run_id: str, batch: Batch) -> None:
+        self.conn.execute(insert(t.run_batches).values(
+            run_id=run_id, batch_index=batch.index, instance_ids=list(batch.instance_ids),
+            start_time=batch.start, end_time=batch.end))
+
+    def _write_run_instances(self, run: Run, ids: Iterable[str], *,
+                             existing: Iterable[str] | frozenset[str]) -> None:
+        existing_set = existing if isinstance(existing, (set, frozenset)) else set(existing)
+        inserts, updates, deletes = [], [], []
+        for iid in ids:
+            ri = run.instances.get(iid)
+            if ri is None:
+                deletes.append(iid)
+                continue
+            values = {"step": str(ri.step), "batch_index": ri.batch,
+                      "health_deadline": ri.health_deadline, "reason": ri.reason}
+            if iid in existing_set:
+                updates.append({"k_run_id": run.run_id, "k_instance_id": iid, **values})
+            else:
+                inserts.append({"run_id": run.run_id, "instance_id": iid, **values})
+        c = t.run_instances.c
+        if inserts:
+            self.conn.execute(insert(t.run_instances), inserts)
+        if updates:
+            self.conn.execute(
+                update(t.run_instances)
+                .where(c.run_id == bindparam("k_run_id"), c.instance_id == bindparam("k_instance_id"))
+                .values(step=bindparam("step"), batch_index=bindparam("batch_index"),
+                        health_deadline=bindparam("health_deadline"), reason=bindparam("reason")),
+                updates,
+            )
+        if deletes:
+            self.conn.execute(delete(t.run_instances).where(
+                c.run_id == run.run_id, c.instance_id.in_(deletes)))
+
+    # -- events ----------------------------------------------------------------
+    def append_events(self, scale_set_id: str, run_id: str | None, events: Iterable[Event],
+                      now: datetime) -> None:
+        rows = [{"at": now, "scale_set_id": scale_set_id, "run_id": run_id, "kind": e.kind,
+                 "instance_id": e.instance_id, "message": e.message, "data": dict(e.data)}
+                for e in events]
+        if rows:
+            self.conn.execute(insert(t.events), rows)
+
+    def events(self, scale_set_id: str, *, run_id: str | None = None,
+               after_id: int = 0) -> list[dict[str, Any]]:
+        c = t.events.c
+        query = select(t.events).where(c.scale_set_id == scale_set_id, c.id > after_id)
+        if run_id is not None:
+            query = query.where(c.run_id == run_id)
+        return [dict(r._mapping) for r in self.conn.execute(query.order_by(c.id))]
+
+
+class Store:
+    """A database holding scale sets, instances, image versions, runs and events."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @contextmanager
+    def transaction(self) -> Iterator[Tx]:
+        """A transaction: committed when the block ends, rolled back if it raises."""
+        try:
+            with self.engine.begin() as conn:
+                yield Tx(conn)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"database error: {exc}") from exc
+
+    def close(self) -> None:
+        self.engine.dispose()

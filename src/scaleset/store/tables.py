@@ -1,0 +1,166 @@
+"""The schema. Alembic migrations in ``store/migrations`` must produce exactly this
+(``tests/integration/test_migrations.py`` compares them)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC in Python, naive UTC in the database (SQLite keeps no zone)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use timezone-aware UTC")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC)
+
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "pk": "pk_%(table_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    }
+)
+
+scale_sets = Table(
+    "scale_sets",
+    metadata,
+    Column("id", String(512), primary_key=True),  # canonical ARM id, lower-cased
+    Column("name", String(128), nullable=False),
+    Column("location", String(64), nullable=False),
+    Column("model", JSON, nullable=False),  # the ARM resource as last written
+    Column("generation", Integer, nullable=False),
+    Column("image_version", String(64)),  # the version new instances get (resolved latest)
+    Column("next_instance_id", Integer, nullable=False),
+    Column("etag", String(64), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+instances = Table(
+    "instances",
+    metadata,
+    Column("scale_set_id", String(512), ForeignKey("scale_sets.id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("instance_id", String(32), primary_key=True),
+    Column("zone", String(16)),
+    Column("fault_domain", Integer, nullable=False),
+    Column("update_domain", Integer, nullable=False),
+    Column("model_generation", Integer, nullable=False),
+    Column("image_version", String(64)),
+    Column("os_disk_id", String(256), nullable=False),
+    Column("previous_os_disk_id", String(256)),
+    Column("previous_image_version", String(64)),
+    Column("previous_model_generation", Integer),
+    Column("data_disks", JSON, nullable=False),
+    Column("power_state", String(16), nullable=False),
+    Column("provisioning_state", String(16), nullable=False),
+    Column("health_state", String(16), nullable=False),
+    Column("protect_from_scale_in", Boolean, nullable=False),
+    Column("protect_from_scale_set_actions", Boolean, nullable=False),
+)
+
+image_versions = Table(
+    "image_versions",
+    metadata,
+    Column("location", String(64), primary_key=True),
+    Column("publisher", String(128), primary_key=True),
+    Column("offer", String(128), primary_key=True),
+    Column("sku", String(128), primary_key=True),
+    Column("version", String(64), primary_key=True),
+    Column("os_type", String(16), nullable=False),
+    Column("properties", JSON, nullable=False),
+    Column("published_at", UTCDateTime(), nullable=False),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("scale_set_id", String(512), ForeignKey("scale_sets.id", ondelete="CASCADE"),
+           nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("started_by", String(16), nullable=False),
+    Column("target_image_version", String(64)),
+    Column("target_generation", Integer, nullable=False),
+    Column("target_image_reference", JSON),
+    Column("policy", JSON, nullable=False),
+    Column("rollback_on_failure", Boolean, nullable=False),
+    Column("rollback_on_breach", Boolean, nullable=False),
+    Column("all_at_once", Boolean, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("start_time", UTCDateTime(), nullable=False),
+    Column("end_time", UTCDateTime()),
+    Column("error_code", String(128)),
+    Column("error_message", Text),
+    Column("error_target", String(256)),
+    Column("cancel_requested", Boolean, nullable=False),
+    Column("cancel_time", UTCDateTime()),
+    Column("next_batch_at", UTCDateTime()),
+    Index(None, "scale_set_id", "start_time"),
+)
+
+run_batches = Table(
+    "run_batches",
+    metadata,
+    Column("run_id", String(64), ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True),
+    Column("batch_index", Integer, primary_key=True),
+    Column("instance_ids", JSON, nullable=False),
+    Column("start_time", UTCDateTime(), nullable=False),
+    Column("end_time", UTCDateTime()),
+)
+
+run_instances = Table(
+    "run_instances",
+    metadata,
+    Column("run_id", String(64), ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True),
+    Column("instance_id", String(32), primary_key=True),
+    Column("step", String(16), nullable=False),
+    Column("batch_index", Integer),
+    Column("health_deadline", UTCDateTime()),
+    Column("reason", Text),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("scale_set_id", String(512), nullable=False),
+    Column("run_id", String(64)),
+    Column("kind", String(64), nullable=False),
+    Column("instance_id", String(32)),
+    Column("message", Text, nullable=False),
+    Column("data", JSON, nullable=False),
+    Index(None, "scale_set_id", "id"),
+)

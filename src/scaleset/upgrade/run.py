@@ -1,0 +1,370 @@
+"""The rolling-upgrade state machine: ``decide(run, observations, now) -> Decision``.
+
+This module owns every rule of a run's life that is not arithmetic:
+
+1. Before the first batch and before every later one, no batch starts while
+   more than ``maxUnhealthyInstancePercent`` of the scale set is unhealthy;
+   the run faults (``...BeforeRollingUpgrade`` before the first batch,
+   ``...InRollingUpgrade`` later).
+2. A batch (sized by ``policy.plan_batch``) has its OS disks replaced; each
+   upgraded instance then has ``policy.health_timeout`` to become Healthy.
+3. An instance that fails (its reimage fails, or it is not healthy in time)
+   is restored to its previous OS disk when automatic rollback applies
+   (automatic runs, unless ``disableAutomaticRollback``; never a User run).
+4. When a batch settles: more than ``maxUnhealthyUpgradedInstancePercent``
+   failed among all instances upgraded so far faults the run (and, with
+   ``rollbackFailedInstancesOnPolicyBreach``, restores the failed ones
+   first, in status RollingBack); a cancel ends it Cancelled; no pending
+   instance left ends it Completed (or Faulted if some upgrades failed,
+   because a Completed run means every eligible instance runs the target);
+   a scale set now over ``maxUnhealthyInstancePercent`` faults it.
+5. Otherwise the next batch waits ``pauseTimeBetweenBatches``.
+
+The pass is level-triggered: it reads the whole run and the whole
+observation and never depends on which event woke it. An operation the
+driver does not know (a crash ate it) is simply asked for again under the
+same id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Final
+
+from scaleset.upgrade import policy as policy_rules
+from scaleset.upgrade.actions import (
+    Action,
+    Decision,
+    Event,
+    ReleasePreviousOsDisk,
+    RollbackInstance,
+    UpgradeInstance,
+    rollback_op_id,
+    upgrade_op_id,
+)
+from scaleset.upgrade.observations import InstanceObservation, Observations, OperationState
+from scaleset.upgrade.state import (
+    FAILED_STEPS,
+    IN_FLIGHT_STEPS,
+    SETTLED_STEPS,
+    Batch,
+    Policy,
+    Run,
+    RunError,
+    RunInstance,
+    RunKind,
+    RunStatus,
+    StartedBy,
+    Step,
+    Target,
+)
+
+# Azure's error codes for a run that stops.
+BEFORE_ROLLING_UPGRADE: Final = "MaxUnhealthyInstancePercentExceededBeforeRollingUpgrade"
+IN_ROLLING_UPGRADE: Final = "MaxUnhealthyInstancePercentExceededInRollingUpgrade"
+UPGRADED_UNHEALTHY: Final = "MaxUnhealthyUpgradedInstancePercentExceededInRollingUpgrade"
+FINISHED_WITH_FAILURES: Final = "RollingUpgradeInProgressWithFailedUpgradedVMs"
+
+
+def on_target(observed: InstanceObservation, target: Target) -> bool:
+    """Whether an instance already runs the image version and model of ``target``."""
+    image_ok = target.image_version is None or observed.image_version == target.image_version
+    return image_ok and observed.generation >= target.generation
+
+
+def start_run(
+    *,
+    run_id: str,
+    scale_set_id: str,
+    kind: RunKind,
+    started_by: StartedBy,
+    target: Target,
+    policy: Policy,
+    fleet: Mapping[str, InstanceObservation],
+    now: datetime,
+    disable_automatic_rollback: bool = False,
+    all_at_once: bool = False,
+    only: Iterable[str] | None = None,
+) -> Run:
+    """A new run over the eligible instances of ``fleet``.
+
+    Eligible: not protected from scale-set actions, not already on target,
+    and (for a manual upgrade) named in ``only``. Automatic rollback of a
+    failed instance applies to Platform OS runs unless disabled; a User run
+    never rolls back, not even on a policy breach.
+    """
+    wanted = None if only is None else set(only)
+    eligible = {
+        iid: RunInstance(iid)
+        for iid, o in fleet.items()
+        if not o.protected and not on_target(o, target) and (wanted is None or iid in wanted)
+    }
+    user_os_run = kind is RunKind.OS_IMAGE and started_by is StartedBy.USER
+    return Run(
+        run_id=run_id,
+        scale_set_id=scale_set_id,
+        kind=kind,
+        started_by=started_by,
+        target=target,
+        policy=policy,
+        start_time=now,
+        instances=eligible,
+        rollback_on_failure=(
+            kind is RunKind.OS_IMAGE
+            and started_by is StartedBy.PLATFORM
+            and not disable_automatic_rollback
+        ),
+        rollback_on_breach=policy.rollback_failed_instances_on_policy_breach and not user_os_run,
+        all_at_once=all_at_once,
+        next_batch_at=now,
+    )
+
+
+def request_cancel(run: Run, now: datetime) -> Run:
+    """The run with a cancel requested; it stops when the current batch settles."""
+    if run.status.is_terminal or run.cancel_requested:
+        return run
+    return run.replace(cancel_requested=True, cancel_time=now)
+
+
+class _Pass:
+    """The working copy of one ``decide`` pass (copy-on-write over the run's instances)."""
+
+    def __init__(self, run: Run, obs: Observations, now: datetime) -> None:
+        self.run = run
+        self.obs = obs
+        self.now = now
+        self.instances: dict[str, RunInstance] = dict(run.instances)
+        self.changed: set[str] = set()
+        self.actions: list[Action] = []
+        self.events: list[Event] = []
+        self.wake: list[datetime] = []
+
+    # -- bookkeeping ---------------------------------------------------------
+    def put(self, ri: RunInstance) -> None:
+        self.instances[ri.instance_id] = ri
+        self.changed.add(ri.instance_id)
+
+    def drop(self, instance_id: str, why: str) -> None:
+        del self.instances[instance_id]
+        self.changed.add(instance_id)
+        self.events.append(Event("InstanceLeftRun", why, instance_id))
+
+    def event(self, kind: str, message: str, instance_id: str | None = None, **data: object) -> None:
+        self.events.append(Event(kind, message, instance_id, data))
+
+    def finish(self, status: RunStatus, error: RunError | None = None) -> None:
+        self.run = self.run.with_status(status, end_time=self.now, error=error or self.run.error)
+        text = f"run {status}" + (f": {error.code}: {error.message}" if error else "")
+        self.event("RunFinished", text, status=str(status))
+
+    # -- instance steps ------------------------------------------------------
+    def fail(self, ri: RunInstance, reason: str) -> None:
+        if self.run.rollback_on_failure:
+            self.put(ri.to(Step.ROLLING_BACK, reason=reason))
+            self.actions.append(RollbackInstance(rollback_op_id(self.run.run_id, ri.instance_id),
+                                                 ri.instance_id))
+            self.event("InstanceFailed", f"{reason}; restoring its previous OS disk",
+                       ri.instance_id)
+        else:
+            self.put(ri.to(Step.FAILED, reason=reason))
+            self.event("InstanceFailed", reason, ri.instance_id)
+
+    def advance(self, ri: RunInstance) -> None:
+        run, obs = self.run, self.obs
+        iid = ri.instance_id
+        if ri.step is Step.UPGRADING:
+            op = obs.operation(upgrade_op_id(run.run_id, iid))
+            if op.state is OperationState.UNKNOWN:
+                self.actions.append(self._upgrade_action(iid))
+            elif op.state is OperationState.FAILED:
+                self.fail(ri, f"reimage failed: {op.message or 'no reason given'}")
+            elif op.state is OperationState.SUCCEEDED:
+                deadline = (op.finished_at or self.now) + run.policy.health_timeout
+                ri = ri.to(Step.WAITING_HEALTH, health_deadline=deadline)
+                self.put(ri)
+                self.advance(ri)
+        elif ri.step is Step.WAITING_HEALTH:
+            observed = obs.instances[iid]
+            assert ri.health_deadline is not None
+            if observed.healthy:
+                self.put(ri.to(Step.SUCCEEDED))
+                self.actions.append(ReleasePreviousOsDisk(iid))
+            elif self.now >= ri.health_deadline:
+                timeout = run.policy.health_timeout
+                self.fail(ri, f"not healthy within {_seconds(timeout)} of its upgrade "
+                              f"(last health: {observed.health})")
+            else:
+                self.wake.append(ri.health_deadline)
+        elif ri.step is Step.ROLLING_BACK:
+            op = obs.operation(rollback_op_id(run.run_id, iid))
+            if op.state is OperationState.UNKNOWN:
+                self.actions.append(RollbackInstance(rollback_op_id(run.run_id, iid), iid))
+            elif op.state is OperationState.SUCCEEDED:
+                self.put(ri.to(Step.ROLLED_BACK))
+                self.event("InstanceRolledBack", "previous OS disk restored", iid)
+            elif op.state is OperationState.FAILED:
+                self.put(ri.to(Step.ROLLBACK_FAILED,
+                               reason=f"{ri.reason}; rollback failed: {op.message}"))
+                self.event("InstanceRollbackFailed", op.message or "rollback failed", iid)
+
+    def _upgrade_action(self, instance_id: str) -> UpgradeInstance:
+        target = self.run.target
+        return UpgradeInstance(upgrade_op_id(self.run.run_id, instance_id), instance_id,
+                               target.image_version, target.generation)
+
+    # -- counting ------------------------------------------------------------
+    def count(self, steps: frozenset[Step]) -> int:
+        return sum(1 for ri in self.instances.values() if ri.step in steps)
+
+    def whole_set_gate(self, code: str) -> RunError | None:
+        total = len(self.obs.instances)
+        unhealthy = self.obs.unhealthy_count()
+        percent = self.run.policy.max_unhealthy_instance_percent
+        if policy_rules.exceeds(unhealthy, total, percent):
+            return RunError(code, policy_rules.describe_unhealthy(
+                unhealthy, total, percent, what="instances in the scale set"
+            ) + " (maxUnhealthyInstancePercent)", "rollingUpgradePolicy.maxUnhealthyInstancePercent")
+        return None
+
+    # -- batches -------------------------------------------------------------
+    def settle_batch(self, batch: Batch) -> None:
+        """The open batch has settled: close it and apply the stop rules."""
+        run = self.run
+        self.run = run.replace(batches=run.batches[:-1] + (_close(batch, self.now),))
+        self.event("BatchCompleted", f"batch {batch.index + 1} settled", batch=batch.index)
+        upgraded = self.count(SETTLED_STEPS | {Step.ROLLING_BACK})
+        failed = self.count(FAILED_STEPS)
+        limit = run.policy.max_unhealthy_upgraded_instance_percent
+        if not run.all_at_once and policy_rules.exceeds(failed, upgraded, limit):
+            error = RunError(UPGRADED_UNHEALTHY, policy_rules.describe_unhealthy(
+                failed, upgraded, limit, what="upgraded instances"
+            ) + " (maxUnhealthyUpgradedInstancePercent)",
+                "rollingUpgradePolicy.maxUnhealthyUpgradedInstancePercent")
+            to_restore = [ri for ri in self.instances.values() if ri.step is Step.FAILED]
+            if run.rollback_on_breach and to_restore:
+                self.run = self.run.with_status(RunStatus.ROLLING_BACK, error=error)
+                self.event("RollingBack", f"{error.message}; restoring {len(to_restore)} "
+                                          "failed instances")
+                for ri in to_restore:
+                    self.put(ri.to(Step.ROLLING_BACK))
+                    self.actions.append(RollbackInstance(
+                        rollback_op_id(run.run_id, ri.instance_id), ri.instance_id))
+            else:
+                self.finish(RunStatus.FAULTED, error)
+            return
+        if run.cancel_requested:
+            self.finish(RunStatus.CANCELLED)
+            return
+        if self.count(frozenset({Step.PENDING})) == 0:
+            self.complete()
+            return
+        if not run.all_at_once and (error := self.whole_set_gate(IN_ROLLING_UPGRADE)):
+            self.finish(RunStatus.FAULTED, error)
+            return
+        self.run = self.run.replace(next_batch_at=self.now + run.policy.pause_time_between_batches)
+
+    def complete(self) -> None:
+        failed = self.count(FAILED_STEPS)
+        if failed:
+            self.finish(RunStatus.FAULTED, RunError(
+                FINISHED_WITH_FAILURES,
+                f"every batch ran, but {failed} upgraded instances failed and do not run the "
+                f"target; see their instance views, fix the cause and start a new upgrade",
+            ))
+        else:
+            self.finish(RunStatus.COMPLETED)
+
+    def start_batch(self) -> None:
+        run, obs = self.run, self.obs
+        candidates: list[InstanceObservation] = []
+        for ri in list(self.instances.values()):
+            if ri.step is not Step.PENDING:
+                continue
+            observed = obs.instances.get(ri.instance_id)
+            if observed is None:
+                self.drop(ri.instance_id, "instance was deleted from the scale set")
+            elif observed.protected:
+                self.drop(ri.instance_id, "instance is protected from scale-set actions")
+            elif on_target(observed, run.target):
+                self.put(ri.to(Step.SUCCEEDED))
+            else:
+                candidates.append(observed)
+        if not candidates:
+            self.complete()
+            return
+        if not run.all_at_once:
+            code = IN_ROLLING_UPGRADE if run.batches else BEFORE_ROLLING_UPGRADE
+            if error := self.whole_set_gate(code):
+                self.finish(RunStatus.FAULTED, error)
+                return
+            chosen = policy_rules.plan_batch(
+                candidates, obs.instances,
+                max_batch_instance_percent=run.policy.max_batch_instance_percent,
+                prioritize_unhealthy=run.policy.prioritize_unhealthy_instances,
+                cross_zone=run.policy.enable_cross_zone_upgrade,
+            )
+        else:
+            chosen = [o.instance_id for o in candidates]
+        index = len(run.batches)
+        self.run = run.replace(batches=run.batches + (Batch(index, tuple(chosen), self.now),),
+                               next_batch_at=None)
+        for iid in chosen:
+            self.put(self.instances[iid].to(Step.UPGRADING, batch=index))
+            self.actions.append(self._upgrade_action(iid))
+        self.event("BatchStarted", f"batch {index + 1}: {len(chosen)} instances",
+                   batch=index, instances=list(chosen))
+
+
+def _close(batch: Batch, now: datetime) -> Batch:
+    return Batch(batch.index, batch.instance_ids, batch.start, now)
+
+
+def _seconds(delta: object) -> str:
+    total = int(delta.total_seconds())  # type: ignore[attr-defined]
+    return f"{total // 60} min {total % 60} s" if total >= 60 else f"{total} s"
+
+
+def decide(run: Run, observations: Observations, now: datetime) -> Decision:
+    """One level-triggered pass over a run: the new run, the actions, and when to look again.
+
+    Pure: reads only its arguments. Calling it again with the same inputs
+    gives the same decision, and re-issues (under the same operation ids)
+    any action the driver has not seen.
+    """
+    if run.status.is_terminal:
+        return Decision(run)
+    p = _Pass(run, observations, now)
+
+    # Instances that left the scale set while in the run leave the run.
+    for iid in [i for i in p.instances if i not in observations.instances]:
+        p.drop(iid, "instance was deleted from the scale set")
+
+    for ri in [ri for ri in p.instances.values() if ri.step in IN_FLIGHT_STEPS]:
+        p.advance(ri)
+
+    if p.run.status is RunStatus.ROLLING_BACK:
+        if p.count(frozenset({Step.ROLLING_BACK})) == 0:
+            p.finish(RunStatus.FAULTED)
+    elif (batch := p.run.open_batch) is not None:
+        members = [p.instances.get(iid) for iid in batch.instance_ids]
+        if all(ri is None or ri.step in SETTLED_STEPS for ri in members):
+            p.settle_batch(batch)
+
+    if p.run.status is RunStatus.ROLLING_FORWARD and p.run.open_batch is None:
+        if p.run.cancel_requested:
+            p.finish(RunStatus.CANCELLED)
+        elif p.run.next_batch_at is not None and now >= p.run.next_batch_at:
+            p.start_batch()
+        elif p.run.next_batch_at is not None:
+            p.wake.append(p.run.next_batch_at)
+
+    final = p.run.replace(instances=p.instances)
+    return Decision(
+        run=final,
+        actions=tuple(p.actions),
+        changed=frozenset(p.changed),
+        events=tuple(p.events),
+        wake_at=min(p.wake) if p.wake and not final.status.is_terminal else None,
+    )
