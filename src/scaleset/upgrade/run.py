@@ -29,7 +29,7 @@ same id.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Final
 
 from scaleset.upgrade import policy as policy_rules
@@ -321,9 +321,17 @@ def _close(batch: Batch, now: datetime) -> Batch:
     return Batch(batch.index, batch.instance_ids, batch.start, now)
 
 
-def _seconds(delta: object) -> str:
-    total = int(delta.total_seconds())  # type: ignore[attr-defined]
-    return f"{total // 60} min {total % 60} s" if total >= 60 else f"{total} s"
+def _seconds(delta: timedelta) -> str:
+    """A wait as people say it.
+
+    >>> _seconds(timedelta(minutes=5)), _seconds(timedelta(seconds=90)), _seconds(timedelta(0))
+    ('5 min', '1 min 30 s', '0 s')
+    """
+    total = int(delta.total_seconds())
+    minutes, seconds = divmod(total, 60)
+    if minutes and seconds:
+        return f"{minutes} min {seconds} s"
+    return f"{minutes} min" if minutes else f"{seconds} s"
 
 
 def decide(run: Run, observations: Observations, now: datetime) -> Decision:

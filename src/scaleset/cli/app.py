@@ -1,0 +1,25 @@
+"""``scaleset``: the command-line entry point. Each verb lives in its own module."""
+
+from __future__ import annotations
+
+import typer
+
+from scaleset.cli import simulate as simulate_cmd
+
+app = typer.Typer(
+    name="scaleset",
+    help="A control plane for virtual machine scale sets with automatic OS image upgrades.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("simulate")(simulate_cmd.simulate)
+
+
+@app.callback()
+def _root() -> None:
+    """A control plane for virtual machine scale sets with automatic OS image upgrades."""
+
+
+def main() -> None:
+    app()
