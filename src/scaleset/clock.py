@@ -43,8 +43,7 @@ class VirtualClock:
 
     def advance_to(self, instant: datetime) -> datetime:
         """Move to ``instant``; time never runs backwards."""
-        if instant > self._now:
-            self._now = instant
+        self._now = max(self._now, instant)
         return self._now
 
     def advance(self, delta: timedelta) -> datetime:

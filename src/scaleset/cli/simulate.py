@@ -12,7 +12,8 @@ from rich.console import Console
 from rich.table import Table
 
 from scaleset.errors import ScalesetError
-from scaleset.sim.runner import SimulationReport, simulate as run_scenario
+from scaleset.sim.runner import SimulationReport
+from scaleset.sim.runner import simulate as run_scenario
 from scaleset.sim.scenario import Scenario
 
 

@@ -34,7 +34,6 @@ from scaleset.health import aggregate
 from scaleset.model.instance import HealthState, PowerState, ProvisioningState
 from scaleset.upgrade.observations import OperationObservation, OperationState
 
-
 # A flapping instance toggles this many times, then settles Healthy: bounded, so a
 # discrete-event loop always runs out of events.
 FLAP_TOGGLES = 16
@@ -311,11 +310,11 @@ class SimulatedDriver:
             return
         if kind in ("healthy", "flap"):
             return  # nothing to apply: the instance's health is derived from the time
-        ss = self._sets.get(sid)
-        op = ss.ops.get(key) if ss else None
-        if ss is None or op is None:
+        owner = self._sets.get(sid)
+        op = owner.ops.get(key) if owner else None
+        if owner is None or op is None:
             return
-        inst = ss.instances.get(op.instance_id)
+        inst = owner.instances.get(op.instance_id)
         if inst is None:
             self._finish(op, OperationState.FAILED, "instance was deleted", at)
             return

@@ -16,7 +16,7 @@ from typing import Any
 from scaleset.clock import EPOCH, VirtualClock
 from scaleset.drivers.simulated import SimulatedDriver
 from scaleset.reconcile import commands
-from scaleset.reconcile.loop import run_until, run_settled
+from scaleset.reconcile.loop import run_settled, run_until
 from scaleset.reconcile.settings import ShellSettings
 from scaleset.reconcile.shell import PassResult, Reconciler
 from scaleset.sim.scenario import Scenario

@@ -260,8 +260,8 @@ class _Pass:
         if self.count(frozenset({Step.PENDING})) == 0:
             self.complete()
             return
-        if not run.all_at_once and (error := self.whole_set_gate(IN_ROLLING_UPGRADE)):
-            self.finish(RunStatus.FAULTED, error)
+        if not run.all_at_once and (gate := self.whole_set_gate(IN_ROLLING_UPGRADE)):
+            self.finish(RunStatus.FAULTED, gate)
             return
         self.run = self.run.replace(next_batch_at=self.now + run.policy.pause_time_between_batches)
 

@@ -1,7 +1,7 @@
 """Alembic environment: runs on the connection scaleset hands it (see store/database.py)."""
 
 from alembic import context
-from sqlalchemy import create_engine
+from sqlalchemy import Connection, create_engine
 
 from scaleset.store.tables import metadata
 
@@ -18,7 +18,7 @@ def run() -> None:
     _configure_and_run(connection)
 
 
-def _configure_and_run(connection: object) -> None:
+def _configure_and_run(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=metadata,
