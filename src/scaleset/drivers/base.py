@@ -37,6 +37,10 @@ class InstanceSpec:
     os_disk_id: str
     data_disks: tuple[DataDiskSpec, ...] = ()
     zone: str | None = None
+    extensions: tuple[str, ...] = ()
+    """Extension names in the order they must be provisioned after boot."""
+    custom_data: str | None = None
+    """``osProfile.customData`` (base64), written to every new OS disk."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +53,10 @@ class UpgradeOperation:
     image_version: str | None
     generation: int
     os_disk_id: str
+    extensions: tuple[str, ...] = ()
+    """Extension names in the order they must be provisioned after boot."""
+    custom_data: str | None = None
+    """``osProfile.customData`` (base64), rerun on the new OS disk."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -82,6 +82,8 @@ class _Disk:
     disk_id: str
     image_version: str | None
     generation: int
+    provisioned_extensions: tuple[str, ...] = ()  # in the order they ran on this disk
+    custom_data_runs: int = 0
 
 
 @dataclass
@@ -198,7 +200,8 @@ class SimulatedDriver:
                 for d in spec.data_disks}
         inst = _Instance(
             instance_id=spec.instance_id,
-            os_disk=_Disk(spec.os_disk_id, spec.image_version, spec.generation),
+            os_disk=_Disk(spec.os_disk_id, spec.image_version, spec.generation,
+                          spec.extensions, 1 if spec.custom_data else 0),
             data_disks=data,
             data_disk_ids=tuple(d.disk_id for d in spec.data_disks),
         )
@@ -270,6 +273,14 @@ class SimulatedDriver:
     def data_disks(self, scale_set_id: str, instance_id: str) -> dict[int, str]:
         return dict(self._sets[scale_set_id].instances[instance_id].data_disks)
 
+    def provisioned_extensions(self, scale_set_id: str, instance_id: str) -> tuple[str, ...]:
+        """The extensions run on the instance's current OS disk, in the order they ran."""
+        return self._sets[scale_set_id].instances[instance_id].os_disk.provisioned_extensions
+
+    def custom_data_runs(self, scale_set_id: str, instance_id: str) -> int:
+        """How often custom data ran on the instance's current OS disk (once per new disk)."""
+        return self._sets[scale_set_id].instances[instance_id].os_disk.custom_data_runs
+
     def reimage_count(self, scale_set_id: str, instance_id: str) -> int:
         return self._sets[scale_set_id].instances[instance_id].reimages
 
@@ -330,7 +341,10 @@ class SimulatedDriver:
                 return
             inst.reimages += 1
             inst.previous = inst.os_disk
-            inst.os_disk = _Disk(payload.os_disk_id, payload.image_version, payload.generation)
+            inst.os_disk = _Disk(payload.os_disk_id,
+                                 payload.image_version or inst.os_disk.image_version,
+                                 payload.generation, payload.extensions,
+                                 1 if payload.custom_data else 0)
             inst.override = None
             inst.failed = False
             self._schedule(at + self.timings.boot, "booted", sid, op.op_id)

@@ -7,6 +7,8 @@ changes nothing.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 from collections.abc import Iterable, Mapping
 from datetime import datetime
@@ -14,6 +16,7 @@ from typing import Any
 
 from scaleset.catalog import versions
 from scaleset.errors import InvalidParameter, NotFound, OperationNotAllowed
+from scaleset.model import sequencing
 from scaleset.model.instance import InstanceRecord
 from scaleset.model.scaleset import ScaleSet
 from scaleset.reconcile.settings import ShellSettings
@@ -66,9 +69,35 @@ def resolve_image_version(tx: Tx, location: str, model: ScaleSet) -> str | None:
     return latest
 
 
+CUSTOM_DATA_LIMIT = 64 * 1024  # bytes, decoded
+
+
+def validate_model(model: ScaleSet) -> None:
+    """Refuse a model the engine cannot run, naming the field and the fix."""
+    try:
+        sequencing.extension_order(model.extensions)
+    except sequencing.SequencingError as exc:
+        raise InvalidParameter(str(exc), target=exc.target) from exc
+    os_profile = model.properties.virtual_machine_profile.os_profile
+    if os_profile is not None and os_profile.custom_data is not None:
+        try:
+            decoded = base64.b64decode(os_profile.custom_data, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise InvalidParameter(
+                "osProfile.customData must be base64-encoded; encode the script or "
+                "cloud-init file with base64", target="properties.virtualMachineProfile."
+                "osProfile.customData") from exc
+        if len(decoded) > CUSTOM_DATA_LIMIT:
+            raise InvalidParameter(
+                f"osProfile.customData decodes to {len(decoded)} bytes, more than the "
+                f"{CUSTOM_DATA_LIMIT} allowed; move the payload to an extension's fileUris",
+                target="properties.virtualMachineProfile.osProfile.customData")
+
+
 def create_scale_set(store: Store, *, scale_set_id: str, model: ScaleSet, now: datetime
                      ) -> ScaleSetRow:
     """Record a new scale set; the reconciler creates its instances."""
+    validate_model(model)
     name = model.name or scale_set_id.rsplit("/", 1)[-1]
     with store.transaction() as tx:
         if tx.get_scale_set(scale_set_id) is not None:
@@ -88,6 +117,7 @@ def create_scale_set(store: Store, *, scale_set_id: str, model: ScaleSet, now: d
 def update_scale_set(store: Store, *, scale_set_id: str, model: ScaleSet, now: datetime
                      ) -> ScaleSetRow:
     """Replace a scale set's model; instance-facing changes bump its generation."""
+    validate_model(model)
     with store.transaction() as tx:
         row = _get(tx, scale_set_id)
         generation = row.generation + (1 if model_changes_instances(row.model, model) else 0)

@@ -10,6 +10,7 @@ import hashlib
 from collections.abc import Mapping, Sequence
 
 from scaleset.drivers.base import DataDiskSpec, InstanceSpec
+from scaleset.model import sequencing
 from scaleset.model.instance import DataDiskRecord, HealthState, InstanceRecord
 from scaleset.model.scaleset import ScaleSet
 from scaleset.reconcile.settings import ShellSettings
@@ -69,7 +70,15 @@ def scale_in_victims(records: Mapping[str, InstanceRecord], count: int,
     return [r.instance_id for r in candidates[:count]]
 
 
-def spec_for(record: InstanceRecord) -> InstanceSpec:
+def provisioning(model: ScaleSet) -> tuple[tuple[str, ...], str | None]:
+    """What every new OS disk gets: the extensions in sequence, and the custom data."""
+    os_profile = model.properties.virtual_machine_profile.os_profile
+    return (tuple(sequencing.extension_order(model.extensions)),
+            os_profile.custom_data if os_profile else None)
+
+
+def spec_for(record: InstanceRecord, model: ScaleSet) -> InstanceSpec:
+    extensions, custom_data = provisioning(model)
     return InstanceSpec(
         scale_set_id=record.scale_set_id,
         instance_id=record.instance_id,
@@ -78,6 +87,8 @@ def spec_for(record: InstanceRecord) -> InstanceSpec:
         os_disk_id=record.os_disk_id,
         data_disks=tuple(DataDiskSpec(d.lun, d.disk_id, d.size_gb) for d in record.data_disks),
         zone=record.zone,
+        extensions=extensions,
+        custom_data=custom_data,
     )
 
 

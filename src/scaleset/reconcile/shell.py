@@ -185,9 +185,10 @@ class Reconciler:
                 self._on_run_end(tx, row, decision.run, now)
         self.checkpoint("persisted")
 
-        if decision is not None:
+        if decision is not None and decision.actions:
+            provisioning = membership.provisioning(row.model)
             for action in decision.actions:
-                self._act(row, action)
+                self._act(row, action, provisioning)
                 self.checkpoint("acted")
 
         active = decision.run if decision is not None else None
@@ -252,7 +253,7 @@ class Reconciler:
                 touched = True
         for iid, record in membership_order(records):
             if iid not in snapshot.instances:
-                self.driver.create_instance(membership.spec_for(record))
+                self.driver.create_instance(membership.spec_for(record, row.model))
                 touched = True
         if touched:
             self.checkpoint("membership-acted")
@@ -325,13 +326,16 @@ class Reconciler:
                                                   updated_at=now))
 
     # -- acting ------------------------------------------------------------------
-    def _act(self, row: ScaleSetRow, action: Action) -> None:
+    def _act(self, row: ScaleSetRow, action: Action,
+             provisioning: tuple[tuple[str, ...], str | None]) -> None:
+        extensions, custom_data = provisioning
         match action:
             case UpgradeInstance(op_id=op_id, instance_id=iid, image_version=image,
                                  generation=generation):
                 self.driver.submit(UpgradeOperation(
                     op_id, row.id, iid, image, generation,
-                    os_disk_id=membership.os_disk_id(row.name, iid, op_id)))
+                    os_disk_id=membership.os_disk_id(row.name, iid, op_id),
+                    extensions=extensions, custom_data=custom_data))
             case RollbackInstance(op_id=op_id, instance_id=iid):
                 self.driver.submit(RollbackOperation(op_id, row.id, iid))
             case ReleasePreviousOsDisk(instance_id=iid):
