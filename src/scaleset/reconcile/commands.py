@@ -218,7 +218,7 @@ def start_os_upgrade(store: Store, *, scale_set_id: str, now: datetime,
         target = resolve_image_version(tx, row.location, row.model)
         records = tx.instances(scale_set_id)
         run = run_machine.start_run(
-            run_id=run_id_for(row.id, len(tx.run_summaries(row.id)) + 1),
+            run_id=run_id_for(row.id, len(tx.past_runs(row.id)) + 1),
             scale_set_id=row.id, kind=RunKind.OS_IMAGE, started_by=started_by,
             target=Target(target, row.generation),
             policy=Policy.from_model(row.model.rolling_upgrade_policy,
@@ -244,7 +244,7 @@ def manual_upgrade(store: Store, *, scale_set_id: str, instance_ids: Iterable[st
             raise NotFound(f"instances {', '.join(missing)} are not in scale set '{row.name}'",
                            target="instanceIds", code="NotFound")
         run = run_machine.start_run(
-            run_id=run_id_for(row.id, len(tx.run_summaries(row.id)) + 1),
+            run_id=run_id_for(row.id, len(tx.past_runs(row.id)) + 1),
             scale_set_id=row.id, kind=RunKind.MODEL, started_by=StartedBy.USER,
             target=Target(None, row.generation),
             policy=Policy.from_model(row.model.rolling_upgrade_policy,

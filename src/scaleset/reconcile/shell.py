@@ -265,10 +265,10 @@ class Reconciler:
                      ) -> Run | None:
         row = tx_row
         with self.store.transaction() as tx:
-            summaries = tx.run_summaries(row.id)
+            runs = tx.past_runs(row.id)
             latest = self._latest_image_version(tx, row)
-        past = [trigger.PastRun(s.run.kind, s.run.started_by, s.run.target.image_version,
-                                s.run.status, s.run.target.generation) for s in summaries]
+        past = [trigger.PastRun(r.kind, r.started_by, r.target.image_version, r.status,
+                                r.target.generation) for r in runs]
         model = row.model
         start = trigger.next_run(
             fleet=obs.instances,
@@ -283,7 +283,7 @@ class Reconciler:
             return None
         started_by = StartedBy.PLATFORM
         return run_machine.start_run(
-            run_id=run_id_for(row.id, len(summaries) + 1),
+            run_id=run_id_for(row.id, len(runs) + 1),
             scale_set_id=row.id,
             kind=start.kind,
             started_by=started_by,

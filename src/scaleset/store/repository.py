@@ -349,6 +349,13 @@ class Tx:
         )
         return _run_from_row(row, instances, batches)
 
+    def past_runs(self, scale_set_id: str) -> list[Run]:
+        """Every run of a scale set, newest first, without instances or batches (cheap)."""
+        c = t.runs.c
+        rows = self.conn.execute(select(t.runs).where(c.scale_set_id == scale_set_id)
+                                 .order_by(c.start_time.desc(), c.run_id.desc()))
+        return [_run_from_row(row, {}, ()) for row in rows]
+
     def run_summaries(self, scale_set_id: str, *, kind: RunKind | None = None,
                       since: datetime | None = None, limit: int | None = None
                       ) -> list[RunSummary]:
