@@ -91,6 +91,17 @@ def observations(records: Mapping[str, InstanceRecord], snapshot: DriverSnapshot
 
 
 def _refreshed(record: InstanceRecord, seen: DriverInstance) -> InstanceRecord:
+    """The record updated with what the driver sees (the same object when nothing changed)."""
+    if (
+        record.health_state is seen.health
+        and record.power_state is seen.power_state
+        and record.provisioning_state is seen.provisioning_state
+        and record.os_disk_id == seen.os_disk_id
+        and record.previous_os_disk_id == seen.previous_os_disk_id
+        and record.image_version == seen.image_version
+        and record.model_generation == seen.generation
+    ):
+        return record  # the common case on a large fleet: skip building a new record
     previous_image = record.previous_image_version
     previous_generation = record.previous_model_generation
     if seen.previous_os_disk_id is None:
@@ -153,7 +164,7 @@ class Reconciler:
             iid: _refreshed(r, snapshot.instances[iid]) if iid in snapshot.instances else r
             for iid, r in records.items()
         }
-        changed_records = [r for iid, r in refreshed.items() if r != records[iid]]
+        changed_records = [r for iid, r in refreshed.items() if r is not records[iid]]
         obs = observations(refreshed, snapshot)
 
         decision: Decision | None = None
