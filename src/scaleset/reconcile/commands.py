@@ -287,6 +287,8 @@ def set_protection(store: Store, *, scale_set_id: str, instance_id: str,
 
 
 def _get(tx: Tx, scale_set_id: str) -> ScaleSetRow:
+    """The scale set, locked for this write transaction (its revision bumped first)."""
+    tx.touch(scale_set_id)
     row = tx.get_scale_set(scale_set_id)
     if row is None:
         name = scale_set_id.rsplit("/", 1)[-1]

@@ -70,4 +70,4 @@ def run_until(
 
 def run_settled(results: dict[str, PassResult]) -> bool:
     """Stop condition: no scale set has an active run."""
-    return all(r.active_run_id is None for r in results.values())
+    return all(r.active_run_id is None and not r.conflict for r in results.values())

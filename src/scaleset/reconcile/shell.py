@@ -36,7 +36,7 @@ from scaleset.drivers.base import (
 from scaleset.model.instance import InstanceRecord
 from scaleset.reconcile import membership
 from scaleset.reconcile.settings import ShellSettings
-from scaleset.store.repository import ScaleSetRow, Store, Tx
+from scaleset.store.repository import ConflictError, ScaleSetRow, Store, Tx
 from scaleset.upgrade import run as run_machine
 from scaleset.upgrade import trigger
 from scaleset.upgrade.actions import (
@@ -64,6 +64,17 @@ class PassResult:
     wake_at: datetime | None
     active_run_id: str | None
     run_status: RunStatus | None = None
+    conflict: bool = False
+    """Someone else wrote while the pass decided; nothing was committed, look again."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Cached:
+    """What the shell last committed for a scale set, valid while its revision holds."""
+
+    revision: int
+    records: dict[str, InstanceRecord]
+    run: Run | None
 
 
 def run_id_for(scale_set_id: str, sequence: int) -> str:
@@ -142,17 +153,39 @@ class Reconciler:
         self.clock = clock
         self.settings = settings or ShellSettings()
         self.checkpoint = checkpoint
+        self._cache: dict[str, _Cached] = {}
 
     # -- the pass ----------------------------------------------------------------
     def reconcile(self, scale_set_id: str) -> PassResult:
-        """One pass over one scale set."""
-        now = self.clock.now()
+        """One pass over one scale set.
+
+        If someone else wrote the scale set's instances or runs while this
+        pass was deciding, nothing is committed and the result asks to look
+        again at once (``conflict``).
+        """
+        try:
+            return self._pass(scale_set_id)
+        except ConflictError:
+            self._cache.pop(scale_set_id, None)
+            return PassResult(wake_at=self.clock.now(), active_run_id=None, conflict=True)
+
+    def _load(self, scale_set_id: str) -> tuple[ScaleSetRow | None,
+                                                 dict[str, InstanceRecord], Run | None]:
         with self.store.transaction() as tx:
             row = tx.get_scale_set(scale_set_id)
             if row is None:
-                return PassResult(None, None)
-            records = tx.instances(scale_set_id)
-            run = tx.active_run(scale_set_id)
+                self._cache.pop(scale_set_id, None)
+                return None, {}, None
+            cached = self._cache.get(scale_set_id)
+            if cached is not None and cached.revision == row.revision:
+                return row, cached.records, cached.run  # nobody wrote since our last pass
+            return row, tx.instances(scale_set_id), tx.active_run(scale_set_id)
+
+    def _pass(self, scale_set_id: str) -> PassResult:
+        now = self.clock.now()
+        row, records, run = self._load(scale_set_id)
+        if row is None:
+            return PassResult(None, None)
         self.checkpoint("read")
 
         snapshot = self.driver.observe(scale_set_id, now)
@@ -178,22 +211,29 @@ class Reconciler:
                 run = started
                 decision = run_machine.decide(started, obs, now)
 
-        with self.store.transaction() as tx:
-            tx.update_instances(changed_records)
-            if decision is not None and run is not None:
-                if new_run:
-                    tx.insert_run(decision.run, target_image_reference=self._image_reference(
-                        row, decision.run))
-                    tx.append_events(scale_set_id, run.run_id, (Event(
-                        "RunStarted",
-                        f"{run.kind} run started by {run.started_by} towards "
-                        f"image {run.target.image_version or '(unchanged)'}, "
-                        f"generation {run.target.generation}: {len(run.instances)} instances",
-                    ),), run.start_time)
-                    tx.append_events(scale_set_id, run.run_id, decision.events, now)
-                else:
-                    tx.save_decision(run, decision, now)
-                self._on_run_end(tx, row, decision.run, now)
+        revision = row.revision
+        if changed_records or decision is not None:
+            with self.store.transaction() as tx:
+                revision = tx.claim(scale_set_id, row.revision)
+                tx.update_instances(changed_records)
+                if decision is not None and run is not None:
+                    if new_run:
+                        tx.insert_run(decision.run, target_image_reference=self._image_reference(
+                            row, decision.run))
+                        tx.append_events(scale_set_id, run.run_id, (Event(
+                            "RunStarted",
+                            f"{run.kind} run started by {run.started_by} towards "
+                            f"image {run.target.image_version or '(unchanged)'}, "
+                            f"generation {run.target.generation}: {len(run.instances)} instances",
+                        ),), run.start_time)
+                        tx.append_events(scale_set_id, run.run_id, decision.events, now)
+                    else:
+                        tx.save_decision(run, decision, now)
+                    self._on_run_end(tx, row, decision.run, now)
+        active = decision.run if decision is not None else None
+        if active is not None and active.status.is_terminal:
+            active = None
+        self._cache[scale_set_id] = _Cached(revision, refreshed, active)
         self.checkpoint("persisted")
 
         if decision is not None and decision.actions:
@@ -202,10 +242,8 @@ class Reconciler:
                 self._act(row, action, provisioning)
                 self.checkpoint("acted")
 
-        active = decision.run if decision is not None else None
-        if active is None or active.status.is_terminal:
+        if active is None:
             self._release_kept_disks(refreshed)
-            active = None
         wake = decision.wake_at if decision is not None else None
         if decision is not None and decision.run.status.is_terminal:
             wake = now  # a finished run may let the next one start: look again at once
@@ -242,8 +280,9 @@ class Reconciler:
             busy = frozenset(run.instances) if run is not None else frozenset()
             removed = membership.scale_in_victims(records, len(records) - desired, busy)
         if added or removed:
-            row = row.replace(next_instance_id=next_index, updated_at=now)
             with self.store.transaction() as tx:
+                revision = tx.claim(row.id, row.revision)
+                row = row.replace(next_instance_id=next_index, updated_at=now, revision=revision)
                 tx.insert_instances(added)
                 tx.delete_instances(row.id, removed)
                 tx.update_scale_set(row)

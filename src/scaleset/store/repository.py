@@ -67,6 +67,7 @@ class ScaleSetRow:
     etag: str
     created_at: datetime
     updated_at: datetime
+    revision: int = 0
 
     def replace(self, **changes: Any) -> ScaleSetRow:
         return dataclasses.replace(self, **changes)
@@ -203,6 +204,7 @@ def _scale_set_from_row(row: Any) -> ScaleSetRow:
         etag=row.etag,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        revision=row.revision,
     )
 
 
@@ -222,7 +224,7 @@ class Tx:
             model=row.model.model_dump(mode="json", by_alias=True, exclude_none=True),
             generation=row.generation, image_version=row.image_version,
             next_instance_id=row.next_instance_id, etag=row.etag,
-            created_at=row.created_at, updated_at=row.updated_at,
+            created_at=row.created_at, updated_at=row.updated_at, revision=row.revision,
         ))
 
     def update_scale_set(self, row: ScaleSetRow) -> None:
@@ -232,6 +234,36 @@ class Tx:
             generation=row.generation, image_version=row.image_version,
             next_instance_id=row.next_instance_id, etag=row.etag, updated_at=row.updated_at,
         ))
+
+    def touch(self, scale_set_id: str) -> int | None:
+        """Bump the scale set's revision (and lock its row until commit).
+
+        Every transaction that writes a scale set's instances or runs starts
+        with this (commands) or with ``claim`` (the shell). ``None`` when the
+        scale set does not exist.
+        """
+        c = t.scale_sets.c
+        result = self.conn.execute(update(t.scale_sets).where(c.id == scale_set_id)
+                                   .values(revision=c.revision + 1))
+        if result.rowcount != 1:
+            return None
+        return int(self.conn.execute(select(c.revision).where(c.id == scale_set_id))
+                   .scalar_one())
+
+    def claim(self, scale_set_id: str, expected: int) -> int:
+        """Bump the revision only if it is still ``expected``; else ``ConflictError``.
+
+        The shell decides on what it read at ``expected``; if anyone wrote in
+        between, its decision is stale and must not be committed.
+        """
+        c = t.scale_sets.c
+        result = self.conn.execute(
+            update(t.scale_sets).where(c.id == scale_set_id, c.revision == expected)
+            .values(revision=expected + 1))
+        if result.rowcount != 1:
+            raise ConflictError(
+                f"scale set {scale_set_id} changed while the pass was deciding; retrying")
+        return expected + 1
 
     def get_scale_set(self, scale_set_id: str) -> ScaleSetRow | None:
         row = self.conn.execute(

@@ -62,6 +62,9 @@ scale_sets = Table(
     Column("generation", Integer, nullable=False),
     Column("image_version", String(64)),  # the version new instances get (resolved latest)
     Column("next_instance_id", Integer, nullable=False),
+    # Bumped by every transaction that writes the scale set's instances or runs;
+    # the shell's writes are guarded on it (optimistic concurrency, and its cache key).
+    Column("revision", Integer, nullable=False),
     Column("etag", String(64), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),

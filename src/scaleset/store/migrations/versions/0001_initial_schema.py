@@ -49,6 +49,7 @@ def upgrade() -> None:
     sa.Column('generation', sa.Integer(), nullable=False),
     sa.Column('image_version', sa.String(length=64), nullable=True),
     sa.Column('next_instance_id', sa.Integer(), nullable=False),
+    sa.Column('revision', sa.Integer(), nullable=False),
     sa.Column('etag', sa.String(length=64), nullable=False),
     sa.Column('created_at', scaleset.store.tables.UTCDateTime(), nullable=False),
     sa.Column('updated_at', scaleset.store.tables.UTCDateTime(), nullable=False),
