@@ -4,8 +4,8 @@ Two kinds of run start without a user asking:
 
 * a **Platform OS run**, when automatic OS upgrade is enabled and a version
   newer than what some eligible instance runs has become ``latest``; a target
-  whose automatic run already ended Faulted or Cancelled is not retried
-  automatically (a newer version, or a manual start, starts a new run);
+  whose run (automatic or manual) already ended Faulted or Cancelled is not
+  retried automatically (a newer version, or a manual start, starts a new run);
 * a **model run**, when the scale set's model generation moved on and the
   upgrade mode is Automatic (all instances at once) or Rolling (in batches);
   again, a generation whose run ended Faulted or Cancelled is not retried.
@@ -66,9 +66,11 @@ def next_run(
     eligible = [o for o in fleet.values() if not o.protected]
     if automatic_os_upgrade and latest_image_version is not None:
         behind = any(versions.newer(latest_image_version, o.image_version) for o in eligible)
+        # A Faulted or Cancelled run to this version, automatic or manual, is
+        # not retried by the platform: someone must act (a newer version, or a
+        # manual start).
         given_up = any(
             r.kind is RunKind.OS_IMAGE
-            and r.started_by is StartedBy.PLATFORM
             and r.target_image_version == latest_image_version
             and r.status in (RunStatus.FAULTED, RunStatus.CANCELLED)
             for r in past_runs
