@@ -355,14 +355,18 @@ class SimulatedDriver:
             self._finish(op, OperationState.SUCCEEDED, None, at)
         elif kind == "rollback":
             inst.busy_op = None
-            if inst.previous is None or rng.random() < self.faults.rollback_fail_probability:
+            # After a failed reimage the old disk was never detached: restoring it
+            # is booting it again. Otherwise the kept disk is swapped back in.
+            restorable = inst.previous is not None or inst.failed
+            if not restorable or rng.random() < self.faults.rollback_fail_probability:
                 inst.failed = True
                 self._finish(op, OperationState.FAILED,
-                             "no previous OS disk to restore" if inst.previous is None
-                             else "restoring the previous OS disk failed (simulated fault)", at)
+                             "restoring the previous OS disk failed (simulated fault)"
+                             if restorable else "no previous OS disk to restore", at)
                 return
             inst.rollbacks += 1
-            inst.os_disk, inst.previous = inst.previous, None
+            if inst.previous is not None:
+                inst.os_disk, inst.previous = inst.previous, None
             inst.failed = False
             inst.override = None
             inst.extension_failed = False

@@ -12,12 +12,13 @@ This module owns every rule of a run's life that is not arithmetic:
    is restored to its previous OS disk when automatic rollback applies
    (automatic runs, unless ``disableAutomaticRollback``; never a User run).
 4. When a batch settles: more than ``maxUnhealthyUpgradedInstancePercent``
-   failed among all instances upgraded so far faults the run (and, with
-   ``rollbackFailedInstancesOnPolicyBreach``, restores the failed ones
-   first, in status RollingBack); a cancel ends it Cancelled; no pending
-   instance left ends it Completed (or Faulted if some upgrades failed,
-   because a Completed run means every eligible instance runs the target);
-   a scale set now over ``maxUnhealthyInstancePercent`` faults it.
+   unhealthy among all instances upgraded so far (every failed upgrade, rolled
+   back or not, plus upgraded instances that are unhealthy again) faults the
+   run (and, with ``rollbackFailedInstancesOnPolicyBreach``, restores the
+   failed ones first, in status RollingBack); no pending instance left ends it
+   Completed (or Faulted if some upgrades failed, because a Completed run
+   means every eligible instance runs the target); a cancel ends it
+   Cancelled; a scale set now over ``maxUnhealthyInstancePercent`` faults it.
 5. Otherwise the next batch waits ``pauseTimeBetweenBatches``.
 
 The pass is level-triggered: it reads the whole run and the whole
@@ -235,7 +236,14 @@ class _Pass:
         self.run = run.replace(batches=run.batches[:-1] + (_close(batch, self.now),))
         self.event("BatchCompleted", f"batch {batch.index + 1} settled", batch=batch.index)
         upgraded = self.count(SETTLED_STEPS | {Step.ROLLING_BACK})
-        failed = self.count(FAILED_STEPS)
+        # Unhealthy upgraded instances: every failed upgrade (rolled back or not), and
+        # every instance that passed its health wait but is unhealthy again now.
+        relapsed = sum(
+            1 for ri in self.instances.values()
+            if ri.step is Step.SUCCEEDED
+            and (o := self.obs.instances.get(ri.instance_id)) is not None and not o.healthy
+        )
+        failed = self.count(FAILED_STEPS) + relapsed
         limit = run.policy.max_unhealthy_upgraded_instance_percent
         if not run.all_at_once and policy_rules.exceeds(failed, upgraded, limit):
             error = RunError(UPGRADED_UNHEALTHY, policy_rules.describe_unhealthy(
@@ -254,11 +262,11 @@ class _Pass:
             else:
                 self.finish(RunStatus.FAULTED, error)
             return
+        if self.count(frozenset({Step.PENDING})) == 0:
+            self.complete()  # nothing left to stop: a late cancel does not hide success
+            return
         if run.cancel_requested:
             self.finish(RunStatus.CANCELLED)
-            return
-        if self.count(frozenset({Step.PENDING})) == 0:
-            self.complete()
             return
         if not run.all_at_once and (gate := self.whole_set_gate(IN_ROLLING_UPGRADE)):
             self.finish(RunStatus.FAULTED, gate)
