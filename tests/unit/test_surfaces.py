@@ -16,6 +16,7 @@ from scaleset.drivers.base import (
     RollbackOperation,
     UpgradeOperation,
 )
+from scaleset.reconcile import membership
 from scaleset.reconcile.shell import Reconciler
 from scaleset.store.repository import ScaleSetRow
 from scaleset.upgrade import actions
@@ -59,7 +60,7 @@ def test_the_shell_turns_every_action_into_a_driver_operation(kind: type) -> Non
     model = scale_set_model("vmss1")
     now = datetime(2026, 1, 1).astimezone()
     row = ScaleSetRow("ss", "vmss1", "westus", model, 1, "1.0.0", 1, '"e"', now, now)
-    shell._act(row, action, ((), None))
+    shell._act(row, action, membership.Provisioning((), None, True))
     assert len(driver.submitted) == 1
     submitted = driver.submitted[0]
     assert isinstance(submitted, operation_type)

@@ -41,6 +41,9 @@ class InstanceSpec:
     """Extension names in the order they must be provisioned after boot."""
     custom_data: str | None = None
     """``osProfile.customData`` (base64), written to every new OS disk."""
+    health_source: bool = True
+    """A load-balancer probe or the Application Health extension watches the application.
+    Without one, healthy means running with every extension provisioned."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +60,8 @@ class UpgradeOperation:
     """Extension names in the order they must be provisioned after boot."""
     custom_data: str | None = None
     """``osProfile.customData`` (base64), rerun on the new OS disk."""
+    health_source: bool = True
+    """As for ``InstanceSpec``: whether the application's health is watched."""
 
 
 @dataclass(frozen=True, slots=True)

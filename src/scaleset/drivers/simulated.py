@@ -84,6 +84,7 @@ class _Disk:
     generation: int
     provisioned_extensions: tuple[str, ...] = ()  # in the order they ran on this disk
     custom_data_runs: int = 0
+    health_source: bool = True  # a probe or the health extension watches the application
 
 
 @dataclass
@@ -109,8 +110,12 @@ class _Instance:
 
     def health(self, now: datetime) -> HealthState:
         extensions = ["Failed" if self.extension_failed else "Succeeded"]
-        return aggregate.instance_health(self.power_state(), extensions,
-                                         self.application_health(now))
+        # Without a probe or health extension nobody asks the application: an
+        # instance that runs with its extensions provisioned is healthy.
+        probe = self.application_health(now) if self.os_disk.health_source else None
+        if self.override is not None and self.busy_op is None:
+            return self.override  # an outage (crash, maintenance) shows whatever watches
+        return aggregate.instance_health(self.power_state(), extensions, probe)
 
     def application_health(self, now: datetime) -> HealthState:
         """What the application's health endpoint would answer now."""
@@ -201,7 +206,7 @@ class SimulatedDriver:
         inst = _Instance(
             instance_id=spec.instance_id,
             os_disk=_Disk(spec.os_disk_id, spec.image_version, spec.generation,
-                          spec.extensions, 1 if spec.custom_data else 0),
+                          spec.extensions, 1 if spec.custom_data else 0, spec.health_source),
             data_disks=data,
             data_disk_ids=tuple(d.disk_id for d in spec.data_disks),
         )
@@ -344,7 +349,7 @@ class SimulatedDriver:
             inst.os_disk = _Disk(payload.os_disk_id,
                                  payload.image_version or inst.os_disk.image_version,
                                  payload.generation, payload.extensions,
-                                 1 if payload.custom_data else 0)
+                                 1 if payload.custom_data else 0, payload.health_source)
             inst.override = None
             inst.failed = False
             self._schedule(at + self.timings.boot, "booted", sid, op.op_id)

@@ -264,6 +264,8 @@ def cancel(store: Store, *, scale_set_id: str, now: datetime) -> Run:
             raise OperationNotAllowed(
                 f"There is no ongoing Rolling Upgrade to cancel for Virtual Machine Scale Set "
                 f"'{row.name}'.")
+        if active.cancel_requested:
+            return active  # already asked: asking again changes nothing
         cancelled = run_machine.request_cancel(active, now)
         tx.save_decision(active, Decision(cancelled, events=(
             Event("CancelRequested", "cancel requested; the run stops after this batch"),)), now)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from scaleset.drivers.base import DataDiskSpec, InstanceSpec
 from scaleset.model import sequencing
@@ -70,15 +71,36 @@ def scale_in_victims(records: Mapping[str, InstanceRecord], count: int,
     return [r.instance_id for r in candidates[:count]]
 
 
-def provisioning(model: ScaleSet) -> tuple[tuple[str, ...], str | None]:
-    """What every new OS disk gets: the extensions in sequence, and the custom data."""
+HEALTH_EXTENSION_TYPES = frozenset({"applicationhealthlinux", "applicationhealthwindows"})
+
+
+def has_health_source(model: ScaleSet) -> bool:
+    """A load-balancer health probe, or the Application Health extension, is configured."""
+    network = model.properties.virtual_machine_profile.network_profile
+    if network is not None and network.health_probe is not None:
+        return True
+    return any(e.properties.type.lower() in HEALTH_EXTENSION_TYPES for e in model.extensions)
+
+
+@dataclass(frozen=True, slots=True)
+class Provisioning:
+    """What every new OS disk gets."""
+
+    extensions: tuple[str, ...]
+    custom_data: str | None
+    health_source: bool
+
+
+def provisioning(model: ScaleSet) -> Provisioning:
+    """The extensions in sequence, the custom data, and whether health is probed."""
     os_profile = model.properties.virtual_machine_profile.os_profile
-    return (tuple(sequencing.extension_order(model.extensions)),
-            os_profile.custom_data if os_profile else None)
+    return Provisioning(tuple(sequencing.extension_order(model.extensions)),
+                        os_profile.custom_data if os_profile else None,
+                        has_health_source(model))
 
 
 def spec_for(record: InstanceRecord, model: ScaleSet) -> InstanceSpec:
-    extensions, custom_data = provisioning(model)
+    p = provisioning(model)
     return InstanceSpec(
         scale_set_id=record.scale_set_id,
         instance_id=record.instance_id,
@@ -87,8 +109,9 @@ def spec_for(record: InstanceRecord, model: ScaleSet) -> InstanceSpec:
         os_disk_id=record.os_disk_id,
         data_disks=tuple(DataDiskSpec(d.lun, d.disk_id, d.size_gb) for d in record.data_disks),
         zone=record.zone,
-        extensions=extensions,
-        custom_data=custom_data,
+        extensions=p.extensions,
+        custom_data=p.custom_data,
+        health_source=p.health_source,
     )
 
 

@@ -377,15 +377,15 @@ class Reconciler:
 
     # -- acting ------------------------------------------------------------------
     def _act(self, row: ScaleSetRow, action: Action,
-             provisioning: tuple[tuple[str, ...], str | None]) -> None:
-        extensions, custom_data = provisioning
+             provisioning: membership.Provisioning) -> None:
         match action:
             case UpgradeInstance(op_id=op_id, instance_id=iid, image_version=image,
                                  generation=generation):
                 self.driver.submit(UpgradeOperation(
                     op_id, row.id, iid, image, generation,
                     os_disk_id=membership.os_disk_id(row.name, iid, op_id),
-                    extensions=extensions, custom_data=custom_data))
+                    extensions=provisioning.extensions, custom_data=provisioning.custom_data,
+                    health_source=provisioning.health_source))
             case RollbackInstance(op_id=op_id, instance_id=iid):
                 self.driver.submit(RollbackOperation(op_id, row.id, iid))
             case ReleasePreviousOsDisk(instance_id=iid):

@@ -29,6 +29,14 @@ from scaleset.model.scaleset import ScaleSet
 from scaleset.upgrade.state import DEFAULT_HEALTH_TIMEOUT
 
 DEFAULT_INSTANCES = 10
+DEFAULT_PROBE = ("/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/sim/"
+                 "providers/Microsoft.Network/loadBalancers/sim-lb/probes/health")
+
+
+def _has_health_extension(profile: dict[str, Any]) -> bool:
+    extensions = (profile.get("extensionProfile") or {}).get("extensions") or []
+    return any(str((e.get("properties") or {}).get("type", "")).lower().startswith(
+        "applicationhealth") for e in extensions if isinstance(e, dict))
 DEFAULT_IMAGE = {"publisher": "Canonical", "offer": "UbuntuServer", "sku": "18.04-LTS",
                  "version": "latest"}
 
@@ -116,6 +124,12 @@ class Scenario(_Strict):
         storage = dict(profile.get("storageProfile") or {})
         storage.setdefault("imageReference", dict(DEFAULT_IMAGE))
         profile["storageProfile"] = storage
+        # The simulated set is watched by a load-balancer probe unless the scenario
+        # configures health itself (a probe, the health extension, or "healthProbe": null).
+        network = dict(profile.get("networkProfile") or {})
+        if "healthProbe" not in network and not _has_health_extension(profile):
+            network["healthProbe"] = {"id": DEFAULT_PROBE}
+        profile["networkProfile"] = network
         props["virtualMachineProfile"] = profile
         raw["properties"] = props
         return ScaleSet.model_validate(raw)
