@@ -83,3 +83,47 @@ def test_custom_data_over_64_kib_is_refused(store: Store) -> None:
     assert "65537 bytes" in err.value.message
     with store.transaction() as tx:
         assert tx.get_scale_set(sid) is None
+
+
+def _without_probe(name: str, capacity: int, extensions: list | None = None) -> object:
+    model = scale_set_model(name, capacity=capacity)
+    raw = model.model_dump(by_alias=True, exclude_none=True)
+    raw["properties"]["virtualMachineProfile"].pop("networkProfile", None)
+    if extensions is not None:
+        raw["properties"]["virtualMachineProfile"]["extensionProfile"] = {
+            "extensions": extensions}
+    return type(model).model_validate(raw)
+
+
+def test_without_a_health_source_a_running_instance_with_its_extensions_is_healthy(
+    store: Store,
+) -> None:
+    # The application on 1.1.0 never answers, but nothing asks it: Azure's rule is
+    # "running with every extension provisioned", so the run completes.
+    world = World.create(store, bad_images=frozenset({"1.1.0"}))
+    sid = scale_set_id("noprobe")
+    commands.create_scale_set(store, scale_set_id=sid, model=_without_probe("noprobe", 5),
+                              now=world.clock.now())
+    world.reconciler.reconcile(sid)
+    world.publish("1.1.0")
+    run = world.start_upgrade(sid, StartedBy.PLATFORM)
+    world.settle(sid)
+    assert world.run(run.run_id).status is RunStatus.COMPLETED
+
+
+def test_with_the_health_extension_a_bad_image_is_caught(store: Store) -> None:
+    world = World.create(store, bad_images=frozenset({"1.1.0"}))
+    sid = scale_set_id("healthext")
+    health = [{"name": "health", "properties": {
+        "publisher": "Microsoft.ManagedServices", "type": "ApplicationHealthLinux",
+        "settings": {"protocol": "http", "port": 80, "requestPath": "/health"}}}]
+    commands.create_scale_set(store, scale_set_id=sid,
+                              model=_without_probe("healthext", 5, health),
+                              now=world.clock.now())
+    world.reconciler.reconcile(sid)
+    world.publish("1.1.0")
+    run = world.start_upgrade(sid, StartedBy.PLATFORM)
+    world.settle(sid)
+    final = world.run(run.run_id)
+    assert final.status is RunStatus.FAULTED
+    assert final.progress().rolled_back == 1
