@@ -63,7 +63,8 @@ def simulate(
     = None,
     seed: Annotated[int | None, typer.Option(help="Seed of the fault draws.")] = None,
     started_by: Annotated[str | None, typer.Option(
-        "--started-by", help="Platform (automatic, rolls back) or User (manual, never rolls back).")]
+        "--started-by",
+        help="Platform (automatic, rolls back) or User (manual, never rolls back).")]
     = None,
     never_healthy: Annotated[float | None, typer.Option(
         "--never-healthy", help="Probability an upgraded instance never becomes healthy.")] = None,

@@ -52,7 +52,8 @@ class TimingsSpec(_Strict):
     healthy_seconds: float = Field(default=20, ge=0)
 
     def to_timings(self) -> Timings:
-        return Timings(timedelta(seconds=self.reimage_seconds), timedelta(seconds=self.boot_seconds),
+        return Timings(timedelta(seconds=self.reimage_seconds),
+                       timedelta(seconds=self.boot_seconds),
                        timedelta(seconds=self.healthy_seconds))
 
 

@@ -123,7 +123,8 @@ def _run_values(run: Run) -> dict[str, Any]:
     }
 
 
-def _run_from_row(row: Any, instances: Mapping[str, RunInstance], batches: tuple[Batch, ...]) -> Run:
+def _run_from_row(row: Any, instances: Mapping[str, RunInstance],
+                  batches: tuple[Batch, ...]) -> Run:
     error = RunError(row.error_code, row.error_message or "", row.error_target) \
         if row.error_code else None
     return Run(
@@ -471,7 +472,8 @@ class Tx:
         if updates:
             self.conn.execute(
                 update(t.run_instances)
-                .where(c.run_id == bindparam("k_run_id"), c.instance_id == bindparam("k_instance_id"))
+                .where(c.run_id == bindparam("k_run_id"),
+                       c.instance_id == bindparam("k_instance_id"))
                 .values(step=bindparam("step"), batch_index=bindparam("batch_index"),
                         health_deadline=bindparam("health_deadline"), reason=bindparam("reason")),
                 updates,

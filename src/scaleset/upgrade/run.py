@@ -152,7 +152,8 @@ class _Pass:
         self.changed.add(instance_id)
         self.events.append(Event("InstanceLeftRun", why, instance_id))
 
-    def event(self, kind: str, message: str, instance_id: str | None = None, **data: object) -> None:
+    def event(self, kind: str, message: str, instance_id: str | None = None,
+              **data: object) -> None:
         self.events.append(Event(kind, message, instance_id, data))
 
     def finish(self, status: RunStatus, error: RunError | None = None) -> None:
@@ -226,14 +227,15 @@ class _Pass:
         if policy_rules.exceeds(unhealthy, total, percent):
             return RunError(code, policy_rules.describe_unhealthy(
                 unhealthy, total, percent, what="instances in the scale set"
-            ) + " (maxUnhealthyInstancePercent)", "rollingUpgradePolicy.maxUnhealthyInstancePercent")
+            ) + " (maxUnhealthyInstancePercent)",
+                "rollingUpgradePolicy.maxUnhealthyInstancePercent")
         return None
 
     # -- batches -------------------------------------------------------------
     def settle_batch(self, batch: Batch) -> None:
         """The open batch has settled: close it and apply the stop rules."""
         run = self.run
-        self.run = run.replace(batches=run.batches[:-1] + (_close(batch, self.now),))
+        self.run = run.replace(batches=(*run.batches[:-1], _close(batch, self.now)))
         self.event("BatchCompleted", f"batch {batch.index + 1} settled", batch=batch.index)
         upgraded = self.count(SETTLED_STEPS | {Step.ROLLING_BACK})
         # Unhealthy upgraded instances: every failed upgrade (rolled back or not), and
@@ -316,7 +318,7 @@ class _Pass:
         else:
             chosen = [o.instance_id for o in candidates]
         index = len(run.batches)
-        self.run = run.replace(batches=run.batches + (Batch(index, tuple(chosen), self.now),),
+        self.run = run.replace(batches=(*run.batches, Batch(index, tuple(chosen), self.now)),
                                next_batch_at=None)
         for iid in chosen:
             self.put(self.instances[iid].to(Step.UPGRADING, batch=index))
