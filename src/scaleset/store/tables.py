@@ -167,3 +167,30 @@ events = Table(
     Column("data", JSON, nullable=False),
     Index(None, "scale_set_id", "id"),
 )
+
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),  # sha256 hex of the whole token
+    Column("token_id", String(32), nullable=False, unique=True),  # shown to people, not secret
+    Column("role", String(16), nullable=False),  # reader | contributor
+    Column("description", String(256)),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+
+operations = Table(
+    "operations",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("location", String(64), nullable=False),
+    Column("kind", String(64), nullable=False),  # what completes it, e.g. "osRollingUpgrade"
+    Column("resource_id", String(512), nullable=False),
+    Column("scale_set_id", String(512)),
+    Column("run_id", String(64)),
+    Column("status", String(16), nullable=False),  # InProgress | Succeeded | Failed | Canceled
+    Column("start_time", UTCDateTime(), nullable=False),
+    Column("end_time", UTCDateTime()),
+    Column("error_code", String(128)),
+    Column("error_message", Text),
+    Column("data", JSON, nullable=False),
+)
