@@ -6,7 +6,10 @@
     ├── InvalidParameter           400  a field breaks a rule
     ├── NotFound                   404  ResourceNotFound / NotFound
     ├── OperationNotAllowed        409  the resource's state forbids it now
-    └── Conflict                   409  a concurrent change got there first
+    ├── Conflict                   409  a concurrent change got there first
+    ├── Unauthenticated            401  no or unknown bearer token
+    ├── Forbidden                  403  the token's role may not do this
+    └── PreconditionFailed         412  If-Match / If-None-Match did not hold
 
 Messages name the field, the rule and the fix. The API renders these in
 ARM's envelope; the CLI prints them.
@@ -45,3 +48,18 @@ class OperationNotAllowed(ScalesetError):
 class Conflict(ScalesetError):
     code = "Conflict"
     status = 409
+
+
+class Unauthenticated(ScalesetError):
+    code = "AuthenticationFailed"
+    status = 401
+
+
+class Forbidden(ScalesetError):
+    code = "AuthorizationFailed"
+    status = 403
+
+
+class PreconditionFailed(ScalesetError):
+    code = "PreconditionFailed"
+    status = 412

@@ -109,7 +109,8 @@ class EngineMachine(RuleBasedStateMachine):
         self.sid = self.world.add_scale_set(
             capacity=capacity, automatic=automatic, disable_automatic_rollback=disable_rollback,
             policy={"maxBatchInstancePercent": batch_percent,
-                    "maxUnhealthyInstancePercent": 60,
+                    # Azure refuses a batch larger than the unhealthy limit.
+                    "maxUnhealthyInstancePercent": max(60, batch_percent),
                     "maxUnhealthyUpgradedInstancePercent": 60,
                     "pauseTimeBetweenBatches": pause})
         if newer_version:  # with automatic OS upgrade, a platform run starts on the next pass

@@ -74,6 +74,23 @@ CUSTOM_DATA_LIMIT = 64 * 1024  # bytes, decoded
 
 def validate_model(model: ScaleSet) -> None:
     """Refuse a model the engine cannot run, naming the field and the fix."""
+    policy = model.properties.upgrade_policy.rolling_upgrade_policy
+    if policy is not None and {"max_batch_instance_percent",
+                               "max_unhealthy_instance_percent"} <= policy.model_fields_set \
+            and policy.max_batch_instance_percent > policy.max_unhealthy_instance_percent:
+        raise InvalidParameter(
+            f"rollingUpgradePolicy.maxBatchInstancePercent ({policy.max_batch_instance_percent}) "
+            "must not exceed maxUnhealthyInstancePercent "
+            f"({policy.max_unhealthy_instance_percent}): a batch that size could take the set "
+            "over its unhealthy limit by itself. Lower the batch or raise the limit.",
+            target="properties.upgradePolicy.rollingUpgradePolicy.maxBatchInstancePercent")
+    names = [e.name for e in model.extensions]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise InvalidParameter(
+            f"extension names must be unique; '{duplicates[0]}' appears more than once. "
+            "Rename or remove the duplicate.",
+            target="properties.virtualMachineProfile.extensionProfile.extensions")
     try:
         sequencing.extension_order(model.extensions)
     except sequencing.SequencingError as exc:
@@ -120,6 +137,11 @@ def update_scale_set(store: Store, *, scale_set_id: str, model: ScaleSet, now: d
     validate_model(model)
     with store.transaction() as tx:
         row = _get(tx, scale_set_id)
+        if model.location.replace(" ", "").lower() != row.location.replace(" ", "").lower():
+            raise InvalidParameter(
+                f"Changing property 'location' is not allowed: scale set '{row.name}' is in "
+                f"'{row.location}'. Create a new scale set in '{model.location}' instead.",
+                target="location")
         generation = row.generation + (1 if model_changes_instances(row.model, model) else 0)
         image_version = row.image_version
         ref = model.image_reference
@@ -297,3 +319,64 @@ def _get(tx: Tx, scale_set_id: str) -> ScaleSetRow:
         raise NotFound(
             f"The Resource 'Microsoft.Compute/virtualMachineScaleSets/{name}' was not found.")
     return row
+
+
+def reimage(store: Store, *, scale_set_id: str, instance_ids: Iterable[str] | None,
+            now: datetime, settings: ShellSettings | None = None) -> Run:
+    """A fresh OS disk from the scale set's image for the named instances (all when None).
+
+    Data disks are kept; custom data and extensions run again; nothing is rolled back.
+    """
+    settings = settings or ShellSettings()
+    with store.transaction() as tx:
+        row = _get(tx, scale_set_id)
+        _ensure_idle(tx, row, "reimage")
+        records = tx.instances(scale_set_id)
+        ids = list(records) if instance_ids is None else list(instance_ids)
+        missing = [i for i in ids if i not in records]
+        if missing:
+            raise NotFound(f"instances {', '.join(missing)} are not in scale set '{row.name}'",
+                           target="instanceIds", code="NotFound")
+        run = run_machine.start_run(
+            run_id=run_id_for(row.id, len(tx.past_runs(row.id)) + 1),
+            scale_set_id=row.id, kind=RunKind.REIMAGE, started_by=StartedBy.USER,
+            target=Target(row.image_version, row.generation),
+            policy=Policy.from_model(row.model.rolling_upgrade_policy,
+                                     health_timeout=settings.health_timeout),
+            fleet=_fleet(records), now=now, all_at_once=True, only=ids,
+        )
+        _insert_started_run(tx, row, run, now)
+    return run
+
+
+DELETING = "Deleting"
+
+
+def delete_scale_set(store: Store, *, scale_set_id: str, now: datetime) -> ScaleSetRow:
+    """Mark a scale set for deletion; the reconciler deletes its instances, then the record."""
+    with store.transaction() as tx:
+        row = _get(tx, scale_set_id)
+        model = row.model.model_copy(deep=True)
+        model.properties.provisioning_state = DELETING
+        model.sku.capacity = 0
+        updated = row.replace(model=model, updated_at=now)
+        tx.update_scale_set(updated)
+        tx.append_events(scale_set_id, None, [Event("ScaleSetDeleting", "delete requested")], now)
+    return updated
+
+
+def delete_instance(store: Store, *, scale_set_id: str, instance_id: str, now: datetime
+                    ) -> None:
+    """Remove one instance (its disks go with it) and lower the capacity by one."""
+    with store.transaction() as tx:
+        row = _get(tx, scale_set_id)
+        records = tx.instances(scale_set_id)
+        if instance_id not in records:
+            raise NotFound(f"instance '{instance_id}' is not in scale set '{row.name}'",
+                           code="NotFound")
+        model = row.model.model_copy(deep=True)
+        model.sku.capacity = max(0, (model.sku.capacity or 0) - 1)
+        tx.delete_instances(scale_set_id, [instance_id])
+        tx.update_scale_set(row.replace(model=model, updated_at=now))
+        tx.append_events(scale_set_id, None, [Event(
+            "InstanceDeleted", "instance deleted on request", instance_id)], now)

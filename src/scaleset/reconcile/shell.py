@@ -51,6 +51,7 @@ from scaleset.upgrade.observations import InstanceObservation, Observations
 from scaleset.upgrade.state import Policy, Run, RunKind, RunStatus, StartedBy
 
 Checkpoint = Callable[[str], None]
+DELETING = "Deleting"  # provisioningState of a scale set being deleted
 
 
 def _no_checkpoint(step: str) -> None:
@@ -192,6 +193,13 @@ class Reconciler:
         self.checkpoint("observed")
 
         row, records, snapshot = self._converge_membership(row, records, run, snapshot, now)
+        if row.model.properties.provisioning_state == DELETING and not records \
+                and not snapshot.instances:
+            with self.store.transaction() as tx:
+                tx.claim(scale_set_id, row.revision)
+                tx.delete_scale_set(scale_set_id)
+            self._cache.pop(scale_set_id, None)
+            return PassResult(None, None)
 
         refreshed = {
             iid: _refreshed(r, snapshot.instances[iid]) if iid in snapshot.instances else r
@@ -278,7 +286,10 @@ class Reconciler:
                 next_index += 1
         elif len(records) > desired:
             busy = frozenset(run.instances) if run is not None else frozenset()
-            removed = membership.scale_in_victims(records, len(records) - desired, busy)
+            if row.model.properties.provisioning_state == DELETING:
+                removed = list(records)  # deleting the scale set overrides scale-in protection
+            else:
+                removed = membership.scale_in_victims(records, len(records) - desired, busy)
         if added or removed:
             with self.store.transaction() as tx:
                 revision = tx.claim(row.id, row.revision)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from scaleset.errors import NotFound
 from scaleset.model.instance import HealthState, InstanceRecord
@@ -45,7 +47,9 @@ def latest_rolling_upgrade(store: Store, *, scale_set_id: str) -> RollingUpgrade
         row = tx.get_scale_set(scale_set_id)
         if row is None:
             raise NotFound(f"scale set '{scale_set_id.rsplit('/', 1)[-1]}' was not found")
-        summaries = tx.run_summaries(scale_set_id, limit=1)
+        # Reimages are not rolling upgrades: they do not show here.
+        summaries = [s for s in tx.run_summaries(scale_set_id, limit=20)
+                     if s.run.kind is not RunKind.REIMAGE][:1]
     if not summaries:
         raise NotFound(
             f"The entity was not found: scale set '{row.name}' has had no rolling upgrade.",
@@ -109,3 +113,66 @@ def instance_resource(row: ScaleSetRow, record: InstanceRecord, *,
             instance_view=view,
         ),
     )
+
+
+SECRET_OS_PROFILE_FIELDS = ("adminPassword", "customData")
+SECRET_EXTENSION_FIELDS = ("protectedSettings", "protectedSettingsFromKeyVault")
+
+
+def scrub_secrets(body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` without the fields ARM never returns (passwords, custom data, protected settings)."""
+    profile = body.get("properties", {}).get("virtualMachineProfile", {})
+    os_profile = profile.get("osProfile")
+    if isinstance(os_profile, dict):
+        for key in SECRET_OS_PROFILE_FIELDS:
+            os_profile.pop(key, None)
+    for ext in (profile.get("extensionProfile") or {}).get("extensions") or []:
+        props = ext.get("properties") if isinstance(ext, dict) else None
+        if isinstance(props, dict):
+            for key in SECRET_EXTENSION_FIELDS:
+                props.pop(key, None)
+    return body
+
+
+def scale_set_resource(row: ScaleSetRow, *, provisioning_state: str | None = None
+                       ) -> dict[str, Any]:
+    """A scale set as ARM returns it: read-only fields filled in, secrets removed."""
+    body = row.model.to_wire()
+    body["id"] = row.model.id or row.id
+    body["name"] = row.name
+    body["type"] = "Microsoft.Compute/virtualMachineScaleSets"
+    body["etag"] = row.etag
+    props = body.setdefault("properties", {})
+    props["provisioningState"] = provisioning_state or row.model.properties.provisioning_state \
+        or "Succeeded"
+    props["uniqueId"] = str(uuid.uuid5(uuid.NAMESPACE_URL, row.id))
+    props["timeCreated"] = row.created_at.isoformat().replace("+00:00", "Z")
+    ref = props.setdefault("virtualMachineProfile", {}).setdefault(
+        "storageProfile", {}).get("imageReference")
+    if isinstance(ref, dict) and row.image_version is not None:
+        ref["exactVersion"] = row.image_version
+    return scrub_secrets(body)
+
+
+def scale_set_instance_view(row: ScaleSetRow, records: Mapping[str, InstanceRecord]
+                            ) -> dict[str, Any]:
+    """``virtualMachineScaleSets/{name}/instanceView``: counts of instance states."""
+    def summary(codes: list[str]) -> list[dict[str, Any]]:
+        return [{"code": c, "count": codes.count(c)} for c in sorted(set(codes))]
+
+    provisioning = [f"ProvisioningState/{r.provisioning_state.value.lower()}"
+                    for r in records.values()]
+    health = [f"HealthState/{r.health_state.value.lower()}" for r in records.values()]
+    power = [f"PowerState/{r.power_state.value}" for r in records.values()]
+    state = row.model.properties.provisioning_state or "Succeeded"
+    return {
+        "virtualMachine": {"statusesSummary": summary(provisioning)},
+        "extensions": [{"name": e.name, "statusesSummary": summary(provisioning)}
+                       for e in row.model.extensions],
+        "statuses": [{"code": f"ProvisioningState/{state.lower()}", "level": "Info",
+                      "displayStatus": f"Provisioning {state.lower()}",
+                      "time": row.updated_at.isoformat().replace("+00:00", "Z")}],
+        "healthSummary": summary(health),
+        "powerStateSummary": summary(power),
+        "orchestrationServices": [],
+    }

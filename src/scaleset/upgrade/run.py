@@ -96,12 +96,14 @@ def start_run(
     never rolls back, not even on a policy breach.
     """
     wanted = None if only is None else set(only)
+    force = kind is RunKind.REIMAGE  # a reimage replaces the disk even on the target
     eligible = {
         iid: RunInstance(iid)
         for iid, o in fleet.items()
-        if not o.protected and not on_target(o, target) and (wanted is None or iid in wanted)
+        if not o.protected and (force or not on_target(o, target))
+        and (wanted is None or iid in wanted)
     }
-    user_os_run = kind is RunKind.OS_IMAGE and started_by is StartedBy.USER
+    user_os_run = kind in (RunKind.OS_IMAGE, RunKind.REIMAGE) and started_by is StartedBy.USER
     return Run(
         run_id=run_id,
         scale_set_id=scale_set_id,
@@ -297,7 +299,7 @@ class _Pass:
                 self.drop(ri.instance_id, "instance was deleted from the scale set")
             elif observed.protected:
                 self.drop(ri.instance_id, "instance is protected from scale-set actions")
-            elif on_target(observed, run.target):
+            elif run.kind is not RunKind.REIMAGE and on_target(observed, run.target):
                 self.put(ri.to(Step.SUCCEEDED))
             else:
                 candidates.append(observed)

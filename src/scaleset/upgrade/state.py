@@ -56,6 +56,8 @@ class RunKind(StrEnum):
 
     OS_IMAGE = "OSImage"
     MODEL = "Model"
+    REIMAGE = "Reimage"
+    """A fresh OS disk for chosen instances, even those already on the target."""
 
 
 class StartedBy(StrEnum):
