@@ -120,7 +120,7 @@ SECRET_EXTENSION_FIELDS = ("protectedSettings", "protectedSettingsFromKeyVault")
 
 
 def scrub_secrets(body: dict[str, Any]) -> dict[str, Any]:
-    """``body`` without the fields ARM never returns (passwords, custom data, protected settings)."""
+    """``body`` without what ARM never returns: passwords, custom data, protected settings."""
     profile = body.get("properties", {}).get("virtualMachineProfile", {})
     os_profile = profile.get("osProfile")
     if isinstance(os_profile, dict):
