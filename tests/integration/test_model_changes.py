@@ -27,7 +27,7 @@ def model(*, mode: str = "Manual", capacity: int = 10, command: str = "./install
           custom_data: str | None = None, policy: dict[str, Any] | None = None) -> ScaleSet:
     """The test scale set with one extension (and optionally custom data)."""
     base = scale_set_model(capacity=capacity, mode=mode, automatic=False, policy=policy)
-    raw = base.model_dump(by_alias=True, exclude_none=True)
+    raw = base.model_dump(by_alias=True, exclude_unset=True, exclude_none=True)
     profile = raw["properties"]["virtualMachineProfile"]
     extension = {**EXTENSION, "properties": {**EXTENSION["properties"],
                                              "settings": {"commandToExecute": command}}}

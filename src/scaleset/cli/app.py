@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import typer
 
+from scaleset.cli import image as image_cmd
+from scaleset.cli import serve as serve_cmd
 from scaleset.cli import simulate as simulate_cmd
+from scaleset.cli import token as token_cmd
+from scaleset.cli import vmss as vmss_cmd
 
 app = typer.Typer(
     name="scaleset",
@@ -14,6 +18,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command("simulate")(simulate_cmd.simulate)
+app.command("serve")(serve_cmd.serve)
+app.add_typer(vmss_cmd.app, name="vmss")
+app.add_typer(image_cmd.app, name="vm")
+app.add_typer(token_cmd.app, name="token")
 
 
 @app.callback()

@@ -162,8 +162,8 @@ def set_capacity(store: Store, *, scale_set_id: str, capacity: int, now: datetim
         raise InvalidParameter("sku.capacity must be 0 or more", target="sku.capacity")
     with store.transaction() as tx:
         row = _get(tx, scale_set_id)
-        model = row.model.model_copy(deep=True)
-        model.sku.capacity = capacity
+        model = row.model.model_copy(update={
+            "sku": row.model.sku.model_copy(update={"capacity": capacity})})
         updated = row.replace(model=model, updated_at=now,
                               etag=_etag(f"{scale_set_id}/cap{capacity}/{now.isoformat()}"))
         tx.update_scale_set(updated)
@@ -178,8 +178,10 @@ def publish_image_version(
     if not versions.is_version(version):
         raise InvalidParameter(
             f"image version '{version}' must be dotted integers such as '1.2.0'", target="version")
-    row = ImageVersionRow(location, publisher, offer, sku, version, os_type,
-                          dict(properties or {}), now)
+    # The store keys on lower-cased names; the names as published are kept for display.
+    stored = {**(properties or {}),
+              "displayNames": {"publisher": publisher, "offer": offer, "sku": sku}}
+    row = ImageVersionRow(location, publisher, offer, sku, version, os_type, stored, now)
     with store.transaction() as tx:
         tx.put_image_version(row)
     return row
@@ -356,9 +358,10 @@ def delete_scale_set(store: Store, *, scale_set_id: str, now: datetime) -> Scale
     """Mark a scale set for deletion; the reconciler deletes its instances, then the record."""
     with store.transaction() as tx:
         row = _get(tx, scale_set_id)
-        model = row.model.model_copy(deep=True)
-        model.properties.provisioning_state = DELETING
-        model.sku.capacity = 0
+        model = row.model.model_copy(update={
+            "sku": row.model.sku.model_copy(update={"capacity": 0}),
+            "properties": row.model.properties.model_copy(
+                update={"provisioning_state": DELETING})})
         updated = row.replace(model=model, updated_at=now)
         tx.update_scale_set(updated)
         tx.append_events(scale_set_id, None, [Event("ScaleSetDeleting", "delete requested")], now)
@@ -374,8 +377,8 @@ def delete_instance(store: Store, *, scale_set_id: str, instance_id: str, now: d
         if instance_id not in records:
             raise NotFound(f"instance '{instance_id}' is not in scale set '{row.name}'",
                            code="NotFound")
-        model = row.model.model_copy(deep=True)
-        model.sku.capacity = max(0, (model.sku.capacity or 0) - 1)
+        model = row.model.model_copy(update={"sku": row.model.sku.model_copy(
+            update={"capacity": max(0, (row.model.sku.capacity or 0) - 1)})})
         tx.delete_instances(scale_set_id, [instance_id])
         tx.update_scale_set(row.replace(model=model, updated_at=now))
         tx.append_events(scale_set_id, None, [Event(

@@ -212,6 +212,14 @@ def _scale_set_from_row(row: Any) -> ScaleSetRow:
 _INSTANCE_KEYS = ("scale_set_id", "instance_id")
 
 
+def _model_json(model: ScaleSet) -> dict[str, Any]:
+    """The model as the client wrote it: fields it never set are not stored as defaults.
+
+    This keeps "which fields did the user set" through a read-modify-write.
+    """
+    return model.model_dump(mode="json", by_alias=True, exclude_unset=True, exclude_none=True)
+
+
 class Tx:
     """One transaction's worth of domain reads and writes."""
 
@@ -222,7 +230,7 @@ class Tx:
     def insert_scale_set(self, row: ScaleSetRow) -> None:
         self.conn.execute(insert(t.scale_sets).values(
             id=row.id, name=row.name, location=row.location,
-            model=row.model.model_dump(mode="json", by_alias=True, exclude_none=True),
+            model=_model_json(row.model),
             generation=row.generation, image_version=row.image_version,
             next_instance_id=row.next_instance_id, etag=row.etag,
             created_at=row.created_at, updated_at=row.updated_at, revision=row.revision,
@@ -231,7 +239,7 @@ class Tx:
     def update_scale_set(self, row: ScaleSetRow) -> None:
         self.conn.execute(update(t.scale_sets).where(t.scale_sets.c.id == row.id).values(
             name=row.name, location=row.location,
-            model=row.model.model_dump(mode="json", by_alias=True, exclude_none=True),
+            model=_model_json(row.model),
             generation=row.generation, image_version=row.image_version,
             next_instance_id=row.next_instance_id, etag=row.etag, updated_at=row.updated_at,
         ))

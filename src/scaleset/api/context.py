@@ -1,0 +1,35 @@
+"""What the routes need, handed to ``create_app`` once (no module globals)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from fastapi import Request
+
+from scaleset.clock import Clock
+from scaleset.reconcile.settings import ShellSettings
+from scaleset.store.repository import ImageVersionRow, Store
+
+
+def _ignore(_: object) -> None:
+    """No reconciler to wake (tests that only exercise the API)."""
+
+
+@dataclass
+class ApiContext:
+    store: Store
+    clock: Clock
+    settings: ShellSettings = field(default_factory=ShellSettings)
+    notify: Callable[[str | None], None] = _ignore
+    """Ring the reconciler's doorbell: something changed for this scale set (None: all)."""
+    on_image_published: Callable[[ImageVersionRow], None] = _ignore
+    """Tell the driver about a new image version (the simulated driver learns bad images)."""
+    auth_required: bool = True
+    page_size: int = 100
+
+
+def get_context(request: Request) -> ApiContext:
+    context = request.app.state.context
+    assert isinstance(context, ApiContext)
+    return context

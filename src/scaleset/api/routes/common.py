@@ -1,0 +1,73 @@
+"""Helpers shared by the routers: ids, api-version checks, etags, lookups."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Query, Request
+
+from scaleset.api import versions
+from scaleset.errors import NotFound, PreconditionFailed
+from scaleset.store.repository import ScaleSetRow, Store
+
+PROVIDER = "/subscriptions/{subscription}/resourceGroups/{resource_group}/providers/" \
+           "Microsoft.Compute"
+SCALE_SET = PROVIDER + "/virtualMachineScaleSets/{name}"
+
+
+def compute_version(api_version: str | None = Query(default=None, alias="api-version")) -> str:
+    return versions.check(api_version, versions.COMPUTE, provider="Microsoft.Compute")
+
+
+def scale_set_display_id(subscription: str, resource_group: str, name: str) -> str:
+    return (f"/subscriptions/{subscription}/resourceGroups/{resource_group}/providers/"
+            f"Microsoft.Compute/virtualMachineScaleSets/{name}")
+
+
+def scale_set_key(subscription: str, resource_group: str, name: str) -> str:
+    """The store's key: the canonical id, lower-cased (ARM names are case-insensitive)."""
+    return scale_set_display_id(subscription, resource_group, name).lower()
+
+
+def load_scale_set(store: Store, subscription: str, resource_group: str, name: str
+                   ) -> ScaleSetRow:
+    with store.transaction() as tx:
+        row = tx.get_scale_set(scale_set_key(subscription, resource_group, name))
+    if row is None:
+        raise NotFound(
+            f"The Resource 'Microsoft.Compute/virtualMachineScaleSets/{name}' under resource "
+            f"group '{resource_group}' was not found.")
+    return row
+
+
+def check_preconditions(request: Request, etag: str | None) -> None:
+    """Honour If-Match and If-None-Match (``*`` or an etag) with 412 when they fail."""
+    if_match = request.headers.get("if-match")
+    if if_match is not None and if_match.strip() != "*" and (
+            etag is None or if_match.strip() != etag):
+        raise PreconditionFailed(
+            f"If-Match {if_match} does not match the resource's current etag "
+            f"{etag or '(the resource does not exist)'}; GET it again and retry")
+    if if_match is not None and if_match.strip() == "*" and etag is None:
+        raise PreconditionFailed("If-Match: * needs an existing resource; it does not exist")
+    if_none_match = request.headers.get("if-none-match")
+    if if_none_match is not None and etag is not None and (
+            if_none_match.strip() == "*" or if_none_match.strip() == etag):
+        raise PreconditionFailed(
+            "If-None-Match forbids overwriting the existing resource; use PATCH, or drop "
+            "the header to replace it")
+
+
+def deep_merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """JSON merge: objects merge key by key, anything else (lists too) replaces.
+
+    >>> deep_merge({"a": {"b": 1, "c": 2}, "l": [1]}, {"a": {"c": 3}, "l": [2]})
+    {'a': {'b': 1, 'c': 3}, 'l': [2]}
+    """
+    out = dict(base)
+    for key, value in patch.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out

@@ -1,0 +1,170 @@
+"""Platform images per location: publishers -> offers -> skus -> versions.
+
+Listings are bare JSON arrays, as ARM returns them. Versions order as
+dotted integers (1.10.0 after 1.9.0). Publishing a version is a PUT on the
+version's path (contributor); it may start Platform runs on every scale set
+that asked for ``latest`` of that sku.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Body, Depends, Query
+from fastapi.responses import JSONResponse
+from sqlalchemy import select
+
+from scaleset.api.auth import READ, WRITE
+from scaleset.api.context import ApiContext, get_context
+from scaleset.api.routes.common import compute_version
+from scaleset.catalog import versions as version_rules
+from scaleset.errors import InvalidParameter, NotFound
+from scaleset.reconcile import commands
+from scaleset.store import tables as t
+from scaleset.store.repository import ImageVersionRow
+
+router = APIRouter(tags=["virtualMachineImages"])
+
+LOCATION = "/subscriptions/{subscription}/providers/Microsoft.Compute/locations/{location}"
+PUBLISHERS = LOCATION + "/publishers"
+OFFERS = PUBLISHERS + "/{publisher}/artifacttypes/vmimage/offers"
+SKUS = OFFERS + "/{offer}/skus"
+VERSIONS = SKUS + "/{sku}/versions"
+VERSION = VERSIONS + "/{version}"
+
+
+def _display(row: ImageVersionRow, key: str) -> str:
+    names = row.properties.get("displayNames") or {}
+    return str(names.get(key) or getattr(row, key))
+
+
+def _rows(context: ApiContext, location: str, **match: str) -> list[ImageVersionRow]:
+    c = t.image_versions.c
+    query = select(t.image_versions).where(c.location == location.lower())
+    for key, value in match.items():
+        query = query.where(c[key] == value.lower())
+    with context.store.transaction() as tx:
+        return [ImageVersionRow(r.location, r.publisher, r.offer, r.sku, r.version, r.os_type,
+                                r.properties, r.published_at)
+                for r in tx.conn.execute(query)]
+
+
+def _resource(subscription: str, location: str, name: str, path: str) -> dict[str, Any]:
+    return {"name": name, "location": location,
+            "id": f"/Subscriptions/{subscription}/Providers/Microsoft.Compute/Locations/"
+                  f"{location}{path}"}
+
+
+def _names(rows: list[ImageVersionRow], key: str) -> list[str]:
+    seen: dict[str, str] = {}
+    for row in rows:
+        seen.setdefault(getattr(row, key), _display(row, key))
+    return sorted(seen.values(), key=str.lower)
+
+
+@router.get(PUBLISHERS)
+def list_publishers(subscription: str, location: str, _v: str = Depends(compute_version),
+                    _a: object = Depends(READ),
+                    context: ApiContext = Depends(get_context)) -> list[dict[str, Any]]:
+    return [_resource(subscription, location, p, f"/Publishers/{p}")
+            for p in _names(_rows(context, location), "publisher")]
+
+
+@router.get(OFFERS)
+def list_offers(subscription: str, location: str, publisher: str,
+                _v: str = Depends(compute_version), _a: object = Depends(READ),
+                context: ApiContext = Depends(get_context)) -> list[dict[str, Any]]:
+    rows = _rows(context, location, publisher=publisher)
+    return [_resource(subscription, location, o,
+                      f"/Publishers/{publisher}/ArtifactTypes/VMImage/Offers/{o}")
+            for o in _names(rows, "offer")]
+
+
+@router.get(SKUS)
+def list_skus(subscription: str, location: str, publisher: str, offer: str,
+              _v: str = Depends(compute_version), _a: object = Depends(READ),
+              context: ApiContext = Depends(get_context)) -> list[dict[str, Any]]:
+    rows = _rows(context, location, publisher=publisher, offer=offer)
+    return [_resource(subscription, location, s,
+                      f"/Publishers/{publisher}/ArtifactTypes/VMImage/Offers/{offer}/Skus/{s}")
+            for s in _names(rows, "sku")]
+
+
+def _version_path(publisher: str, offer: str, sku: str, version: str) -> str:
+    return (f"/Publishers/{publisher}/ArtifactTypes/VMImage/Offers/{offer}/Skus/{sku}/"
+            f"Versions/{version}")
+
+
+@router.get(VERSIONS)
+def list_versions(subscription: str, location: str, publisher: str, offer: str, sku: str,
+                  top: int | None = Query(default=None, alias="$top", ge=1),
+                  orderby: str | None = Query(default=None, alias="$orderby"),
+                  _v: str = Depends(compute_version), _a: object = Depends(READ),
+                  context: ApiContext = Depends(get_context)) -> list[dict[str, Any]]:
+    """Versions of a sku, oldest first (``$orderby=name desc`` for newest first, ``$top``)."""
+    rows = _rows(context, location, publisher=publisher, offer=offer, sku=sku)
+    ordered = sorted(rows, key=lambda r: version_rules.version_key(r.version))
+    if orderby is not None:
+        words = orderby.lower().split()
+        if not words or words[0] != "name" or words[1:] not in ([], ["asc"], ["desc"]):
+            raise InvalidParameter(f"$orderby '{orderby}' is not supported; use 'name asc' or "
+                                   "'name desc'", target="$orderby")
+        if words[1:] == ["desc"]:
+            ordered.reverse()
+    if top is not None:
+        ordered = ordered[:top]
+    return [_resource(subscription, location, r.version,
+                      _version_path(publisher, offer, sku, r.version)) for r in ordered]
+
+
+def _image(subscription: str, location: str, publisher: str, offer: str, sku: str,
+           row: ImageVersionRow) -> dict[str, Any]:
+    body = _resource(subscription, location, row.version,
+                     _version_path(publisher, offer, sku, row.version))
+    props = {k: v for k, v in row.properties.items() if k != "displayNames"}
+    props.setdefault("osDiskImage", {"operatingSystem": row.os_type})
+    props.setdefault("dataDiskImages", [])
+    props.setdefault("automaticOSUpgradeProperties", {"automaticOSUpgradeSupported": True})
+    body["properties"] = props
+    return body
+
+
+@router.get(VERSION)
+def get_version(subscription: str, location: str, publisher: str, offer: str, sku: str,
+                version: str, _v: str = Depends(compute_version), _a: object = Depends(READ),
+                context: ApiContext = Depends(get_context)) -> dict[str, Any]:
+    for row in _rows(context, location, publisher=publisher, offer=offer, sku=sku):
+        if row.version == version:
+            return _image(subscription, location, publisher, offer, sku, row)
+    raise NotFound(f"Artifact: VMImage was not found: {publisher}/{offer}/{sku}/{version} in "
+                   f"'{location}'.", code="NotFound")
+
+
+@router.put(VERSION, status_code=201)
+def publish_version(subscription: str, location: str, publisher: str, offer: str, sku: str,
+                    version: str, body: Any = Body(default=None),
+                    _v: str = Depends(compute_version), _a: object = Depends(WRITE),
+                    context: ApiContext = Depends(get_context)) -> JSONResponse:
+    """Publish a platform image version (an admin operation of this control plane)."""
+    if not isinstance(body, dict):
+        raise InvalidParameter('the body must be a JSON object such as {"location": "westus", '
+                               '"properties": {"osDiskImage": {"operatingSystem": "Linux"}}}',
+                               target="body")
+    props = body.get("properties") or {}
+    if not isinstance(props, dict):
+        raise InvalidParameter("properties must be an object", target="properties")
+    os_type = ((props.get("osDiskImage") or {}).get("operatingSystem") or "Linux")
+    if os_type not in ("Linux", "Windows"):
+        raise InvalidParameter(f"osDiskImage.operatingSystem must be Linux or Windows, not "
+                               f"'{os_type}'", target="properties.osDiskImage.operatingSystem")
+    existed = any(r.version == version for r in _rows(context, location, publisher=publisher,
+                                                      offer=offer, sku=sku))
+    row = commands.publish_image_version(
+        context.store, location=location, publisher=publisher, offer=offer, sku=sku,
+        version=version, os_type=os_type,
+        properties=props,
+        now=context.clock.now())
+    context.on_image_published(row)
+    context.notify(None)
+    return JSONResponse(_image(subscription, location, publisher, offer, sku, row),
+                        status_code=200 if existed else 201)

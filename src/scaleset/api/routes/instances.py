@@ -1,0 +1,135 @@
+"""``virtualMachineScaleSets/{name}/virtualMachines``: the instances of a scale set."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi.responses import Response
+
+from scaleset.api import lro, paging
+from scaleset.api.auth import READ, WRITE
+from scaleset.api.context import ApiContext, get_context
+from scaleset.api.routes.common import SCALE_SET, compute_version, load_scale_set
+from scaleset.errors import InvalidParameter, NotFound
+from scaleset.model.instance import InstanceRecord
+from scaleset.model.vm import ProtectionPolicy
+from scaleset.reconcile import commands, views
+from scaleset.store.repository import ScaleSetRow
+
+router = APIRouter(tags=["virtualMachineScaleSetVMs"])
+INSTANCE = SCALE_SET + "/virtualMachines/{instance_id}"
+
+
+def _expand(expand: str | None) -> bool:
+    if expand is None:
+        return False
+    if expand.lower() in ("instanceview", "userdata", "resiliencyview"):
+        return expand.lower() == "instanceview"
+    raise InvalidParameter(f"$expand '{expand}' is not supported; use 'instanceView'",
+                           target="$expand")
+
+
+def _load(context: ApiContext, subscription: str, resource_group: str, name: str,
+          instance_id: str) -> tuple[ScaleSetRow, InstanceRecord]:
+    row = load_scale_set(context.store, subscription, resource_group, name)
+    with context.store.transaction() as tx:
+        record = tx.instances(row.id).get(instance_id)
+    if record is None:
+        raise NotFound(f"The entity was not found: instance '{instance_id}' of scale set "
+                       f"'{row.name}'.", code="NotFound")
+    return row, record
+
+
+def _natural(instance_id: str) -> tuple[int, str]:
+    return (int(instance_id), "") if instance_id.isdigit() else (1 << 62, instance_id)
+
+
+@router.get(SCALE_SET + "/virtualMachines")
+def list_instances(subscription: str, resource_group: str, name: str, request: Request,
+                   expand: str | None = Query(default=None, alias="$expand"),
+                   _v: str = Depends(compute_version), _a: object = Depends(READ),
+                   context: ApiContext = Depends(get_context)) -> dict[str, Any]:
+    row = load_scale_set(context.store, subscription, resource_group, name)
+    with context.store.transaction() as tx:
+        records = tx.instances(row.id)
+    show = _expand(expand)
+    items = [views.instance_resource(row, records[i], expand_instance_view=show).to_wire()
+             for i in sorted(records, key=_natural)]
+    return paging.page(request, items, context.page_size)
+
+
+@router.get(INSTANCE)
+def get_instance(subscription: str, resource_group: str, name: str, instance_id: str,
+                 expand: str | None = Query(default=None, alias="$expand"),
+                 _v: str = Depends(compute_version), _a: object = Depends(READ),
+                 context: ApiContext = Depends(get_context)) -> dict[str, Any]:
+    row, record = _load(context, subscription, resource_group, name, instance_id)
+    return views.instance_resource(row, record, expand_instance_view=_expand(expand)).to_wire()
+
+
+@router.get(INSTANCE + "/instanceView")
+def get_instance_view(subscription: str, resource_group: str, name: str, instance_id: str,
+                      _v: str = Depends(compute_version), _a: object = Depends(READ),
+                      context: ApiContext = Depends(get_context)) -> dict[str, Any]:
+    row, record = _load(context, subscription, resource_group, name, instance_id)
+    body = views.instance_resource(row, record, expand_instance_view=True).to_wire()
+    view: dict[str, Any] = body["properties"]["instanceView"]
+    return view
+
+
+@router.put(INSTANCE)
+def update_instance(subscription: str, resource_group: str, name: str, instance_id: str,
+                    body: Any = Body(default=None), _v: str = Depends(compute_version),
+                    _a: object = Depends(WRITE),
+                    context: ApiContext = Depends(get_context)) -> dict[str, Any]:
+    """Update an instance; its ``protectionPolicy`` is the part scaleset lets you change."""
+    row, record = _load(context, subscription, resource_group, name, instance_id)
+    if not isinstance(body, dict):
+        raise InvalidParameter("the request body must be a JSON object", target="body")
+    raw = (body.get("properties") or {}).get("protectionPolicy")
+    policy = ProtectionPolicy.model_validate(raw) if raw is not None else ProtectionPolicy(
+        protect_from_scale_in=record.protect_from_scale_in,
+        protect_from_scale_set_actions=record.protect_from_scale_set_actions)
+    updated = commands.set_protection(
+        context.store, scale_set_id=row.id, instance_id=instance_id,
+        protect_from_scale_in=policy.protect_from_scale_in,
+        protect_from_scale_set_actions=policy.protect_from_scale_set_actions,
+        now=context.clock.now())
+    context.notify(row.id)
+    return views.instance_resource(row, updated).to_wire()
+
+
+@router.post(INSTANCE + "/reimage", status_code=202)
+def reimage_instance(subscription: str, resource_group: str, name: str, instance_id: str,
+                     request: Request, _v: str = Depends(compute_version),
+                     _a: object = Depends(WRITE),
+                     context: ApiContext = Depends(get_context)) -> Response:
+    row, _ = _load(context, subscription, resource_group, name, instance_id)
+    run = commands.reimage(context.store, scale_set_id=row.id, instance_ids=[instance_id],
+                           now=context.clock.now(), settings=context.settings)
+    headers = lro.begin(context, request, kind=lro.RUN, resource_id=f"{row.model.id}/"
+                        f"virtualMachines/{instance_id}", location=row.location,
+                        subscription=subscription, scale_set_id=row.id, run_id=run.run_id)
+    context.notify(row.id)
+    return Response(status_code=202, headers=headers)
+
+
+@router.delete(INSTANCE, status_code=202)
+def delete_instance(subscription: str, resource_group: str, name: str, instance_id: str,
+                    request: Request, _v: str = Depends(compute_version),
+                    _a: object = Depends(WRITE),
+                    context: ApiContext = Depends(get_context)) -> Response:
+    row = load_scale_set(context.store, subscription, resource_group, name)
+    with context.store.transaction() as tx:
+        exists = instance_id in tx.instances(row.id)
+    if not exists:
+        return Response(status_code=204)
+    commands.delete_instance(context.store, scale_set_id=row.id, instance_id=instance_id,
+                             now=context.clock.now())
+    headers = lro.begin(context, request, kind=lro.INSTANCE_DELETE,
+                        resource_id=f"{row.model.id}/virtualMachines/{instance_id}",
+                        location=row.location, subscription=subscription,
+                        scale_set_id=row.id, data={"instanceId": instance_id})
+    context.notify(row.id)
+    return Response(status_code=202, headers=headers)

@@ -1,0 +1,45 @@
+"""The status of long-running operations (``Azure-AsyncOperation`` and ``Location`` URLs)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import JSONResponse, Response
+
+from scaleset.api import lro
+from scaleset.api.auth import READ
+from scaleset.api.context import ApiContext, get_context
+from scaleset.api.routes.common import compute_version
+from scaleset.errors import NotFound
+
+router = APIRouter(tags=["operations"])
+
+OPERATION = "/subscriptions/{subscription}/providers/Microsoft.Compute/locations/{location}/" \
+            "operations/{operation_id}"
+
+
+@router.get(OPERATION, response_model=None)
+def operation_status(subscription: str, location: str, operation_id: str,
+                     monitor: bool = Query(default=False),
+                     _v: str = Depends(compute_version), _a: object = Depends(READ),
+                     context: ApiContext = Depends(get_context)) -> Response:
+    """InProgress (with ``Retry-After: 1``), then Succeeded, Failed or Canceled.
+
+    With ``monitor=true`` (the ``Location`` URL): 202 while running, then
+    204 when it succeeded, or the operation's error.
+    """
+    op = lro.poll(context, operation_id)
+    if op is None:
+        raise NotFound(f"operation '{operation_id}' was not found", code="NotFound")
+    running = op.status == lro.IN_PROGRESS
+    headers = {"Retry-After": "1"} if running else {}
+    if monitor:
+        if running:
+            return Response(status_code=202, headers=headers)
+        if op.status == lro.SUCCEEDED:
+            return Response(status_code=204)
+        body: dict[str, Any] = {"error": {"code": op.error_code or "OperationFailed",
+                                          "message": op.error_message or op.status}}
+        return JSONResponse(body, status_code=200)
+    return JSONResponse(op.to_wire(), headers=headers)

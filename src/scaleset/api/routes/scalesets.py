@@ -1,0 +1,161 @@
+"""``Microsoft.Compute/virtualMachineScaleSets``: create, read, update, delete, list, views."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Body, Depends, Request
+from fastapi.responses import JSONResponse, Response
+
+from scaleset.api import lro, paging
+from scaleset.api.auth import READ, WRITE
+from scaleset.api.context import ApiContext, get_context
+from scaleset.api.routes.common import (
+    SCALE_SET,
+    check_preconditions,
+    compute_version,
+    deep_merge,
+    load_scale_set,
+    scale_set_display_id,
+    scale_set_key,
+)
+from scaleset.errors import InvalidParameter
+from scaleset.model.scaleset import ScaleSet
+from scaleset.reconcile import commands, views
+from scaleset.store.repository import ScaleSetRow
+
+router = APIRouter(tags=["virtualMachineScaleSets"])
+
+READ_ONLY_PROPERTIES = ("provisioningState", "uniqueId", "timeCreated")
+
+
+def _model_from(body: Any, *, display_id: str, name: str) -> ScaleSet:
+    if not isinstance(body, dict):
+        raise InvalidParameter("the request body must be a JSON object (a scale set resource)",
+                               target="body")
+    data = dict(body)
+    data["id"], data["name"] = display_id, name
+    for key in ("etag", "type"):
+        data.pop(key, None)
+    props = data.get("properties")
+    if isinstance(props, dict):
+        data["properties"] = {k: v for k, v in props.items() if k not in READ_ONLY_PROPERTIES}
+    if "location" not in data:
+        raise InvalidParameter("Required parameter 'location' is missing (null).",
+                               target="location")
+    return ScaleSet.model_validate(data)
+
+
+def _respond(row: ScaleSetRow, status: int, state: str, headers: dict[str, str]) -> JSONResponse:
+    return JSONResponse(views.scale_set_resource(row, provisioning_state=state),
+                        status_code=status, headers={**headers, "ETag": row.etag})
+
+
+@router.put(SCALE_SET, status_code=201)
+def create_or_update(
+    subscription: str, resource_group: str, name: str, request: Request,
+    body: Any = Body(default=None), _v: str = Depends(compute_version),
+    _a: object = Depends(WRITE), context: ApiContext = Depends(get_context),
+) -> JSONResponse:
+    """Create a scale set, or replace its model (``If-Match`` / ``If-None-Match`` honoured)."""
+    key = scale_set_key(subscription, resource_group, name)
+    model = _model_from(body, display_id=scale_set_display_id(subscription, resource_group, name),
+                        name=name)
+    with context.store.transaction() as tx:
+        existing = tx.get_scale_set(key)
+    check_preconditions(request, existing.etag if existing else None)
+    now = context.clock.now()
+    if existing is None:
+        row = commands.create_scale_set(context.store, scale_set_id=key, model=model, now=now)
+        status, state = 201, "Creating"
+    else:
+        row = commands.update_scale_set(context.store, scale_set_id=key, model=model, now=now)
+        status, state = 200, "Updating"
+    headers = lro.begin(context, request, kind=lro.SCALE_SET_PUT, resource_id=row.model.id or key,
+                        location=row.location, subscription=subscription, scale_set_id=key)
+    context.notify(key)
+    return _respond(row, status, state, headers)
+
+
+@router.patch(SCALE_SET)
+def update(
+    subscription: str, resource_group: str, name: str, request: Request,
+    body: Any = Body(default=None), _v: str = Depends(compute_version),
+    _a: object = Depends(WRITE), context: ApiContext = Depends(get_context),
+) -> JSONResponse:
+    """Merge a partial scale set into the model (JSON merge: objects merge, lists replace)."""
+    existing = load_scale_set(context.store, subscription, resource_group, name)
+    check_preconditions(request, existing.etag)
+    if not isinstance(body, dict):
+        raise InvalidParameter("the request body must be a JSON object", target="body")
+    # Merge over what the client wrote (not over defaults), so "is it set" survives a PATCH.
+    merged = deep_merge(existing.model.model_dump(mode="json", by_alias=True,
+                                                  exclude_unset=True, exclude_none=True), body)
+    model = _model_from(merged, display_id=existing.model.id or existing.id, name=existing.name)
+    row = commands.update_scale_set(context.store, scale_set_id=existing.id, model=model,
+                                    now=context.clock.now())
+    headers = lro.begin(context, request, kind=lro.SCALE_SET_PUT, resource_id=row.model.id or "",
+                        location=row.location, subscription=subscription,
+                        scale_set_id=existing.id)
+    context.notify(existing.id)
+    return _respond(row, 200, "Updating", headers)
+
+
+@router.get(SCALE_SET)
+def get(subscription: str, resource_group: str, name: str,
+        _v: str = Depends(compute_version), _a: object = Depends(READ),
+        context: ApiContext = Depends(get_context)) -> JSONResponse:
+    row = load_scale_set(context.store, subscription, resource_group, name)
+    return JSONResponse(views.scale_set_resource(row), headers={"ETag": row.etag})
+
+
+@router.delete(SCALE_SET, status_code=202)
+def delete(subscription: str, resource_group: str, name: str, request: Request,
+           _v: str = Depends(compute_version), _a: object = Depends(WRITE),
+           context: ApiContext = Depends(get_context)) -> Response:
+    """Delete a scale set with its instances and their disks (204 when it does not exist)."""
+    key = scale_set_key(subscription, resource_group, name)
+    with context.store.transaction() as tx:
+        existing = tx.get_scale_set(key)
+    if existing is None:
+        return Response(status_code=204)
+    check_preconditions(request, existing.etag)
+    row = commands.delete_scale_set(context.store, scale_set_id=key, now=context.clock.now())
+    headers = lro.begin(context, request, kind=lro.SCALE_SET_DELETE,
+                        resource_id=row.model.id or key, location=row.location,
+                        subscription=subscription, scale_set_id=key)
+    context.notify(key)
+    return Response(status_code=202, headers=headers)
+
+
+def _list(context: ApiContext, prefix: str) -> list[dict[str, Any]]:
+    with context.store.transaction() as tx:
+        rows = [tx.get_scale_set(sid) for sid in tx.scale_set_ids() if sid.startswith(prefix)]
+    return [views.scale_set_resource(r) for r in rows if r is not None]
+
+
+@router.get("/subscriptions/{subscription}/resourceGroups/{resource_group}/providers/"
+            "Microsoft.Compute/virtualMachineScaleSets")
+def list_in_group(subscription: str, resource_group: str, request: Request,
+                  _v: str = Depends(compute_version), _a: object = Depends(READ),
+                  context: ApiContext = Depends(get_context)) -> dict[str, Any]:
+    prefix = f"/subscriptions/{subscription}/resourcegroups/{resource_group}/".lower()
+    return paging.page(request, _list(context, prefix), context.page_size)
+
+
+@router.get("/subscriptions/{subscription}/providers/Microsoft.Compute/virtualMachineScaleSets")
+def list_in_subscription(subscription: str, request: Request,
+                         _v: str = Depends(compute_version), _a: object = Depends(READ),
+                         context: ApiContext = Depends(get_context)) -> dict[str, Any]:
+    prefix = f"/subscriptions/{subscription}/".lower()
+    return paging.page(request, _list(context, prefix), context.page_size)
+
+
+@router.get(SCALE_SET + "/instanceView")
+def instance_view(subscription: str, resource_group: str, name: str,
+                  _v: str = Depends(compute_version), _a: object = Depends(READ),
+                  context: ApiContext = Depends(get_context)) -> dict[str, Any]:
+    row = load_scale_set(context.store, subscription, resource_group, name)
+    with context.store.transaction() as tx:
+        records = tx.instances(row.id)
+    return views.scale_set_instance_view(row, records)

@@ -1,0 +1,52 @@
+"""Accepted api-versions, per resource provider.
+
+Compute: every stable version from 2018-10-01 (the first with automatic OS
+upgrade) to 2026-04-01 (what azure-mgmt-compute 39 sends). Gallery and
+Network keep their own calendars.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from scaleset.errors import ScalesetError
+
+COMPUTE: Final = (
+    "2018-10-01", "2019-03-01", "2019-07-01", "2019-12-01", "2020-06-01", "2020-12-01",
+    "2021-03-01", "2021-04-01", "2021-07-01", "2021-11-01", "2022-03-01", "2022-08-01",
+    "2022-11-01", "2023-03-01", "2023-07-01", "2023-09-01", "2024-03-01", "2024-07-01",
+    "2024-11-01", "2025-04-01", "2025-11-01", "2026-04-01",
+)
+GALLERY: Final = (
+    "2019-03-01", "2019-07-01", "2019-12-01", "2020-09-30", "2021-07-01", "2021-10-01",
+    "2022-01-03", "2022-03-03", "2022-08-03", "2023-07-03", "2024-03-03", "2025-03-03",
+    "2026-03-03",
+)
+NETWORK: Final = (
+    "2018-10-01", "2019-12-01", "2020-11-01", "2021-08-01", "2022-07-01", "2023-04-01",
+    "2023-09-01", "2024-01-01", "2024-05-01", "2024-07-01", "2025-01-01", "2025-05-01",
+)
+LATEST_COMPUTE: Final = COMPUTE[-1]
+
+
+class InvalidApiVersion(ScalesetError):
+    code = "InvalidApiVersionParameter"
+    status = 400
+
+
+class MissingApiVersion(ScalesetError):
+    code = "MissingApiVersionParameter"
+    status = 400
+
+
+def check(api_version: str | None, accepted: tuple[str, ...], *, provider: str) -> str:
+    """``api_version`` if ``provider`` accepts it; otherwise an ARM error naming the choices."""
+    if not api_version:
+        raise MissingApiVersion(
+            "The api-version query parameter (?api-version=) is required for all requests; "
+            f"use one of: {', '.join(accepted)}.", target="api-version")
+    if api_version not in accepted:
+        raise InvalidApiVersion(
+            f"The api-version '{api_version}' is invalid for {provider}. The supported "
+            f"versions are '{', '.join(accepted)}'.", target="api-version")
+    return api_version

@@ -1,0 +1,71 @@
+"""``scaleset serve``: the control plane in one process (API, reconcile loop, driver)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from scaleset.model.durations import parse_duration
+from scaleset.server.settings import DEFAULT_PORT, ServeSettings
+
+
+def serve(
+    host: Annotated[str, typer.Option(envvar="SCALESET_HOST", help="Listen address.")]
+    = "127.0.0.1",
+    port: Annotated[int, typer.Option(envvar="SCALESET_PORT", min=0, max=65535)] = DEFAULT_PORT,
+    data_dir: Annotated[Path, typer.Option(envvar="SCALESET_DATA_DIR",
+                                           help="Database, TLS files, client config.")]
+    = Path(".scaleset"),
+    database_url: Annotated[str | None, typer.Option(
+        envvar="SCALESET_DATABASE_URL", help="Default: SQLite in the data directory.")] = None,
+    driver: Annotated[str, typer.Option(envvar="SCALESET_DRIVER")] = "simulated",
+    health_timeout: Annotated[str, typer.Option(
+        envvar="SCALESET_HEALTH_TIMEOUT",
+        help="How long an upgraded instance has to become healthy: seconds or ISO 8601.")]
+    = "PT5M",
+    tls_cert: Annotated[Path | None, typer.Option(envvar="SCALESET_TLS_CERT")] = None,
+    tls_key: Annotated[Path | None, typer.Option(envvar="SCALESET_TLS_KEY")] = None,
+    insecure_http: Annotated[bool, typer.Option(
+        "--insecure-http", envvar="SCALESET_INSECURE_HTTP", help="Plain HTTP (no TLS).")]
+    = False,
+) -> None:
+    """Run the API, the reconcile loop and the driver until interrupted."""
+    import os
+
+    from scaleset.cli import clientconfig
+    from scaleset.server.main import DEFAULT_SUBSCRIPTION
+    from scaleset.server.main import serve as run  # heavy imports only for this verb
+
+    try:
+        timeout = parse_duration(float(health_timeout) if _is_number(health_timeout)
+                                 else health_timeout)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--health-timeout") from exc
+    if (tls_cert is None) != (tls_key is None):
+        raise typer.BadParameter("give both --tls-cert and --tls-key, or neither")
+    settings = ServeSettings(
+        host=host, port=port, data_dir=data_dir, database_url=database_url, driver=driver,
+        health_timeout=timeout, tls_cert=tls_cert, tls_key=tls_key, insecure_http=insecure_http,
+        bootstrap_token=os.environ.get("SCALESET_BOOTSTRAP_TOKEN") or None,
+    )
+    def write_config(endpoint: str, ca_file: Path | None, token: str | None) -> None:
+        path = clientconfig.default_config_path()
+        try:
+            clientconfig.write_client_config(path, endpoint=endpoint, ca_file=ca_file,
+                                             subscription=DEFAULT_SUBSCRIPTION, token=token)
+        except OSError as exc:  # a read-only home must not stop the server
+            typer.echo(f"could not write the client config {path}: {exc}", err=True)
+        else:
+            typer.echo(f"Client config: {path}")
+
+    run(settings, on_ready=write_config)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,813 @@
+"""``scaleset vmss ...``: the ``az vmss`` verbs, spoken to a scaleset server over ARM JSON.
+
+Each verb is one or a few requests through :class:`~scaleset.cli.client.ArmClient`;
+writes wait for their long-running operation unless ``--no-wait``. ``update``
+is GET, then a *sparse* PATCH of just the ``--set`` paths with ``If-Match`` on
+the etag it read: the server merges it (objects merge, lists replace), so
+fields the GET never shows (``protectedSettings``) survive, and a concurrent
+change fails with 412 instead of being overwritten. ``--set`` follows az:
+dotted paths, ``[n]`` indexes, keys matched case-insensitively against the
+resource, a first key that is not top-level looked up under ``properties``,
+values parsed as JSON when they parse (``5``, ``true``, ``{"a": 1}``) and
+kept as strings otherwise. A path through a list sends the whole list.
+
+Options that take several values accept them az-style (``--zones 1 2 3``) as
+well as repeated (``--zones 1 --zones 2``); see :class:`VariadicCommand`.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import re
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Final
+from urllib.parse import quote
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from typer.core import TyperCommand, TyperOption
+
+from scaleset.cli import output
+from scaleset.cli.client import ArmClient, ArmClientError, ClientFactory
+from scaleset.cli.clientconfig import (
+    CaFileOption,
+    EndpointOption,
+    SubscriptionOption,
+    TokenOption,
+)
+from scaleset.cli.output import Column, OutputFormat, OutputOption, lookup
+
+DEFAULT_LOCATION: Final = "westus"
+DEFAULT_VM_SKU: Final = "Standard_D2s_v3"
+DEFAULT_INSTANCE_COUNT: Final = 2
+DEFAULT_ADMIN: Final = "azureuser"
+TOP_LEVEL_KEYS: Final = frozenset({"id", "name", "type", "location", "etag", "sku", "tags",
+                                   "zones", "identity", "plan", "extendedLocation"})
+_ENVELOPE: Final = frozenset(k.lower() for k in TOP_LEVEL_KEYS | {"properties"})
+RUNNING: Final = frozenset({"RollingForward", "RollingBack"})
+
+
+class VariadicCommand(TyperCommand):
+    """Repeatable options also take several values after one flag: ``--zones 1 2 3``.
+
+    Rewrites the arguments to ``--zones 1 --zones 2 --zones 3`` before parsing;
+    the values run until the next token that starts with ``-``.
+    """
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        multi = {opt for p in self.params if isinstance(p, TyperOption) and p.multiple
+                 for opt in p.opts}
+        out: list[str] = []
+        i = 0
+        while i < len(args):
+            arg = args[i]
+            out.append(arg)
+            i += 1
+            if arg == "--":
+                out.extend(args[i:])
+                break
+            if arg in multi and i < len(args):
+                out.append(args[i])
+                i += 1
+                while i < len(args) and not args[i].startswith("-"):
+                    out.extend((arg, args[i]))
+                    i += 1
+        return super().parse_args(ctx, out)
+
+
+app = typer.Typer(name="vmss", help="Manage virtual machine scale sets (like az vmss).",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+rolling_upgrade = typer.Typer(name="rolling-upgrade", no_args_is_help=True,
+                              help="Start, follow and cancel rolling OS image upgrades.")
+app.add_typer(rolling_upgrade, name="rolling-upgrade")
+
+ResourceGroupOption = Annotated[str, typer.Option("--resource-group", "-g",
+                                                  help="Resource group.")]
+NameOption = Annotated[str, typer.Option("--name", "-n", help="Scale set name.")]
+NoWaitOption = Annotated[bool, typer.Option(
+    "--no-wait", help="Return once the server accepted the request; do not wait for it.")]
+InstanceIdsOption = Annotated[list[str] | None, typer.Option(
+    "--instance-ids", "--instance-id", help="Instance ids, e.g. --instance-ids 0 3 4.")]
+
+
+def _connect(ctx: typer.Context, endpoint: str | None, token: str | None,
+             ca_file: str | None, subscription: str | None) -> ArmClient:
+    factory = ctx.find_object(ClientFactory) or ClientFactory()
+    return factory.connect(endpoint=endpoint, token=token, ca_file=ca_file,
+                           subscription=subscription)
+
+
+def group_path(subscription: str, resource_group: str) -> str:
+    return (f"/subscriptions/{quote(subscription, safe='')}/resourceGroups/"
+            f"{quote(resource_group, safe='')}/providers/Microsoft.Compute")
+
+
+def scale_set_path(subscription: str, resource_group: str, name: str) -> str:
+    return f"{group_path(subscription, resource_group)}/virtualMachineScaleSets/" \
+           f"{quote(name, safe='')}"
+
+
+# -- table columns -------------------------------------------------------------------------
+
+def _resource_group(item: Any) -> str | None:
+    match = re.search(r"/resourceGroups/([^/]+)", str(lookup(item, "id") or ""), re.IGNORECASE)
+    return match.group(1) if match else None
+
+
+def _image(ref: Any) -> str | None:
+    if not isinstance(ref, dict):
+        return None
+    if ref.get("id"):
+        return str(ref["id"])
+    urn = ":".join(str(ref.get(k) or "") for k in ("publisher", "offer", "sku", "version"))
+    exact = ref.get("exactVersion")
+    return f"{urn} ({exact})" if exact and exact != ref.get("version") else urn
+
+
+def _health(item: Any) -> str | None:
+    code = lookup(item, "properties.instanceView.vmHealth.status.code")
+    return str(code).removeprefix("HealthState/") if code else None
+
+
+SCALE_SET_COLUMNS: Final = (
+    Column("Name", "name"), Column("ResourceGroup", _resource_group),
+    Column("Location", "location"), Column("Zones", lambda i: " ".join(i.get("zones") or [])),
+    Column("Capacity", "sku.capacity"),
+    Column("Image", lambda i: _image(lookup(
+        i, "properties.virtualMachineProfile.storageProfile.imageReference"))),
+    Column("UpgradeMode", "properties.upgradePolicy.mode"),
+    Column("AutoOSUpgrade",
+           "properties.upgradePolicy.automaticOSUpgradePolicy.enableAutomaticOSUpgrade"),
+    Column("ProvisioningState", "properties.provisioningState"),
+)
+INSTANCE_COLUMNS: Final = (
+    Column("InstanceId", "instanceId"), Column("Name", "name"), Column("Zone", "zones[0]"),
+    Column("ProvisioningState", "properties.provisioningState"),
+    Column("LatestModel", "properties.latestModelApplied"),
+    Column("Image", "properties.storageProfile.imageReference.exactVersion"),
+    Column("Health", _health),
+    Column("ProtectScaleIn", "properties.protectionPolicy.protectFromScaleIn"),
+    Column("ProtectActions", "properties.protectionPolicy.protectFromScaleSetActions"),
+)
+_STATUS_COLUMNS: Final = (
+    Column("Status", "properties.runningStatus.code"),
+    Column("Successful", "properties.progress.successfulInstanceCount"),
+    Column("Failed", "properties.progress.failedInstanceCount"),
+    Column("InProgress", "properties.progress.inProgressInstanceCount"),
+    Column("Pending", "properties.progress.pendingInstanceCount"),
+    Column("StartTime", "properties.runningStatus.startTime"),
+    Column("EndTime", "properties.runningStatus.endTime"),
+    Column("Error", "properties.error.code"),
+)
+ROLLING_UPGRADE_COLUMNS: Final = (*_STATUS_COLUMNS[:1], Column(
+    "LastAction", "properties.runningStatus.lastAction"), *_STATUS_COLUMNS[1:])
+HISTORY_COLUMNS: Final = (
+    *_STATUS_COLUMNS[:1], Column("StartedBy", "properties.startedBy"),
+    Column("TargetImage", lambda i: _image(lookup(i, "properties.targetImageReference"))),
+    *_STATUS_COLUMNS[1:3],
+    Column("RolledBack", "properties.rollbackInfo.successfullyRolledbackInstanceCount"),
+    *_STATUS_COLUMNS[5:],
+)
+VIEW_COLUMNS: Final = (Column("Component", "component"), Column("Code", "code"),
+                       Column("Count", "count"), Column("Message", "message"))
+
+
+def _view_rows(view: Any) -> list[dict[str, Any]]:
+    """Instance views as rows: status summaries (scale set) or statuses (instance)."""
+    rows: list[dict[str, Any]] = []
+    if not isinstance(view, dict):
+        return rows
+    for s in lookup(view, "virtualMachine.statusesSummary") or []:
+        rows.append({"component": "virtualMachine", **s})
+    for ext in view.get("extensions") or []:
+        for s in ext.get("statusesSummary") or ext.get("statuses") or []:
+            rows.append({"component": ext.get("name"), **s})
+    for s in view.get("statuses") or []:
+        rows.append({"component": "", "message": s.get("displayStatus"), **s})
+    health = lookup(view, "vmHealth.status")
+    if isinstance(health, dict):
+        rows.append({"component": "vmHealth", "message": health.get("displayStatus"), **health})
+    return rows
+
+
+# -- create --------------------------------------------------------------------------------
+
+class UpgradeMode(StrEnum):
+    Automatic = "Automatic"
+    Manual = "Manual"
+    Rolling = "Rolling"
+
+
+def parse_urn(urn: str) -> dict[str, str]:
+    """``--image`` as an ``imageReference``: a URN like az's, or an image resource id.
+
+    >>> parse_urn("Canonical:ubuntu-24_04-lts:server:latest")["offer"]
+    'ubuntu-24_04-lts'
+    >>> parse_urn("Canonical:ubuntu-24_04-lts:server")["version"]
+    'latest'
+    """
+    if urn.startswith("/"):
+        return {"id": urn}
+    parts = urn.split(":")
+    if len(parts) == 3:
+        parts.append("latest")
+    if len(parts) != 4 or not all(p.strip() for p in parts):
+        raise typer.BadParameter(
+            f"'{urn}' is not an image URN; use Publisher:Offer:Sku:Version, e.g. "
+            "Canonical:ubuntu-24_04-lts:server:latest, or an image resource id",
+            param_hint="--image")
+    return dict(zip(("publisher", "offer", "sku", "version"), parts, strict=True))
+
+
+def _duration(value: str) -> str:
+    if value.isdigit():
+        return f"PT{int(value)}S"
+    if re.fullmatch(r"P(?:\d+D)?(?:T(?:\d+H)?(?:\d+M)?(?:\d+(?:\.\d+)?S)?)?", value.upper()) \
+            and value.upper() not in ("P", "PT"):
+        return value.upper()
+    raise typer.BadParameter(f"'{value}' is neither seconds nor an ISO 8601 duration "
+                             "such as PT30S", param_hint="--pause-time-between-batches")
+
+
+def _put(tree: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    node = tree
+    for key in path[:-1]:
+        child = node.get(key)
+        if not isinstance(child, dict):
+            child = {}
+            node[key] = child
+        node = child
+    node[path[-1]] = value
+
+
+def _read_body(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise typer.BadParameter(f"cannot read {path}: {exc.strerror}",
+                                 param_hint="--file") from exc
+    except json.JSONDecodeError as exc:
+        raise typer.BadParameter(f"{path} is not JSON: {exc.msg} at line {exc.lineno}",
+                                 param_hint="--file") from exc
+    if not isinstance(data, dict):
+        raise typer.BadParameter(f"{path} must hold a JSON object (a scale set resource)",
+                                 param_hint="--file")
+    return data
+
+
+def skeleton(name: str) -> dict[str, Any]:
+    """The body ``create`` starts from without ``--file`` (az's defaults, location westus)."""
+    prefix = re.sub(r"[^A-Za-z0-9-]", "", name)[:9] or "vm"
+    return {
+        "location": DEFAULT_LOCATION,
+        "sku": {"name": DEFAULT_VM_SKU, "tier": "Standard", "capacity": DEFAULT_INSTANCE_COUNT},
+        "properties": {
+            "orchestrationMode": "Uniform",
+            "upgradePolicy": {"mode": UpgradeMode.Manual.value},
+            "virtualMachineProfile": {
+                "osProfile": {"computerNamePrefix": prefix, "adminUsername": DEFAULT_ADMIN},
+                "storageProfile": {"osDisk": {
+                    "createOption": "FromImage", "caching": "ReadWrite",
+                    "managedDisk": {"storageAccountType": "Premium_LRS"}}}}}}
+
+
+_UP = ("properties", "upgradePolicy")
+_ROLLING = (*_UP, "rollingUpgradePolicy")
+_AUTO = (*_UP, "automaticOSUpgradePolicy")
+_VM = ("properties", "virtualMachineProfile")
+
+
+@app.command("create", cls=VariadicCommand)
+def create(
+    ctx: typer.Context, resource_group: ResourceGroupOption, name: NameOption,
+    file: Annotated[Path | None, typer.Option(
+        "--file", help="JSON scale set body to PUT; other flags given override its fields.",
+        dir_okay=False)] = None,
+    image: Annotated[str | None, typer.Option(
+        help="Publisher:Offer:Sku:Version (version may be 'latest') or an image id.")] = None,
+    instance_count: Annotated[int | None, typer.Option(
+        min=0, help=f"Instances (default {DEFAULT_INSTANCE_COUNT})")] = None,
+    location: Annotated[str | None, typer.Option(
+        "--location", "-l", help=f"Region (default {DEFAULT_LOCATION})")] = None,
+    vm_sku: Annotated[str | None, typer.Option(help=f"(default {DEFAULT_VM_SKU})")] = None,
+    upgrade_policy_mode: Annotated[UpgradeMode | None, typer.Option(
+        case_sensitive=False, help="(default Manual)")] = None,
+    enable_auto_os_upgrade: Annotated[bool, typer.Option(
+        "--enable-auto-os-upgrade", help="Set automaticOSUpgradePolicy.enableAutomaticOSUpgrade.")]
+    = False,
+    disable_auto_rollback: Annotated[bool, typer.Option(
+        "--disable-auto-rollback", help="Set automaticOSUpgradePolicy.disableAutomaticRollback.")]
+    = False,
+    use_rolling_upgrade_policy: Annotated[bool, typer.Option(
+        "--use-rolling-upgrade-policy",
+        help="Set automaticOSUpgradePolicy.useRollingUpgradePolicy.")] = False,
+    health_probe: Annotated[str | None, typer.Option(
+        help="Load balancer probe id (networkProfile.healthProbe.id).")] = None,
+    zones: Annotated[list[str] | None, typer.Option(help="Zones, e.g. --zones 1 2 3.")] = None,
+    max_batch_instance_percent: Annotated[int | None, typer.Option(min=5, max=100)] = None,
+    max_unhealthy_instance_percent: Annotated[int | None, typer.Option(min=5, max=100)] = None,
+    max_unhealthy_upgraded_instance_percent: Annotated[int | None, typer.Option(
+        min=0, max=100)] = None,
+    pause_time_between_batches: Annotated[str | None, typer.Option(
+        help="Seconds, or ISO 8601 such as PT30S.")] = None,
+    prioritize_unhealthy_instances: Annotated[bool, typer.Option(
+        "--prioritize-unhealthy-instances")] = False,
+    enable_cross_zone_upgrade: Annotated[bool, typer.Option(
+        "--enable-cross-zone-upgrade")] = False,
+    admin_username: Annotated[str | None, typer.Option(
+        help=f"(default {DEFAULT_ADMIN})")] = None,
+    custom_data: Annotated[Path | None, typer.Option(
+        help="File sent as osProfile.customData (base64-encoded for you).",
+        dir_okay=False)] = None,
+    data_disk_sizes_gb: Annotated[list[int] | None, typer.Option(
+        help="One empty data disk per size, e.g. --data-disk-sizes-gb 32 64.")] = None,
+    tags: Annotated[list[str] | None, typer.Option(help="key=value ...")] = None,
+    no_wait: NoWaitOption = False,
+    endpoint: EndpointOption = None, token: TokenOption = None, ca_file: CaFileOption = None,
+    subscription: SubscriptionOption = None, fmt: OutputOption = OutputFormat.json,
+) -> None:
+    """Create a scale set (or replace its model): from --file, or from flags."""
+    if file is None and image is None:
+        raise typer.BadParameter("give --image Publisher:Offer:Sku:Version, or --file with "
+                                 "the whole body", param_hint="--image")
+    body = _read_body(file) if file is not None else skeleton(name)
+    data = None
+    if custom_data is not None:
+        try:
+            data = base64.b64encode(custom_data.read_bytes()).decode("ascii")
+        except OSError as exc:
+            raise typer.BadParameter(f"cannot read {custom_data}: {exc.strerror}",
+                                     param_hint="--custom-data") from exc
+    overrides: list[tuple[tuple[str, ...], Any]] = [
+        (("location",), location),
+        (("sku", "name"), vm_sku),
+        (("sku", "capacity"), instance_count),
+        (("zones",), list(zones) if zones else None),
+        (("tags",), dict(t.partition("=")[::2] for t in tags) if tags else None),
+        ((*_VM, "storageProfile", "imageReference"), parse_urn(image) if image else None),
+        ((*_VM, "osProfile", "adminUsername"), admin_username),
+        ((*_VM, "osProfile", "customData"), data),
+        ((*_VM, "storageProfile", "dataDisks"),
+         [{"lun": lun, "createOption": "Empty", "diskSizeGB": size}
+          for lun, size in enumerate(data_disk_sizes_gb)] if data_disk_sizes_gb else None),
+        ((*_VM, "networkProfile", "healthProbe"), {"id": health_probe} if health_probe else None),
+        ((*_UP, "mode"), upgrade_policy_mode.value if upgrade_policy_mode else None),
+        ((*_AUTO, "enableAutomaticOSUpgrade"), True if enable_auto_os_upgrade else None),
+        ((*_AUTO, "disableAutomaticRollback"), True if disable_auto_rollback else None),
+        ((*_AUTO, "useRollingUpgradePolicy"), True if use_rolling_upgrade_policy else None),
+        ((*_ROLLING, "maxBatchInstancePercent"), max_batch_instance_percent),
+        ((*_ROLLING, "maxUnhealthyInstancePercent"), max_unhealthy_instance_percent),
+        ((*_ROLLING, "maxUnhealthyUpgradedInstancePercent"),
+         max_unhealthy_upgraded_instance_percent),
+        ((*_ROLLING, "pauseTimeBetweenBatches"),
+         _duration(pause_time_between_batches) if pause_time_between_batches else None),
+        ((*_ROLLING, "prioritizeUnhealthyInstances"),
+         True if prioritize_unhealthy_instances else None),
+        ((*_ROLLING, "enableCrossZoneUpgrade"), True if enable_cross_zone_upgrade else None),
+    ]
+    for path, value in overrides:
+        if value is not None:
+            _put(body, path, value)
+    with output.reporting(), _connect(ctx, endpoint, token, ca_file, subscription) as client:
+        response = client.send("PUT", scale_set_path(client.subscription, resource_group, name),
+                               json=body)
+        result = client.body(response) if no_wait else client.wait(response)
+        output.emit(result, fmt, columns=SCALE_SET_COLUMNS)
+
+
+# -- update --set --------------------------------------------------------------------------
+
+Segment = str | int
+
+
+def parse_path(path: str) -> list[Segment]:
+    """``a.b[0].c`` as ``["a", "b", 0, "c"]``.
+
+    >>> parse_path("virtualMachineProfile.extensionProfile.extensions[1].name")
+    ['virtualMachineProfile', 'extensionProfile', 'extensions', 1, 'name']
+    """
+    segments: list[Segment] = []
+    for part in path.split("."):
+        match = re.fullmatch(r"([^\[\]]+)((?:\[-?\d+\])*)", part)
+        if match is None:
+            raise typer.BadParameter(f"'{path}' is not a path like sku.capacity or "
+                                     "extensions[0].name", param_hint="--set")
+        segments.append(match.group(1))
+        segments.extend(int(i) for i in re.findall(r"\[(-?\d+)\]", match.group(2)))
+    return segments
+
+
+def parse_assignment(text: str) -> tuple[list[Segment], Any]:
+    """``path=value``; the value is JSON when it parses, else the string itself.
+
+    >>> parse_assignment("sku.capacity=5"), parse_assignment("upgradePolicy.mode=Rolling")
+    ((['sku', 'capacity'], 5), (['upgradePolicy', 'mode'], 'Rolling'))
+    """
+    path, sep, raw = text.partition("=")
+    if not sep or not path.strip():
+        raise typer.BadParameter(f"'{text}' is not path=value, e.g. sku.capacity=5",
+                                 param_hint="--set")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return parse_path(path.strip()), value
+
+
+def _key(node: dict[str, Any], key: str) -> str:
+    """The existing key that matches ``key`` case-insensitively, else ``key`` as written."""
+    return next((k for k in node if k.lower() == key.lower()), key)
+
+
+def resolve_path(resource: dict[str, Any], segments: list[Segment]) -> list[Segment]:
+    """The path spelled as the resource spells it, stepping into ``properties`` like az.
+
+    az edits SDK models, which flatten ``properties``; so at the resource and at
+    every sub-resource (an object with a ``properties`` object), a key that is
+    not there is looked up under ``properties``, and a new key goes there unless
+    it is an envelope key (``sku``, ``tags``, ``zones``, ...).
+
+    >>> resolve_path({"sku": {}, "properties": {"upgradePolicy": {}}},
+    ...              ["UPGRADEPOLICY", "mode"])
+    ['properties', 'upgradePolicy', 'mode']
+    """
+    out: list[Segment] = []
+    node: Any = resource
+    for segment in segments:
+        if isinstance(segment, int):
+            out.append(segment)
+            node = node[segment] if isinstance(node, list) and -len(node) <= segment < len(
+                node) else None
+            continue
+        if not isinstance(node, dict):
+            out.append(segment)
+            node = None
+            continue
+        props = node.get("properties")
+        key = _key(node, segment)
+        if key not in node and isinstance(props, dict) and (
+                _key(props, segment) in props or segment.lower() not in _ENVELOPE):
+            out.append("properties")
+            node, key = props, _key(props, segment)
+        out.append(key)
+        node = node.get(key)
+    return out
+
+
+def _assign(doc: dict[str, Any], path: list[Segment], value: Any, shown: str) -> None:
+    node: Any = doc
+    for here, nxt in zip(path, [*path[1:], None], strict=True):
+        if isinstance(here, int):
+            if not isinstance(node, list) or not -len(node) <= here < len(node):
+                size = len(node) if isinstance(node, list) else "not a list"
+                raise typer.BadParameter(f"{shown}: index [{here}] is out of range ({size})",
+                                         param_hint="--set")
+        elif not isinstance(node, dict):
+            raise typer.BadParameter(f"{shown}: cannot set '{here}' inside a "
+                                     f"{type(node).__name__} value", param_hint="--set")
+        if nxt is None:
+            node[here] = value
+        else:
+            if isinstance(node, dict) and node.get(here) is None:
+                node[here] = {}
+            node = node[here]
+
+
+def build_patch(resource: dict[str, Any], assignments: list[tuple[list[Segment], Any]],
+                shown: list[str] | None = None) -> dict[str, Any]:
+    """The sparse PATCH body for ``--set`` assignments on ``resource`` (az's rules).
+
+    >>> build_patch({"sku": {"capacity": 2}, "properties": {"upgradePolicy": {"mode": "Manual"}}},
+    ...             [(["SKU", "Capacity"], 5), (["upgradepolicy", "mode"], "Rolling")])
+    {'sku': {'capacity': 5}, 'properties': {'upgradePolicy': {'mode': 'Rolling'}}}
+    """
+    changed = copy.deepcopy(resource)
+    patch: dict[str, Any] = {}
+    for n, (segments, value) in enumerate(assignments):
+        path = resolve_path(changed, segments)
+        label = shown[n] if shown else ".".join(map(str, segments))
+        _assign(changed, path, value, label)
+        # PATCH replaces lists whole: send the list that holds the change.
+        cut = next((i for i, s in enumerate(path) if isinstance(s, int)), len(path))
+        prefix = [s for s in path[:cut] if isinstance(s, str)]
+        sent: Any = changed
+        for key in prefix:
+            sent = sent[key]
+        _put(patch, tuple(prefix), copy.deepcopy(sent))
+    return patch
+
+
+@app.command("update")
+def update(
+    ctx: typer.Context, resource_group: ResourceGroupOption, name: NameOption,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="path=value, repeatable: --set sku.capacity=5 --set "
+        "upgradePolicy.automaticOSUpgradePolicy.enableAutomaticOSUpgrade=true")] = None,
+    no_wait: NoWaitOption = False,
+    endpoint: EndpointOption = None, token: TokenOption = None, ca_file: CaFileOption = None,
+    subscription: SubscriptionOption = None, fmt: OutputOption = OutputFormat.json,
+) -> None:
+    """Change a scale set: GET it, apply --set, PATCH the changes with If-Match."""
+    if not set_:
+        raise typer.BadParameter("give at least one --set path=value", param_hint="--set")
+    assignments = [parse_assignment(s) for s in set_]
+    with output.reporting(), _connect(ctx, endpoint, token, ca_file, subscription) as client:
+        path = scale_set_path(client.subscription, resource_group, name)
+        current = client.send("GET", path)
+        resource = client.body(current)
+        if not isinstance(resource, dict):
+            raise ArmClientError(current.status_code, "InvalidResponse",
+                                 f"GET {path} did not answer with a resource")
+        patch = build_patch(resource, assignments, [s.partition("=")[0] for s in set_])
+        etag = current.headers.get("ETag") or resource.get("etag")
+        response = client.send("PATCH", path, json=patch,
+                               headers={"If-Match": str(etag)} if etag else None)
+        result = client.body(response) if no_wait else client.wait(response)
+        output.emit(result, fmt, columns=SCALE_SET_COLUMNS)
+
+
+# -- read verbs ----------------------------------------------------------------------------
+
+@app.command("show")
+def show(
+    ctx: typer.Context, resource_group: ResourceGroupOption, name: NameOption,
+    instance_id: Annotated[str | None, typer.Option(
+        help="Show this instance instead of the scale set.")] = None,
+    endpoint: EndpointOption = None, token: TokenOption = None, ca_file: CaFileOption = None,
+    subscription: SubscriptionOption = None, fmt: OutputOption = OutputFormat.json,
+) -> None:
+    """Show a scale set (or one of its instances)."""
+    with output.reporting(), _connect(ctx, endpoint, token, ca_file, subscription) as client:
+        path = scale_set_path(client.subscription, resource_group, name)
+        if instance_id is None:
+            output.emit(client.get(path), fmt, columns=SCALE_SET_COLUMNS)
+        else:
+            output.emit(client.get(f"{path}/virtualMachines/{quote(instance_id, safe='')}"),
+                        fmt, columns=INSTANCE_COLUMNS)
+
+
+@app.command("list")
+def list_(
+    ctx: typer.Context,
+    resource_group: Annotated[str | None, typer.Option(
+        "--resource-group", "-g", help="Resource group (default: the whole subscription).")]
+    = None,
+    endpoint: EndpointOption = None, token: TokenOption = None, ca_file: CaFileOption = None,
+    subscription: SubscriptionOption = None, fmt: OutputOption = OutputFormat.json,
+) -> None:
+    """List scale sets in a resource group, or in the subscription."""
+    with output.reporting(), _connect(ctx, endpoint, token, ca_file, subscription) as client:
+        path = (group_path(client.subscription, resource_group) if resource_group else
+                f"/subscriptions/{quote(client.subscription, safe='')}/providers/"
+                "Microsoft.Compute") + "/virtualMachineScaleSets"
+        output.emit(list(client.paged(path)), fmt, columns=SCALE_SET_COLUMNS)
+
+
+@app.command("list-instances")
+def list_instances(
+    ctx: typer.Context, resource_group: ResourceGroupOption, name: NameOption,
+    expand: Annotated[str | None, typer.Option(help="instanceView: include instance views.")]
+    = None,
+    endpoint: EndpointOption = None, token: TokenOption = None, ca_file: CaFileOption = None,
+    subscription: SubscriptionOption = None, fmt: OutputOption = OutputFormat.json,
+) -> None:
+    """List the instances of a scale set."""
+    with output.reporting(), _connect(ctx, endpoint, token, ca_file, subscription) as client:
+        path = scale_set_path(client.subscription, resource_group, name) + "/virtualMachines"
+        items = list(client.paged(path, params={"$expand": expand} if expand else None))
+        output.emit(items, fmt, columns=INSTANCE_COLUMNS)
+
+
+@app.command("get-instance-view")
+def get_instance_view(
+    ctx: typer.Context, resource_group: ResourceGroupOption, name: NameOption,
+    instance_id: Annotated[str | None, typer.Option(
+        help="One instance's view (default: the scale set's).")] = None,
+    endpoint: EndpointOption = None, token: TokenOption = None, ca_file: CaFileOption = None,
+    subscription: SubscriptionOption = None, fmt: OutputOption = OutputFormat.json,
+) -> None:
+    """Show the instance view of a scale set, or of one instance."""
+    with output.reporting(), _connect(ctx, endpoint, token, ca_file, subscription) as client:
+        path = scale_set_path(client.subscription, resource_group, name)
+        if instance_id is not None:
+            path += f"/virtualMachines/{quote(instance_id, safe='')}"
+        view = client.get(path + "/instanceView")
+        rows = _view_rows(view) if fmt is not OutputFormat.json else view
+        output.emit(rows, fmt, columns=VIEW_COLUMNS)
+
+
+@app.command("get-os-upgrade-history")
+def get_os_upgrade_history(
+    ctx: typer.Context, resource_group: ResourceGroupOption, name: NameOption,
+    endpoint: EndpointOption = None, token: TokenOption = None, ca_file: CaFileOption = None,
+    subscription: SubscriptionOption = None, fmt: OutputOption = OutputFormat.json,
+) -> None:
+    """The last OS upgrade attempts of a scale set, newest first."""
+    with output.reporting(), _connect(ctx, endpoint, token, ca_file, subscription) as client:
+        path = scale_set_path(client.subscription, resource_group, name) + "/osUpgradeHistory"
+        output.emit(list(client.paged(path)), fmt, columns=HISTORY_COLUMNS)
+
+
+# -- actions -------------------------------------------------------------------------------
+
+@app.command("delete")
+def delete(
+    ctx: typer.Context, resource_group: ResourceGroupOption, name: NameOption,
+    no_wait: NoWaitOption = False,
+    endpoint: EndpointOption = None, token: TokenOption = None, ca_file: CaFileOption = None,
+    subscription: SubscriptionOption = None,
+) -> None:
+    """Delete a scale set with its instances."""
+    with output.reporting(), _connect(ctx, endpoint, token, ca_file, subscription) as client:
+        response = client.send("DELETE", scale_set_path(client.subscription, resource_group,
+                                                        name))
+        if not no_wait:
+            client.wait(response)
+
+
+def _instance_ids(client: ArmClient, path: str, ids: list[str]) -> list[str]:
+    """``*`` means every instance, as in az."""
+    if ids != ["*"]:
+        return ids
+    return [str(vm["instanceId"]) for vm in client.paged(path + "/virtualMachines")]
+
+
+@app.command("reimage", cls=VariadicCommand)
+def reimage(
+    ctx: typer.Context, resource_group: ResourceGroupOption, name: NameOption,
+    instance_ids: InstanceIdsOption = None, no_wait: NoWaitOption = False,
+    endpoint: EndpointOption = None, token: TokenOption = None, ca_file: CaFileOption = None,
+    subscription: SubscriptionOption = None,
+) -> None:
+    """Give instances a fresh OS disk from the model's image (all without --instance-ids)."""
+    with output.reporting(), _connect(ctx, endpoint, token, ca_file, subscription) as client:
+        path = scale_set_path(client.subscription, resource_group, name)
+        body = {"instanceIds": list(instance_ids)} if instance_ids and instance_ids != ["*"] \
+            else None
+        response = client.send("POST", path + "/reimage", json=body)
+        if not no_wait:
+            client.wait(response)
+
+
+@app.command("update-instances", cls=VariadicCommand)
+def update_instances(
+    ctx: typer.Context, resource_group: ResourceGroupOption, name: NameOption,
+    instance_ids: InstanceIdsOption = None, no_wait: NoWaitOption = False,
+    endpoint: EndpointOption = None, token: TokenOption = None, ca_file: CaFileOption = None,
+    subscription: SubscriptionOption = None,
+) -> None:
+    """Bring instances to the scale set's latest model (manual upgrade); '*' for all."""
+    if not instance_ids:
+        raise typer.BadParameter("name the instances, e.g. --instance-ids 0 3, or '*' for all",
+                                 param_hint="--instance-ids")
+    with output.reporting(), _connect(ctx, endpoint, token, ca_file, subscription) as client:
+        path = scale_set_path(client.subscription, resource_group, name)
+        ids = _instance_ids(client, path, list(instance_ids))
+        response = client.send("POST", path + "/manualupgrade", json={"instanceIds": ids})
+        if not no_wait:
+            client.wait(response)
+
+
+@app.command("set-protection")
+def set_protection(
+    ctx: typer.Context, resource_group: ResourceGroupOption, name: NameOption,
+    instance_id: Annotated[str, typer.Option(help="The instance to protect.")],
+    protect_from_scale_in: Annotated[bool | None, typer.Option(
+        "--protect-from-scale-in/--no-protect-from-scale-in",
+        help="Never remove this instance when scaling in.")] = None,
+    protect_from_scale_set_actions: Annotated[bool | None, typer.Option(
+        "--protect-from-scale-set-actions/--no-protect-from-scale-set-actions",
+        help="Keep model updates and OS upgrades away from this instance.")] = None,
+    endpoint: EndpointOption = None, token: TokenOption = None, ca_file: CaFileOption = None,
+    subscription: SubscriptionOption = None, fmt: OutputOption = OutputFormat.json,
+) -> None:
+    """Set an instance's protection policy (the other setting keeps its value)."""
+    if protect_from_scale_in is None and protect_from_scale_set_actions is None:
+        raise typer.BadParameter("give --protect-from-scale-in/--no-protect-from-scale-in "
+                                 "and/or --protect-from-scale-set-actions/--no-...")
+    with output.reporting(), _connect(ctx, endpoint, token, ca_file, subscription) as client:
+        path = (scale_set_path(client.subscription, resource_group, name)
+                + f"/virtualMachines/{quote(instance_id, safe='')}")
+        vm = client.get(path)
+        if not isinstance(vm, dict):
+            raise ArmClientError(200, "InvalidResponse", f"GET {path} did not answer with a VM")
+        policy = dict(lookup(vm, "properties.protectionPolicy") or {})
+        policy.setdefault("protectFromScaleIn", False)
+        policy.setdefault("protectFromScaleSetActions", False)
+        if protect_from_scale_in is not None:
+            policy["protectFromScaleIn"] = protect_from_scale_in
+        if protect_from_scale_set_actions is not None:
+            policy["protectFromScaleSetActions"] = protect_from_scale_set_actions
+        _put(vm, ("properties", "protectionPolicy"), policy)
+        output.emit(client.wait(client.send("PUT", path, json=vm)), fmt,
+                    columns=INSTANCE_COLUMNS)
+
+
+# -- rolling-upgrade -----------------------------------------------------------------------
+
+def _follow(client: ArmClient, response: Any, latest_path: str
+            ) -> tuple[dict[str, Any], ArmClientError | None]:
+    """Show the run's progress until it ends; its final status, and the operation's error."""
+    progress = Progress(TextColumn("{task.description:<15}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[counts]}"), console=Console(stderr=True),
+                        auto_refresh=False)
+    task = progress.add_task("Starting", total=None, counts="")
+
+    def show(status: Any) -> Any:
+        counts = lookup(status, "properties.progress") or {}
+        ok, failed, busy, pending = (int(counts.get(k) or 0) for k in (
+            "successfulInstanceCount", "failedInstanceCount", "inProgressInstanceCount",
+            "pendingInstanceCount"))
+        progress.update(task, description=str(lookup(status, "properties.runningStatus.code")),
+                        total=(ok + failed + busy + pending) or None, completed=ok + failed,
+                        counts=f"succeeded {ok} · failed {failed} · in progress {busy} · "
+                               f"pending {pending}")
+        progress.refresh()
+        return status
+
+    failure: ArmClientError | None = None
+    with progress:
+        try:
+            client.wait(response, on_poll=lambda _: show(client.get(latest_path)))
+        except ArmClientError as exc:
+            failure = exc
+        latest = show(client.get(latest_path))
+        # The operation may end when the run was accepted (real ARM): keep watching the run.
+        while failure is None and lookup(latest, "properties.runningStatus.code") in RUNNING:
+            client.sleep(client.default_poll_interval)
+            latest = show(client.get(latest_path))
+    return latest, failure
+
+
+@rolling_upgrade.command("start")
+def start(
+    ctx: typer.Context, resource_group: ResourceGroupOption, name: NameOption,
+    wait: Annotated[bool | None, typer.Option(
+        "--wait/--no-wait",
+        help="--wait: show progress until the run ends (exit 1 unless it Completed). "
+             "--no-wait: return at once. Default: wait quietly, then print the status.")]
+    = None,
+    endpoint: EndpointOption = None, token: TokenOption = None, ca_file: CaFileOption = None,
+    subscription: SubscriptionOption = None, fmt: OutputOption = OutputFormat.json,
+) -> None:
+    """Start a rolling upgrade to the latest OS image version now."""
+    with output.reporting(), _connect(ctx, endpoint, token, ca_file, subscription) as client:
+        path = scale_set_path(client.subscription, resource_group, name)
+        latest_path = path + "/rollingUpgrades/latest"
+        response = client.send("POST", path + "/osRollingUpgrade")
+        if wait is False:
+            output.error(f"started; follow it with: scaleset vmss rolling-upgrade get-latest "
+                         f"-g {resource_group} -n {name}")
+            return
+        if wait is None:
+            client.wait(response)
+            output.emit(client.get(latest_path), fmt, columns=ROLLING_UPGRADE_COLUMNS)
+            return
+        latest, failure = _follow(client, response, latest_path)
+        output.emit(latest, fmt, columns=ROLLING_UPGRADE_COLUMNS)
+        code = lookup(latest, "properties.runningStatus.code")
+        if code == "Completed" and failure is None:
+            return
+        error = lookup(latest, "properties.error") or {}
+        if failure is not None:
+            output.error(f"error ({failure.code}): {failure.message}")
+        elif error.get("code"):
+            output.error(f"error ({error['code']}): {error.get('message', '')}")
+        else:
+            output.error(f"error (RollingUpgrade{code}): the rolling upgrade ended {code}")
+        raise typer.Exit(1)
+
+
+@rolling_upgrade.command("get-latest")
+def get_latest(
+    ctx: typer.Context, resource_group: ResourceGroupOption, name: NameOption,
+    endpoint: EndpointOption = None, token: TokenOption = None, ca_file: CaFileOption = None,
+    subscription: SubscriptionOption = None, fmt: OutputOption = OutputFormat.json,
+) -> None:
+    """The status of the scale set's latest rolling upgrade."""
+    with output.reporting(), _connect(ctx, endpoint, token, ca_file, subscription) as client:
+        path = scale_set_path(client.subscription, resource_group, name)
+        output.emit(client.get(path + "/rollingUpgrades/latest"), fmt,
+                    columns=ROLLING_UPGRADE_COLUMNS)
+
+
+@rolling_upgrade.command("cancel")
+def cancel(
+    ctx: typer.Context, resource_group: ResourceGroupOption, name: NameOption,
+    no_wait: NoWaitOption = False,
+    endpoint: EndpointOption = None, token: TokenOption = None, ca_file: CaFileOption = None,
+    subscription: SubscriptionOption = None, fmt: OutputOption = OutputFormat.json,
+) -> None:
+    """Stop the running upgrade after its current batch; then print its status."""
+    with output.reporting(), _connect(ctx, endpoint, token, ca_file, subscription) as client:
+        path = scale_set_path(client.subscription, resource_group, name)
+        response = client.send("POST", path + "/rollingUpgrades/cancel")
+        if no_wait:
+            return
+        client.wait(response)
+        output.emit(client.get(path + "/rollingUpgrades/latest"), fmt,
+                    columns=ROLLING_UPGRADE_COLUMNS)

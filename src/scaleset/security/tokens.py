@@ -1,0 +1,221 @@
+"""Bearer tokens: who may call the API, and with which role.
+
+A token reads ``sst_<token_id>_<secret>``: ``token_id`` is 8 hex digits, public
+(shown by ``scaleset token list``, used to revoke), and ``secret`` comes from
+``secrets.token_urlsafe``. The ``tokens`` table keeps only the sha256 of the
+whole token, so a copy of the database lets nobody call the API, and a lookup
+is one primary-key read by hash: nothing ever compares secrets, so there is no
+comparison to time.
+
+Roles: a ``reader`` may GET; a ``contributor`` may also write and run actions
+(``Role.allows``). ``ensure_bootstrap_token`` makes sure a new server can be
+reached at all: it issues the first contributor token (``SCALESET_BOOTSTRAP_TOKEN``
+when set), which ``serve`` prints once.
+
+Errors: ``InvalidParameter`` for a bad value or description, ``Conflict`` for a
+token value that is already stored; database failures stay ``StoreError``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import Connection, delete, exists, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from scaleset.errors import Conflict, InvalidParameter
+from scaleset.store import tables as t
+from scaleset.store.repository import Store, StoreError
+
+PREFIX = "sst"
+MAX_TOKEN_LENGTH = 512
+MAX_DESCRIPTION_LENGTH = 256  # the column's width
+BOOTSTRAP_ENV = "SCALESET_BOOTSTRAP_TOKEN"
+
+
+class Role(StrEnum):
+    READER = "reader"
+    CONTRIBUTOR = "contributor"
+
+    def allows(self, required: Role) -> bool:
+        """Whether a token with this role may do what needs ``required``.
+
+        >>> Role.CONTRIBUTOR.allows(Role.READER), Role.READER.allows(Role.CONTRIBUTOR)
+        (True, False)
+        """
+        return _RANK[self] >= _RANK[Role(required)]
+
+
+_RANK = {Role.READER: 1, Role.CONTRIBUTOR: 2}
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    """A token just created: the only time its secret is known. ``repr`` hides it."""
+
+    token: str = field(repr=False)
+    token_id: str
+    role: Role
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """What may be shown about a stored token (never its secret or its hash)."""
+
+    token_id: str
+    role: Role
+    description: str | None
+    created_at: datetime
+
+
+def hash_token(token: str) -> str:
+    """The sha256 hex digest of the whole token: its key in the ``tokens`` table.
+
+    >>> hash_token("sst_00000000_x")[:12]
+    'fd74b1c639ba'
+    """
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def new_token() -> tuple[str, str]:
+    """A fresh random ``(token, token_id)``."""
+    token_id = secrets.token_hex(4)
+    return f"{PREFIX}_{token_id}_{secrets.token_urlsafe(32)}", token_id
+
+
+def check_value(value: str, *, target: str = "value") -> None:
+    """Refuse a chosen token that could not travel in an ``Authorization`` header."""
+    if not value or len(value) > MAX_TOKEN_LENGTH:
+        raise InvalidParameter(
+            f"A token must be 1 to {MAX_TOKEN_LENGTH} characters long; this one has "
+            f"{len(value)}.", target=target)
+    if any(c.isspace() or not c.isprintable() for c in value):
+        raise InvalidParameter(
+            "A token may not contain whitespace or control characters; choose one without.",
+            target=target)
+
+
+def create_token(store: Store, *, role: Role | str, description: str | None = None,
+                 value: str | None = None, now: datetime) -> IssuedToken:
+    """Store a new token and return it (the only time the secret is seen).
+
+    ``value`` lets an operator choose the token; its ``token_id`` is then the
+    first 8 hex digits of its hash, the same in every database.
+
+    >>> issued = create_token(store, role="reader", now=clock.now())  # doctest: +SKIP
+    >>> verify_token(store, issued.token)  # doctest: +SKIP
+    <Role.READER: 'reader'>
+    """
+    try:
+        chosen_role = Role(role)
+    except ValueError:
+        raise InvalidParameter(
+            f"Unknown role '{role}'; use one of: {', '.join(r.value for r in Role)}.",
+            target="role") from None
+    if description is not None and len(description) > MAX_DESCRIPTION_LENGTH:
+        raise InvalidParameter(
+            f"A description is at most {MAX_DESCRIPTION_LENGTH} characters; this one has "
+            f"{len(description)}.", target="description")
+    if value is not None:
+        check_value(value)
+    try:
+        with store.transaction() as tx:
+            return _insert(tx.conn, role=chosen_role, description=description, value=value,
+                           now=now)
+    except StoreError as exc:
+        if isinstance(exc.__cause__, IntegrityError):  # lost a race with an equal insert
+            raise _duplicate() from exc
+        raise
+
+
+def verify_token(store: Store, token: str) -> Role | None:
+    """The role of ``token``, or None when it is not known (or was revoked)."""
+    digest = hash_token(token)
+    with store.transaction() as tx:
+        role = tx.conn.execute(
+            select(t.tokens.c.role).where(t.tokens.c.token_hash == digest)).scalar_one_or_none()
+    return Role(role) if role in _RANK else None  # an unknown role in the table admits nobody
+
+
+def list_tokens(store: Store) -> list[TokenInfo]:
+    """Every stored token, oldest first, without secrets."""
+    c = t.tokens.c
+    with store.transaction() as tx:
+        rows = tx.conn.execute(select(c.token_id, c.role, c.description, c.created_at)
+                               .order_by(c.created_at, c.token_id)).all()
+    return [TokenInfo(r.token_id, Role(r.role), r.description, r.created_at) for r in rows]
+
+
+def revoke_token(store: Store, token_id: str) -> bool:
+    """Delete the token with this id; False when there was none."""
+    with store.transaction() as tx:
+        result = tx.conn.execute(delete(t.tokens).where(t.tokens.c.token_id == token_id))
+    return result.rowcount > 0
+
+
+def ensure_bootstrap_token(store: Store, *, env_value: str | None,
+                           now: datetime) -> IssuedToken | None:
+    """Make sure the server can be reached: returns a token to print once, or None.
+
+    * no token stored: create a contributor token (``env_value`` when given,
+      else random) and return it;
+    * tokens stored and ``env_value`` not among them: store it as a contributor
+      token too (operators expect the bootstrap token to work) and return None;
+    * otherwise: change nothing and return None.
+    """
+    value = (env_value or "").strip() or None
+    if value is not None:
+        check_value(value, target=BOOTSTRAP_ENV)
+    try:
+        with store.transaction() as tx:
+            conn = tx.conn
+            if value is not None and _hash_stored(conn, hash_token(value)):
+                return None
+            first = not conn.execute(select(exists().select_from(t.tokens))).scalar()
+            if not first and value is None:
+                return None
+            description = f"bootstrap ({BOOTSTRAP_ENV})" if value else "bootstrap (generated)"
+            issued = _insert(conn, role=Role.CONTRIBUTOR, description=description,
+                             value=value, now=now)
+            return issued if first else None
+    except (Conflict, StoreError):
+        # Another server process stored the same bootstrap token a moment ago.
+        if value is not None and verify_token(store, value) is not None:
+            return None
+        raise
+
+
+# -- inside a transaction --------------------------------------------------------
+
+def _insert(conn: Connection, *, role: Role, description: str | None, value: str | None,
+            now: datetime) -> IssuedToken:
+    if value is None:
+        token, token_id = new_token()
+        while _id_taken(conn, token_id):  # 1 in 4 billion per existing token
+            token, token_id = new_token()
+    else:
+        token, token_id = value, hash_token(value)[:8]
+        if _hash_stored(conn, hash_token(token)) or _id_taken(conn, token_id):
+            raise _duplicate()
+    conn.execute(insert(t.tokens).values(
+        token_hash=hash_token(token), token_id=token_id, role=role.value,
+        description=description, created_at=now))
+    return IssuedToken(token=token, token_id=token_id, role=role)
+
+
+def _hash_stored(conn: Connection, digest: str) -> bool:
+    return conn.execute(select(exists().where(t.tokens.c.token_hash == digest))).scalar() is True
+
+
+def _id_taken(conn: Connection, token_id: str) -> bool:
+    return conn.execute(select(exists().where(t.tokens.c.token_id == token_id))).scalar() is True
+
+
+def _duplicate() -> Conflict:
+    return Conflict(
+        "A token with this value already exists; choose another value, or revoke the "
+        "existing token ('scaleset token list' shows its id) first.", target="value")

@@ -1,0 +1,82 @@
+"""The real-time reconcile loop: a thread that runs passes when something is due.
+
+It wakes when a pass asked for it (``wake_at``), when the driver has an event
+due, when the API rings the doorbell (``notify``), and at least every
+``resync`` as the safety net. A pass that fails is logged and retried after
+a short back-off; it never takes the loop down.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from scaleset.clock import Clock
+from scaleset.reconcile.shell import Reconciler
+from scaleset.store.repository import Store
+
+log = logging.getLogger("scaleset.loop")
+
+BACKOFF = timedelta(seconds=2)
+SHORTEST_WAIT = 0.01
+
+
+class ReconcileLoop:
+    def __init__(self, *, reconciler: Reconciler, store: Store, clock: Clock,
+                 driver_next_event: Callable[[], datetime | None] | None = None,
+                 resync: timedelta = timedelta(seconds=1)) -> None:
+        self.reconciler = reconciler
+        self.store = store
+        self.clock = clock
+        self.resync = resync
+        self._driver_next_event = driver_next_event
+        self._doorbell = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def notify(self, _scale_set_id: str | None = None) -> None:
+        """Something changed: run a pass soon."""
+        self._doorbell.set()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="scaleset-reconcile", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10) -> None:
+        self._stopping.set()
+        self._doorbell.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def run_once(self) -> float:
+        """One round over every scale set; seconds until the next is due."""
+        now = self.clock.now()
+        due = now + self.resync
+        with self.store.transaction() as tx:
+            ids = tx.scale_set_ids()
+        for sid in ids:
+            try:
+                result = self.reconciler.reconcile(sid)
+            except Exception:  # one scale set's failure must not stop the others
+                log.exception("reconcile pass failed for %s", sid)
+                due = min(due, now + BACKOFF)
+                continue
+            if result.wake_at is not None:
+                due = min(due, result.wake_at)
+        if self._driver_next_event is not None:
+            at = self._driver_next_event()
+            if at is not None:
+                due = min(due, at)
+        return max(SHORTEST_WAIT, (due - self.clock.now()).total_seconds())
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                wait = self.run_once()
+            except Exception:
+                log.exception("reconcile round failed")
+                wait = BACKOFF.total_seconds()
+            self._doorbell.wait(wait)
+            self._doorbell.clear()

@@ -1,0 +1,119 @@
+"""Assemble and run ``scaleset serve``: store, TLS, tokens, driver, reconcile loop, API."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import TextIO
+
+import uvicorn
+
+from scaleset.api.app import create_app
+from scaleset.api.context import ApiContext
+from scaleset.clock import SystemClock
+from scaleset.drivers.simulated import SimulatedDriver, Timings
+from scaleset.reconcile.settings import ShellSettings
+from scaleset.reconcile.shell import Reconciler
+from scaleset.security import tls, tokens
+from scaleset.server.loop import ReconcileLoop
+from scaleset.server.settings import ServeSettings
+from scaleset.store.database import open_store
+from scaleset.store.repository import ImageVersionRow, Store
+
+log = logging.getLogger("scaleset.serve")
+
+# Real-time latencies of the simulated driver: well under a second per step.
+REALTIME_TIMINGS = Timings(reimage=timedelta(seconds=0.3), boot=timedelta(seconds=0.2),
+                           healthy=timedelta(seconds=0.3))
+
+
+def unhealthy_image(row: ImageVersionRow) -> bool:
+    """A version published with ``properties.simulation.healthy: false`` never comes up healthy."""
+    simulation = row.properties.get("simulation")
+    return isinstance(simulation, dict) and simulation.get("healthy") is False
+
+
+def _known_bad_images(store: Store) -> set[str]:
+    from sqlalchemy import select
+
+    from scaleset.store import tables as t
+    with store.transaction() as tx:
+        rows = tx.conn.execute(select(t.image_versions.c.version, t.image_versions.c.properties))
+        return {r.version for r in rows
+                if isinstance(r.properties.get("simulation"), dict)
+                and r.properties["simulation"].get("healthy") is False}
+
+
+DEFAULT_SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
+Ready = Callable[[str, Path | None, str | None], None]
+
+
+def serve(settings: ServeSettings, *, out: TextIO = sys.stdout, on_ready: Ready | None = None
+          ) -> None:
+    """Run until interrupted. Prints where it listens, the CA file, and a first token once.
+
+    ``on_ready(endpoint, ca_file, first_token)`` lets the CLI write the client config.
+    """
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = open_store(settings.url)
+    clock = SystemClock()
+    certfile = keyfile = None
+    if not settings.insecure_http:
+        if settings.tls_cert and settings.tls_key:
+            certfile, keyfile = str(settings.tls_cert), str(settings.tls_key)
+        else:
+            files = tls.ensure_tls(settings.data_dir, hosts=tuple(dict.fromkeys(
+                (settings.host, "127.0.0.1", "localhost", "::1"))))
+            certfile, keyfile = str(files.cert), str(files.key)
+            print(f"CA certificate: {files.ca.resolve()}", file=out)
+    issued = tokens.ensure_bootstrap_token(store, env_value=settings.bootstrap_token,
+                                           now=clock.now())
+    if issued is not None and settings.bootstrap_token is None:
+        print(f"First contributor token (shown once; store it): {issued.token}", file=out)
+    elif issued is not None:  # the operator chose it: never echo a secret they already have
+        print(f"First contributor token: from SCALESET_BOOTSTRAP_TOKEN (id {issued.token_id})",
+              file=out)
+
+    if settings.driver != "simulated":
+        raise SystemExit(f"unknown driver '{settings.driver}'; available: simulated")
+    driver = SimulatedDriver(start=clock.now(), timings=REALTIME_TIMINGS,
+                             bad_images=frozenset(_known_bad_images(store)))
+    reconciler = Reconciler(store=store, driver=driver, clock=clock,
+                            settings=ShellSettings(health_timeout=settings.health_timeout))
+    loop = ReconcileLoop(reconciler=reconciler, store=store, clock=clock,
+                         driver_next_event=driver.next_event_time, resync=settings.resync)
+
+    def published(row: ImageVersionRow) -> None:
+        if unhealthy_image(row):
+            driver.bad_images.add(row.version)
+
+    context = ApiContext(store=store, clock=clock, settings=reconciler.settings,
+                         notify=loop.notify, on_image_published=published)
+    app = create_app(context)
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    endpoint = f"{settings.scheme}://{host}:{settings.port}"
+    ca_file = (settings.data_dir / "tls" / "ca.pem").resolve() \
+        if certfile is not None and not settings.tls_cert else None
+    client = {"endpoint": endpoint, "subscription": DEFAULT_SUBSCRIPTION}
+    if ca_file is not None:
+        client["caFile"] = str(ca_file)
+    (settings.data_dir / "client.json").write_text(json.dumps(client, indent=2) + "\n")
+    if on_ready is not None:
+        on_ready(endpoint, ca_file, issued.token
+                 if issued is not None and settings.bootstrap_token is None else None)
+    print(f"scaleset listening on {endpoint} (driver: {settings.driver}, database: "
+          f"{store.engine.url.render_as_string(hide_password=True)})", file=out, flush=True)
+
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning",
+                            ssl_certfile=certfile, ssl_keyfile=keyfile, access_log=False)
+    server = uvicorn.Server(config)
+    loop.start()
+    try:
+        server.run()
+    finally:
+        loop.stop()
+        store.close()

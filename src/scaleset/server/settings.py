@@ -1,0 +1,40 @@
+"""The settings of ``scaleset serve``: one frozen object, a default on every field."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+from scaleset.upgrade.state import DEFAULT_HEALTH_TIMEOUT
+
+DEFAULT_PORT = 8443
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    host: str = "127.0.0.1"
+    """Listen address: loopback unless told otherwise."""
+    port: int = DEFAULT_PORT
+    data_dir: Path = Path(".scaleset")
+    """Database, TLS material and the client config live here."""
+    database_url: str | None = None
+    """Default: SQLite at <data-dir>/scaleset.db."""
+    driver: str = "simulated"
+    health_timeout: timedelta = DEFAULT_HEALTH_TIMEOUT
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    """Your own certificate and key; default: generated under <data-dir>/tls."""
+    insecure_http: bool = False
+    bootstrap_token: str | None = field(default=None, repr=False)
+    """SCALESET_BOOTSTRAP_TOKEN: the first contributor token (never logged)."""
+    resync: timedelta = timedelta(seconds=1)
+    """The reconcile loop looks at every scale set at least this often."""
+
+    @property
+    def url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'scaleset.db').resolve()}"
+
+    @property
+    def scheme(self) -> str:
+        return "http" if self.insecure_http else "https"

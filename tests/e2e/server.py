@@ -1,0 +1,84 @@
+"""A real ``scaleset serve`` in a subprocess, on a free loopback port, stopped by the test."""
+
+from __future__ import annotations
+
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+TOKEN = "sst_e2e0test_contributor-token-for-the-e2e-suite"
+
+
+def trusting(ca: Path) -> ssl.SSLContext:
+    """A client TLS context that trusts the server's generated CA."""
+    return ssl.create_default_context(cafile=str(ca))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass(frozen=True)
+class Server:
+    endpoint: str
+    ca: Path
+    token: str
+    data_dir: Path
+    process: subprocess.Popen[str]
+
+    def http(self) -> httpx.Client:
+        return httpx.Client(base_url=self.endpoint, verify=trusting(self.ca), timeout=10,
+                            headers={"Authorization": f"Bearer {self.token}"})
+
+
+@contextmanager
+def running_server(data_dir: Path, *, health_timeout: str = "3",
+                   extra: tuple[str, ...] = ()) -> Iterator[Server]:
+    port = free_port()
+    scaleset = Path(sys.executable).with_name("scaleset")
+    env = {**os.environ, "SCALESET_BOOTSTRAP_TOKEN": TOKEN,
+           "SCALESET_CONFIG": str(data_dir / "client-config.json")}  # not the user's home
+    log = (data_dir / "serve.log").open("w")
+    process = subprocess.Popen(
+        [str(scaleset), "serve", "--port", str(port), "--data-dir", str(data_dir),
+         "--health-timeout", health_timeout, *extra],
+        stdout=log, stderr=subprocess.STDOUT, text=True, env=env)
+    endpoint = f"https://127.0.0.1:{port}"
+    ca = data_dir / "tls" / "ca.pem"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                output = (data_dir / "serve.log").read_text()
+                raise RuntimeError("scaleset serve exited:\n" + output)
+            try:
+                if ca.exists() and httpx.get(f"{endpoint}/healthz", verify=trusting(ca),
+                                             timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("scaleset serve did not answer within 30 s:\n"
+                                   + (data_dir / "serve.log").read_text())
+            time.sleep(0.1)
+        yield Server(endpoint, ca, TOKEN, data_dir, process)
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+        log.close()
