@@ -1,0 +1,119 @@
+"""The CLI verbs against a live ``scaleset serve`` (HTTPS, generated CA, bearer token)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.server import Server, running_server
+
+SCALESET = str(Path(sys.executable).with_name("scaleset"))
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with running_server(tmp_path_factory.mktemp("cli")) as s:
+        yield s
+
+
+def cli(server: Server, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "SCALESET_CONFIG": str(server.data_dir / "client-config.json"),
+           "SCALESET_TOKEN": server.token}
+    result = subprocess.run([SCALESET, *args], capture_output=True, text=True, env=env,
+                            timeout=120)
+    if check:
+        assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+def data(result: subprocess.CompletedProcess[str]) -> Any:
+    return json.loads(result.stdout)
+
+
+def test_serve_writes_a_client_config_the_cli_uses(server: Server) -> None:
+    config = json.loads((server.data_dir / "client-config.json").read_text())
+    assert config["endpoint"] == server.endpoint
+    assert Path(config["caFile"]) == server.ca.resolve()
+
+
+def test_the_vmss_verbs_drive_a_rollout(server: Server) -> None:
+    image = ("vm", "image", "publish", "-l", "westus", "-p", "Canonical", "-f", "UbuntuServer",
+             "-s", "18.04-LTS")
+    cli(server, *image, "--version", "1.0.0")
+    created = data(cli(server, "vmss", "create", "-g", "rg", "-n", "web",
+                       "--image", "Canonical:UbuntuServer:18.04-LTS:latest",
+                       "--instance-count", "3", "--upgrade-policy-mode", "Rolling",
+                       "--health-probe", "/subscriptions/x/resourceGroups/rg/providers/"
+                       "Microsoft.Network/loadBalancers/lb/probes/http"))
+    assert created["name"] == "web"
+    assert [s["name"] for s in data(cli(server, "vmss", "list", "-g", "rg"))] == ["web"]
+    shown = data(cli(server, "vmss", "show", "-g", "rg", "-n", "web"))
+    assert shown["sku"]["capacity"] == 3
+    instances = data(cli(server, "vmss", "list-instances", "-g", "rg", "-n", "web"))
+    assert [i["instanceId"] for i in instances] == ["0", "1", "2"]
+
+    cli(server, *image, "--version", "1.1.0")
+    listed = data(cli(server, "vm", "image", "list", "-l", "westus", "-p", "Canonical",
+                      "-f", "UbuntuServer", "-s", "18.04-LTS", "--all"))
+    assert [i["version"] for i in listed] == ["1.0.0", "1.1.0"]  # az-shaped rows
+    finished = data(cli(server, "vmss", "rolling-upgrade", "start", "-g", "rg", "-n", "web"))
+    assert finished["properties"]["runningStatus"]["code"] == "Completed"
+    latest = data(cli(server, "vmss", "rolling-upgrade", "get-latest", "-g", "rg", "-n", "web"))
+    assert latest["properties"]["progress"]["successfulInstanceCount"] == 3
+    history = data(cli(server, "vmss", "get-os-upgrade-history", "-g", "rg", "-n", "web"))
+    assert history[0]["properties"]["startedBy"] == "User"
+    view = data(cli(server, "vmss", "get-instance-view", "-g", "rg", "-n", "web",
+                    "--instance-id", "0"))
+    assert view["vmHealth"]["status"]["code"].startswith("HealthState/")
+
+    cli(server, "vmss", "update", "-g", "rg", "-n", "web", "--set", "sku.capacity=4")
+    assert data(cli(server, "vmss", "show", "-g", "rg", "-n", "web"))["sku"]["capacity"] == 4
+
+    refused = cli(server, "vmss", "rolling-upgrade", "cancel", "-g", "rg", "-n", "web",
+                  check=False)
+    assert refused.returncode == 1
+    assert "OperationNotAllowed" in refused.stderr
+
+    cli(server, "vmss", "delete", "-g", "rg", "-n", "web")
+    missing = cli(server, "vmss", "show", "-g", "rg", "-n", "web", check=False)
+    assert missing.returncode == 1 and "ResourceNotFound" in missing.stderr
+
+
+def test_a_bad_image_faults_the_run_and_the_cli_says_so(server: Server) -> None:
+    image = ("vm", "image", "publish", "-l", "westus", "-p", "Contoso", "-f", "App",
+             "-s", "v1")
+    cli(server, *image, "--version", "1.0.0")
+    cli(server, "vmss", "create", "-g", "rg", "-n", "broken", "--image", "Contoso:App:v1",
+        "--instance-count", "5", "--upgrade-policy-mode", "Rolling", "--health-probe",
+        "/subscriptions/x/resourceGroups/rg/providers/Microsoft.Network/loadBalancers/lb/"
+        "probes/http")
+    cli(server, *image, "--version", "2.0.0", "--simulate-unhealthy")
+    result = cli(server, "vmss", "rolling-upgrade", "start", "-g", "rg", "-n", "broken",
+                 "--wait", check=False)
+    assert result.returncode == 1, result.stdout + result.stderr
+    final = json.loads(result.stdout)
+    assert final["properties"]["runningStatus"]["code"] == "Faulted"
+    # a manual run never rolls back: the instance stays on the broken image
+    vm = data(cli(server, "vmss", "show", "-g", "rg", "-n", "broken", "--instance-id", "0"))
+    assert vm["properties"]["storageProfile"]["imageReference"]["exactVersion"] == "2.0.0"
+
+
+def test_tokens_are_created_for_the_server_database(server: Server) -> None:
+    created = cli(server, "token", "create", "--role", "reader", "--data-dir",
+                  str(server.data_dir))
+    token = created.stdout.strip().splitlines()[-1]
+    env_reader = {**os.environ, "SCALESET_CONFIG": str(server.data_dir / "client-config.json"),
+                  "SCALESET_TOKEN": token}
+    ok = subprocess.run([SCALESET, "vmss", "list"], capture_output=True, text=True,
+                        env=env_reader, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    denied = subprocess.run([SCALESET, "vmss", "delete", "-g", "rg", "-n", "anything"],
+                            capture_output=True, text=True, env=env_reader, timeout=60)
+    assert denied.returncode == 1 and "AuthorizationFailed" in denied.stderr
