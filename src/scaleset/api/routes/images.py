@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Body, Depends, Query
+from fastapi import APIRouter, Depends, Query
+from pydantic import Field
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
@@ -19,6 +20,7 @@ from scaleset.api.context import ApiContext, get_context
 from scaleset.api.routes.common import compute_version
 from scaleset.catalog import versions as version_rules
 from scaleset.errors import InvalidParameter, NotFound
+from scaleset.model.base import ArmModel
 from scaleset.reconcile import commands
 from scaleset.store import tables as t
 from scaleset.store.repository import ImageVersionRow
@@ -140,20 +142,28 @@ def get_version(subscription: str, location: str, publisher: str, offer: str, sk
                    f"'{location}'.", code="NotFound")
 
 
+class ImageVersionBody(ArmModel):
+    """A platform image version to publish."""
+
+    location: str
+    properties: dict[str, Any] = Field(
+        default_factory=dict,
+        description='e.g. {"osDiskImage": {"operatingSystem": "Linux"}, "source": {"path": '
+                    '"..."}, "simulation": {"healthy": false}}')
+
+
 @router.put(VERSION, status_code=201)
 def publish_version(subscription: str, location: str, publisher: str, offer: str, sku: str,
-                    version: str, body: Any = Body(default=None),
+                    version: str, body: ImageVersionBody,
                     _v: str = Depends(compute_version), _a: object = Depends(WRITE),
                     context: ApiContext = Depends(get_context)) -> JSONResponse:
     """Publish a platform image version (an admin operation of this control plane)."""
-    if not isinstance(body, dict):
-        raise InvalidParameter('the body must be a JSON object such as {"location": "westus", '
-                               '"properties": {"osDiskImage": {"operatingSystem": "Linux"}}}',
-                               target="body")
-    props = body.get("properties") or {}
-    if not isinstance(props, dict):
-        raise InvalidParameter("properties must be an object", target="properties")
-    os_type = ((props.get("osDiskImage") or {}).get("operatingSystem") or "Linux")
+    props = body.properties
+    os_disk = props.get("osDiskImage") or {}
+    if not isinstance(os_disk, dict):
+        raise InvalidParameter("properties.osDiskImage must be an object",
+                               target="properties.osDiskImage")
+    os_type = os_disk.get("operatingSystem") or "Linux"
     if os_type not in ("Linux", "Windows"):
         raise InvalidParameter(f"osDiskImage.operatingSystem must be Linux or Windows, not "
                                f"'{os_type}'", target="properties.osDiskImage.operatingSystem")

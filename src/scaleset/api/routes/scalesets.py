@@ -54,12 +54,13 @@ def _respond(row: ScaleSetRow, status: int, state: str, headers: dict[str, str])
 @router.put(SCALE_SET, status_code=201)
 def create_or_update(
     subscription: str, resource_group: str, name: str, request: Request,
-    body: Any = Body(default=None), _v: str = Depends(compute_version),
+    body: ScaleSet, _v: str = Depends(compute_version),
     _a: object = Depends(WRITE), context: ApiContext = Depends(get_context),
 ) -> JSONResponse:
     """Create a scale set, or replace its model (``If-Match`` / ``If-None-Match`` honoured)."""
     key = scale_set_key(subscription, resource_group, name)
-    model = _model_from(body, display_id=scale_set_display_id(subscription, resource_group, name),
+    model = _model_from(body.model_dump(mode="json", by_alias=True, exclude_unset=True),
+                        display_id=scale_set_display_id(subscription, resource_group, name),
                         name=name)
     with context.store.transaction() as tx:
         existing = tx.get_scale_set(key)
@@ -77,7 +78,13 @@ def create_or_update(
     return _respond(row, status, state, headers)
 
 
-@router.patch(SCALE_SET)
+_PATCH_SCHEMA = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
+    "type": "object",
+    "description": "Any part of a scale set (VirtualMachineScaleSetUpdate); merged into the "
+                   "model: objects key by key, lists replaced."}}}}}
+
+
+@router.patch(SCALE_SET, openapi_extra=_PATCH_SCHEMA)
 def update(
     subscription: str, resource_group: str, name: str, request: Request,
     body: Any = Body(default=None), _v: str = Depends(compute_version),
