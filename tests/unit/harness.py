@@ -221,6 +221,11 @@ class Harness:
             last = self.step()
             if done(self) or self.run.status.is_terminal:
                 return self.run
+            if len(last.submitted) < len(last.decision.actions) and not idle:
+                # Actions were lost: a real shell's periodic resync looks again within a
+                # second, long before the next deadline. One immediate extra pass.
+                idle = True
+                continue
             nxt = self.next_instant(last)
             if nxt is None:
                 # Nothing scheduled: a real shell would still look again (a resync). One

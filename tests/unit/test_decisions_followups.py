@@ -45,3 +45,18 @@ def test_a_cancel_during_the_last_batch_still_ends_completed() -> None:
     run = h.run_to_end()
     assert run.status is RunStatus.COMPLETED
     assert all(h.image(iid) == NEW for iid in run.instances)
+
+
+def test_a_batch_that_never_settles_times_out_instead_of_hanging() -> None:
+    # Reimages that take two hours: the batch cannot settle within the one-hour limit.
+    from scaleset.drivers.simulated import Timings
+    from scaleset.upgrade.run import TIMED_OUT
+
+    h = Harness.build(10, timings=Timings(reimage=timedelta(hours=2)))
+    h.check = False  # the harness's end checks expect settled instances; a timeout has none
+    run = h.run_to_end()
+    assert run.status is RunStatus.FAULTED
+    assert run.error is not None and run.error.code == TIMED_OUT
+    assert "batch 1 did not finish within 60 min" in run.error.message
+    assert run.end_time == run.start_time + timedelta(hours=1)
+    assert len(run.batches) == 1 and run.batches[0].end is not None

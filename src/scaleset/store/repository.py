@@ -100,6 +100,7 @@ def _policy_to_json(p: Policy) -> dict[str, Any]:
     data = dataclasses.asdict(p)
     data["pause_time_between_batches"] = p.pause_time_between_batches.total_seconds()
     data["health_timeout"] = p.health_timeout.total_seconds()
+    data["batch_timeout"] = p.batch_timeout.total_seconds()
     return data
 
 
@@ -107,6 +108,8 @@ def _policy_from_json(data: Mapping[str, Any]) -> Policy:
     values = dict(data)
     values["pause_time_between_batches"] = timedelta(seconds=values["pause_time_between_batches"])
     values["health_timeout"] = timedelta(seconds=values["health_timeout"])
+    if "batch_timeout" in values:
+        values["batch_timeout"] = timedelta(seconds=values["batch_timeout"])
     return Policy(**values)
 
 

@@ -20,6 +20,8 @@ This module owns every rule of a run's life that is not arithmetic:
    means every eligible instance runs the target); a cancel ends it
    Cancelled; a scale set now over ``maxUnhealthyInstancePercent`` faults it.
 5. Otherwise the next batch waits ``pauseTimeBetweenBatches``.
+6. A batch that has not settled within ``policy.batch_timeout`` (an operation
+   that never finishes) faults the run with ``RollingUpgradeTimeoutError``.
 
 The pass is level-triggered: it reads the whole run and the whole
 observation and never depends on which event woke it. An operation the
@@ -66,6 +68,7 @@ BEFORE_ROLLING_UPGRADE: Final = "MaxUnhealthyInstancePercentExceededBeforeRollin
 IN_ROLLING_UPGRADE: Final = "MaxUnhealthyInstancePercentExceededInRollingUpgrade"
 UPGRADED_UNHEALTHY: Final = "MaxUnhealthyUpgradedInstancePercentExceededInRollingUpgrade"
 FINISHED_WITH_FAILURES: Final = "RollingUpgradeInProgressWithFailedUpgradedVMs"
+TIMED_OUT: Final = "RollingUpgradeTimeoutError"
 
 
 def on_target(observed: InstanceObservation, target: Target) -> bool:
@@ -327,6 +330,7 @@ class _Pass:
             self.actions.append(self._upgrade_action(iid))
         self.event("BatchStarted", f"batch {index + 1}: {len(chosen)} instances",
                    batch=index, instances=list(chosen))
+        self.wake.append(self.now + run.policy.batch_timeout)  # look again if it never settles
 
 
 def _close(batch: Batch, now: datetime) -> Batch:
@@ -369,8 +373,21 @@ def decide(run: Run, observations: Observations, now: datetime) -> Decision:
             p.finish(RunStatus.FAULTED)
     elif (batch := p.run.open_batch) is not None:
         members = [p.instances.get(iid) for iid in batch.instance_ids]
+        deadline = batch.start + p.run.policy.batch_timeout
         if all(ri is None or ri.step in SETTLED_STEPS for ri in members):
             p.settle_batch(batch)
+        elif now >= deadline:
+            stuck = [ri.instance_id for ri in members
+                     if ri is not None and ri.step not in SETTLED_STEPS]
+            p.run = p.run.replace(batches=(*p.run.batches[:-1], _close(batch, now)))
+            limit = _seconds(p.run.policy.batch_timeout)
+            p.finish(RunStatus.FAULTED, RunError(
+                TIMED_OUT,
+                f"batch {batch.index + 1} did not finish within {limit}: instances "
+                f"{', '.join(stuck)} are still being upgraded or rolled back; check them "
+                "(boot diagnostics, the driver's log) and start a new upgrade"))
+        else:
+            p.wake.append(deadline)
 
     if p.run.status is RunStatus.ROLLING_FORWARD and p.run.open_batch is None:
         if p.run.cancel_requested:

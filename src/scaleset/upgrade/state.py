@@ -26,6 +26,7 @@ from enum import StrEnum
 from scaleset.model.scaleset import RollingUpgradePolicy
 
 DEFAULT_HEALTH_TIMEOUT = timedelta(minutes=5)
+DEFAULT_BATCH_TIMEOUT = timedelta(hours=1)
 
 
 class RunStatus(StrEnum):
@@ -110,6 +111,9 @@ class Policy:
     enable_cross_zone_upgrade: bool = False
     rollback_failed_instances_on_policy_breach: bool = False
     health_timeout: timedelta = DEFAULT_HEALTH_TIMEOUT
+    batch_timeout: timedelta = DEFAULT_BATCH_TIMEOUT
+    """A batch not settled by then (a reimage or rollback that never finishes) faults the
+    run with RollingUpgradeTimeoutError instead of waiting forever."""
 
     @classmethod
     def from_model(
