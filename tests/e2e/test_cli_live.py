@@ -73,6 +73,14 @@ def test_the_vmss_verbs_drive_a_rollout(server: Server) -> None:
                     "--instance-id", "0"))
     assert view["vmHealth"]["status"]["code"].startswith("HealthState/")
 
+    protected = data(cli(server, "vmss", "set-protection", "-g", "rg", "-n", "web",
+                         "--instance-id", "1", "--protect-from-scale-in"))
+    assert protected["properties"]["protectionPolicy"]["protectFromScaleIn"] is True
+    cli(server, "vmss", "reimage", "-g", "rg", "-n", "web", "--instance-ids", "2")
+    cli(server, "vmss", "update-instances", "-g", "rg", "-n", "web", "--instance-ids", "0")
+    events = data(cli(server, "vmss", "rolling-upgrade", "get-latest", "-g", "rg", "-n", "web"))
+    assert events["properties"]["runningStatus"]["code"] in ("Completed", "RollingForward")
+
     cli(server, "vmss", "update", "-g", "rg", "-n", "web", "--set", "sku.capacity=4")
     assert data(cli(server, "vmss", "show", "-g", "rg", "-n", "web"))["sku"]["capacity"] == 4
 

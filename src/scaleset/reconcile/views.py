@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
@@ -91,8 +92,13 @@ def instance_resource(row: ScaleSetRow, record: InstanceRecord, *,
             disks=[DiskInstanceView(name=record.os_disk_id)]
             + [DiskInstanceView(name=d.disk_id) for d in record.data_disks],
         )
+    fingerprint = "/".join(str(v) for v in (
+        record.image_version, record.model_generation, record.os_disk_id,
+        record.protect_from_scale_in, record.protect_from_scale_set_actions,
+        record.provisioning_state.value, row.generation))
     return ScaleSetVM(
-        id=f"{row.id}/virtualMachines/{record.instance_id}",
+        id=f"{row.model.id or row.id}/virtualMachines/{record.instance_id}",
+        etag='"' + hashlib.sha1(fingerprint.encode()).hexdigest()[:16] + '"',
         name=f"{row.name}_{record.instance_id}",
         location=row.location,
         instance_id=record.instance_id,
