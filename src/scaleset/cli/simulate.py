@@ -11,21 +11,11 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from scaleset.cli import jsonpaths
 from scaleset.errors import ScalesetError
 from scaleset.sim.runner import SimulationReport
 from scaleset.sim.runner import simulate as run_scenario
 from scaleset.sim.scenario import Scenario
-
-
-def _set(tree: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
-    node = tree
-    for key in path[:-1]:
-        child = node.get(key)
-        if not isinstance(child, dict):
-            child = {}
-            node[key] = child
-        node = child
-    node[path[-1]] = value
 
 
 _POLICY = ("scaleSet", "properties", "upgradePolicy", "rollingUpgradePolicy")
@@ -121,7 +111,7 @@ def simulate(
     ]
     for path, value in overrides:
         if value is not None:
-            _set(raw, path, value)
+            jsonpaths.set_path(raw, path, value)
     err = Console(stderr=True)
     try:
         parsed = Scenario.model_validate(raw)

@@ -31,6 +31,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from typer.core import TyperCommand, TyperOption
 
+from scaleset.cli import jsonpaths
 from scaleset.cli import output
 from scaleset.cli.client import ArmClient, ArmClientError, ClientFactory
 from scaleset.cli.clientconfig import (
@@ -233,17 +234,6 @@ def _duration(value: str) -> str:
                              "such as PT30S", param_hint="--pause-time-between-batches")
 
 
-def _put(tree: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
-    node = tree
-    for key in path[:-1]:
-        child = node.get(key)
-        if not isinstance(child, dict):
-            child = {}
-            node[key] = child
-        node = child
-    node[path[-1]] = value
-
-
 def _read_body(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -371,7 +361,7 @@ def create(
     ]
     for path, value in overrides:
         if value is not None:
-            _put(body, path, value)
+            jsonpaths.set_path(body, path, value)
     with output.reporting(), _connect(ctx, endpoint, token, ca_file, subscription) as client:
         response = client.send("PUT", scale_set_path(client.subscription, resource_group, name),
                                json=body)
@@ -497,7 +487,7 @@ def build_patch(resource: dict[str, Any], assignments: list[tuple[list[Segment],
         sent: Any = changed
         for key in prefix:
             sent = sent[key]
-        _put(patch, tuple(prefix), copy.deepcopy(sent))
+        jsonpaths.set_path(patch, tuple(prefix), copy.deepcopy(sent))
     return patch
 
 
@@ -702,7 +692,7 @@ def set_protection(
             policy["protectFromScaleIn"] = protect_from_scale_in
         if protect_from_scale_set_actions is not None:
             policy["protectFromScaleSetActions"] = protect_from_scale_set_actions
-        _put(vm, ("properties", "protectionPolicy"), policy)
+        jsonpaths.set_path(vm, ("properties", "protectionPolicy"), policy)
         output.emit(client.wait(client.send("PUT", path, json=vm)), fmt,
                     columns=INSTANCE_COLUMNS)
 

@@ -254,29 +254,41 @@ def start_os_upgrade(store: Store, *, scale_set_id: str, now: datetime,
     return run
 
 
-def manual_upgrade(store: Store, *, scale_set_id: str, instance_ids: Iterable[str],
-                   now: datetime, settings: ShellSettings | None = None) -> Run:
-    """Bring the named instances to the latest model, all at once (``manualupgrade``)."""
+def _start_for_instances(store: Store, *, scale_set_id: str, instance_ids: Iterable[str] | None,
+                         kind: RunKind, operation: str, now: datetime,
+                         settings: ShellSettings | None) -> Run:
+    """A User run over the named instances (all when ``None``), all at once, no rollback."""
     settings = settings or ShellSettings()
-    ids = list(instance_ids)
     with store.transaction() as tx:
         row = _get(tx, scale_set_id)
-        _ensure_idle(tx, row, "manualUpgrade")
+        _ensure_idle(tx, row, operation)
         records = tx.instances(scale_set_id)
+        ids = list(records) if instance_ids is None else list(instance_ids)
         missing = [i for i in ids if i not in records]
         if missing:
             raise NotFound(f"instances {', '.join(missing)} are not in scale set '{row.name}'",
                            target="instanceIds", code="NotFound")
+        # A reimage gives a fresh disk of the set's image; a manual upgrade applies the
+        # latest model and leaves the image as it is.
+        image = row.image_version if kind is RunKind.REIMAGE else None
         run = run_machine.start_run(
             run_id=run_id_for(row.id, len(tx.past_runs(row.id)) + 1),
-            scale_set_id=row.id, kind=RunKind.MODEL, started_by=StartedBy.USER,
-            target=Target(None, row.generation),
+            scale_set_id=row.id, kind=kind, started_by=StartedBy.USER,
+            target=Target(image, row.generation),
             policy=Policy.from_model(row.model.rolling_upgrade_policy,
                                      health_timeout=settings.health_timeout),
             fleet=_fleet(records), now=now, all_at_once=True, only=ids,
         )
         _insert_started_run(tx, row, run, now)
     return run
+
+
+def manual_upgrade(store: Store, *, scale_set_id: str, instance_ids: Iterable[str],
+                   now: datetime, settings: ShellSettings | None = None) -> Run:
+    """Bring the named instances to the latest model, all at once (``manualupgrade``)."""
+    return _start_for_instances(store, scale_set_id=scale_set_id,
+                                instance_ids=list(instance_ids), kind=RunKind.MODEL,
+                                operation="manualUpgrade", now=now, settings=settings)
 
 
 def cancel(store: Store, *, scale_set_id: str, now: datetime) -> Run:
@@ -329,26 +341,9 @@ def reimage(store: Store, *, scale_set_id: str, instance_ids: Iterable[str] | No
 
     Data disks are kept; custom data and extensions run again; nothing is rolled back.
     """
-    settings = settings or ShellSettings()
-    with store.transaction() as tx:
-        row = _get(tx, scale_set_id)
-        _ensure_idle(tx, row, "reimage")
-        records = tx.instances(scale_set_id)
-        ids = list(records) if instance_ids is None else list(instance_ids)
-        missing = [i for i in ids if i not in records]
-        if missing:
-            raise NotFound(f"instances {', '.join(missing)} are not in scale set '{row.name}'",
-                           target="instanceIds", code="NotFound")
-        run = run_machine.start_run(
-            run_id=run_id_for(row.id, len(tx.past_runs(row.id)) + 1),
-            scale_set_id=row.id, kind=RunKind.REIMAGE, started_by=StartedBy.USER,
-            target=Target(row.image_version, row.generation),
-            policy=Policy.from_model(row.model.rolling_upgrade_policy,
-                                     health_timeout=settings.health_timeout),
-            fleet=_fleet(records), now=now, all_at_once=True, only=ids,
-        )
-        _insert_started_run(tx, row, run, now)
-    return run
+    return _start_for_instances(store, scale_set_id=scale_set_id, instance_ids=instance_ids,
+                                kind=RunKind.REIMAGE, operation="reimage", now=now,
+                                settings=settings)
 
 
 DELETING = "Deleting"
