@@ -46,6 +46,8 @@ class Server:
 @contextmanager
 def running_server(data_dir: Path, *, health_timeout: str = "3",
                    extra: tuple[str, ...] = ()) -> Iterator[Server]:
+    """Start ``scaleset serve``; wait until ``/healthz`` answers; stop it afterwards."""
+    insecure = "--insecure-http" in extra
     port = free_port()
     scaleset = Path(sys.executable).with_name("scaleset")
     env = {**os.environ, "SCALESET_BOOTSTRAP_TOKEN": TOKEN,
@@ -55,7 +57,7 @@ def running_server(data_dir: Path, *, health_timeout: str = "3",
         [str(scaleset), "serve", "--port", str(port), "--data-dir", str(data_dir),
          "--health-timeout", health_timeout, *extra],
         stdout=log, stderr=subprocess.STDOUT, text=True, env=env)
-    endpoint = f"https://127.0.0.1:{port}"
+    endpoint = f"{'http' if insecure else 'https'}://127.0.0.1:{port}"
     ca = data_dir / "tls" / "ca.pem"
     try:
         deadline = time.monotonic() + 30
@@ -64,8 +66,10 @@ def running_server(data_dir: Path, *, health_timeout: str = "3",
                 output = (data_dir / "serve.log").read_text()
                 raise RuntimeError("scaleset serve exited:\n" + output)
             try:
-                if ca.exists() and httpx.get(f"{endpoint}/healthz", verify=trusting(ca),
-                                             timeout=1).status_code == 200:
+                ready = insecure or ca.exists()
+                verify: ssl.SSLContext | bool = False if insecure else trusting(ca)
+                if ready and httpx.get(f"{endpoint}/healthz", verify=verify,
+                                       timeout=1).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass

@@ -125,3 +125,16 @@ def test_tokens_are_created_for_the_server_database(server: Server) -> None:
     denied = subprocess.run([SCALESET, "vmss", "delete", "-g", "rg", "-n", "anything"],
                             capture_output=True, text=True, env=env_reader, timeout=60)
     assert denied.returncode == 1 and "AuthorizationFailed" in denied.stderr
+
+
+def test_insecure_http_serves_plain_http_and_still_needs_a_token(tmp_path: Path) -> None:
+    import httpx
+
+    with running_server(tmp_path, extra=("--insecure-http",)) as plain:
+        assert plain.endpoint.startswith("http://")
+        assert not (tmp_path / "tls" / "ca.pem").exists()
+        path = ("/subscriptions/s/providers/Microsoft.Compute/virtualMachineScaleSets"
+                "?api-version=2026-04-01")
+        assert httpx.get(plain.endpoint + path).status_code == 401
+        ok = httpx.get(plain.endpoint + path, headers={"Authorization": f"Bearer {plain.token}"})
+        assert ok.status_code == 200 and ok.json() == {"value": []}
