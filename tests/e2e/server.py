@@ -67,8 +67,8 @@ def running_server(data_dir: Path, *, health_timeout: str = "3",
                 raise RuntimeError("scaleset serve exited:\n" + output)
             try:
                 ready = insecure or ca.exists()
-                verify: ssl.SSLContext | bool = False if insecure else trusting(ca)
-                if ready and httpx.get(f"{endpoint}/healthz", verify=verify,
+                if ready and httpx.get(f"{endpoint}/healthz",
+                                       verify=False if insecure else trusting(ca),
                                        timeout=1).status_code == 200:
                     break
             except httpx.HTTPError:
