@@ -42,8 +42,9 @@ def main() -> None:
             for i in range(5):
                 http.put(f"{SETS}/v{i}{V}", json={
                     "location": "westus", "sku": {"capacity": 20},
-                    "properties": {"upgradePolicy": {"mode": "Rolling", "automaticOSUpgradePolicy": {
-                        "enableAutomaticOSUpgrade": True}},
+                    "properties": {"upgradePolicy": {
+                        "mode": "Rolling",
+                        "automaticOSUpgradePolicy": {"enableAutomaticOSUpgrade": True}},
                         "virtualMachineProfile": {"storageProfile": {"imageReference": {
                             "publisher": "Canonical", "offer": "UbuntuServer",
                             "sku": "18.04-LTS", "version": "latest"}},
