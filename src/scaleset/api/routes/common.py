@@ -10,6 +10,12 @@ from scaleset.api import versions
 from scaleset.errors import NotFound, PreconditionFailed
 from scaleset.store.repository import ScaleSetRow, Store
 
+ACCEPTED: dict[int | str, dict[str, Any]] = {202: {
+    "description": "Accepted: poll the Azure-AsyncOperation URL (or Location) until it ends",
+    "headers": {"Azure-AsyncOperation": {"schema": {"type": "string"}},
+                "Location": {"schema": {"type": "string"}},
+                "Retry-After": {"schema": {"type": "integer"}}}}}
+
 PROVIDER = "/subscriptions/{subscription}/resourceGroups/{resource_group}/providers/" \
            "Microsoft.Compute"
 SCALE_SET = PROVIDER + "/virtualMachineScaleSets/{name}"

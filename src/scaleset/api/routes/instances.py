@@ -10,10 +10,10 @@ from fastapi.responses import Response
 from scaleset.api import lro, paging
 from scaleset.api.auth import READ, WRITE
 from scaleset.api.context import ApiContext, get_context
-from scaleset.api.routes.common import SCALE_SET, compute_version, load_scale_set
+from scaleset.api.routes.common import ACCEPTED, SCALE_SET, compute_version, load_scale_set
 from scaleset.errors import InvalidParameter, NotFound
 from scaleset.model.instance import InstanceRecord
-from scaleset.model.vm import ProtectionPolicy
+from scaleset.model.vm import ProtectionPolicy, ScaleSetVM, VMInstanceView
 from scaleset.reconcile import commands, views
 from scaleset.store.repository import ScaleSetRow
 
@@ -59,7 +59,7 @@ def list_instances(subscription: str, resource_group: str, name: str, request: R
     return paging.page(request, items, context.page_size)
 
 
-@router.get(INSTANCE)
+@router.get(INSTANCE, responses={200: {"model": ScaleSetVM}})
 def get_instance(subscription: str, resource_group: str, name: str, instance_id: str,
                  expand: str | None = Query(default=None, alias="$expand"),
                  _v: str = Depends(compute_version), _a: object = Depends(READ),
@@ -68,7 +68,7 @@ def get_instance(subscription: str, resource_group: str, name: str, instance_id:
     return views.instance_resource(row, record, expand_instance_view=_expand(expand)).to_wire()
 
 
-@router.get(INSTANCE + "/instanceView")
+@router.get(INSTANCE + "/instanceView", responses={200: {"model": VMInstanceView}})
 def get_instance_view(subscription: str, resource_group: str, name: str, instance_id: str,
                       _v: str = Depends(compute_version), _a: object = Depends(READ),
                       context: ApiContext = Depends(get_context)) -> dict[str, Any]:
@@ -78,7 +78,7 @@ def get_instance_view(subscription: str, resource_group: str, name: str, instanc
     return view
 
 
-@router.put(INSTANCE)
+@router.put(INSTANCE, responses={200: {"model": ScaleSetVM}})
 def update_instance(subscription: str, resource_group: str, name: str, instance_id: str,
                     body: Any = Body(default=None), _v: str = Depends(compute_version),
                     _a: object = Depends(WRITE),
@@ -100,7 +100,7 @@ def update_instance(subscription: str, resource_group: str, name: str, instance_
     return views.instance_resource(row, updated).to_wire()
 
 
-@router.post(INSTANCE + "/reimage", status_code=202)
+@router.post(INSTANCE + "/reimage", status_code=202, responses=ACCEPTED)
 def reimage_instance(subscription: str, resource_group: str, name: str, instance_id: str,
                      request: Request, _v: str = Depends(compute_version),
                      _a: object = Depends(WRITE),
@@ -115,7 +115,8 @@ def reimage_instance(subscription: str, resource_group: str, name: str, instance
     return Response(status_code=202, headers=headers)
 
 
-@router.delete(INSTANCE, status_code=202)
+@router.delete(INSTANCE, status_code=202,
+               responses=ACCEPTED | {204: {"description": "No such instance"}})
 def delete_instance(subscription: str, resource_group: str, name: str, instance_id: str,
                     request: Request, _v: str = Depends(compute_version),
                     _a: object = Depends(WRITE),

@@ -11,6 +11,7 @@ from scaleset.api import lro, paging
 from scaleset.api.auth import READ, WRITE
 from scaleset.api.context import ApiContext, get_context
 from scaleset.api.routes.common import (
+    ACCEPTED,
     SCALE_SET,
     check_preconditions,
     compute_version,
@@ -51,7 +52,8 @@ def _respond(row: ScaleSetRow, status: int, state: str, headers: dict[str, str])
                         status_code=status, headers={**headers, "ETag": row.etag})
 
 
-@router.put(SCALE_SET, status_code=201)
+@router.put(SCALE_SET, status_code=201,
+            responses={200: {"model": ScaleSet}, 201: {"model": ScaleSet}})
 def create_or_update(
     subscription: str, resource_group: str, name: str, request: Request,
     body: ScaleSet, _v: str = Depends(compute_version),
@@ -84,7 +86,7 @@ _PATCH_SCHEMA = {"requestBody": {"required": True, "content": {"application/json
                    "model: objects key by key, lists replaced."}}}}}
 
 
-@router.patch(SCALE_SET, openapi_extra=_PATCH_SCHEMA)
+@router.patch(SCALE_SET, openapi_extra=_PATCH_SCHEMA, responses={200: {"model": ScaleSet}})
 def update(
     subscription: str, resource_group: str, name: str, request: Request,
     body: Any = Body(default=None), _v: str = Depends(compute_version),
@@ -108,7 +110,7 @@ def update(
     return _respond(row, 200, "Updating", headers)
 
 
-@router.get(SCALE_SET)
+@router.get(SCALE_SET, responses={200: {"model": ScaleSet}})
 def get(subscription: str, resource_group: str, name: str,
         _v: str = Depends(compute_version), _a: object = Depends(READ),
         context: ApiContext = Depends(get_context)) -> JSONResponse:
@@ -116,7 +118,8 @@ def get(subscription: str, resource_group: str, name: str,
     return JSONResponse(views.scale_set_resource(row), headers={"ETag": row.etag})
 
 
-@router.delete(SCALE_SET, status_code=202)
+@router.delete(SCALE_SET, status_code=202,
+               responses=ACCEPTED | {204: {"description": "No such scale set"}})
 def delete(subscription: str, resource_group: str, name: str, request: Request,
            _v: str = Depends(compute_version), _a: object = Depends(WRITE),
            context: ApiContext = Depends(get_context)) -> Response:

@@ -10,8 +10,9 @@ from fastapi.responses import Response
 from scaleset.api import lro, paging
 from scaleset.api.auth import READ, WRITE
 from scaleset.api.context import ApiContext, get_context
-from scaleset.api.routes.common import SCALE_SET, compute_version, load_scale_set
+from scaleset.api.routes.common import ACCEPTED, SCALE_SET, compute_version, load_scale_set
 from scaleset.errors import InvalidParameter
+from scaleset.model.upgrade import RollingUpgradeStatusInfo
 from scaleset.reconcile import commands, views
 
 router = APIRouter(tags=["rollingUpgrades"])
@@ -25,7 +26,7 @@ def _accepted(context: ApiContext, request: Request, subscription: str, row_id: 
     return Response(status_code=202, headers=headers)
 
 
-@router.post(SCALE_SET + "/osRollingUpgrade", status_code=202)
+@router.post(SCALE_SET + "/osRollingUpgrade", status_code=202, responses=ACCEPTED)
 def start_os_upgrade(subscription: str, resource_group: str, name: str, request: Request,
                      _v: str = Depends(compute_version), _a: object = Depends(WRITE),
                      context: ApiContext = Depends(get_context)) -> Response:
@@ -37,7 +38,7 @@ def start_os_upgrade(subscription: str, resource_group: str, name: str, request:
                      f"{row.model.id}/rollingUpgrades/latest", lro.RUN, run.run_id)
 
 
-@router.post(SCALE_SET + "/rollingUpgrades/cancel", status_code=202)
+@router.post(SCALE_SET + "/rollingUpgrades/cancel", status_code=202, responses=ACCEPTED)
 def cancel(subscription: str, resource_group: str, name: str, request: Request,
            _v: str = Depends(compute_version), _a: object = Depends(WRITE),
            context: ApiContext = Depends(get_context)) -> Response:
@@ -48,7 +49,8 @@ def cancel(subscription: str, resource_group: str, name: str, request: Request,
                      f"{row.model.id}/rollingUpgrades/latest", lro.CANCEL, run.run_id)
 
 
-@router.get(SCALE_SET + "/rollingUpgrades/latest")
+@router.get(SCALE_SET + "/rollingUpgrades/latest",
+            responses={200: {"model": RollingUpgradeStatusInfo}})
 def latest(subscription: str, resource_group: str, name: str,
            _v: str = Depends(compute_version), _a: object = Depends(READ),
            context: ApiContext = Depends(get_context)) -> dict[str, Any]:
@@ -87,7 +89,7 @@ def _instance_ids(body: Any, *, required: bool) -> list[str] | None:
     return list(ids)
 
 
-@router.post(SCALE_SET + "/manualupgrade", status_code=202)
+@router.post(SCALE_SET + "/manualupgrade", status_code=202, responses=ACCEPTED)
 def manual_upgrade(subscription: str, resource_group: str, name: str, request: Request,
                    body: Any = Body(default=None), _v: str = Depends(compute_version),
                    _a: object = Depends(WRITE),
@@ -101,7 +103,7 @@ def manual_upgrade(subscription: str, resource_group: str, name: str, request: R
                      lro.RUN, run.run_id)
 
 
-@router.post(SCALE_SET + "/reimage", status_code=202)
+@router.post(SCALE_SET + "/reimage", status_code=202, responses=ACCEPTED)
 def reimage(subscription: str, resource_group: str, name: str, request: Request,
             body: Any = Body(default=None), _v: str = Depends(compute_version),
             _a: object = Depends(WRITE), context: ApiContext = Depends(get_context)) -> Response:
