@@ -56,3 +56,9 @@ def test_health_and_openapi_need_no_token(client: tuple[TestClient, str, str]) -
     assert c.get("/healthz").json()["status"] == "ok"
     spec = c.get("/openapi.json").json()
     assert any("osRollingUpgrade" in path for path in spec["paths"])
+    for methods in spec["paths"].values():  # errors are documented as they are sent
+        for operation in methods.values():
+            assert "422" not in operation["responses"]
+    start = next(v for k, v in spec["paths"].items() if k.endswith("/osRollingUpgrade"))
+    assert {"Azure-AsyncOperation", "Location", "Retry-After"} <= set(
+        start["post"]["responses"]["202"]["headers"])

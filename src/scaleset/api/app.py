@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 
 from scaleset import __version__
 from scaleset.api import envelope
@@ -34,4 +37,34 @@ def create_app(context: ApiContext) -> FastAPI:
         return {"status": "ok", "version": __version__}
 
     app.add_middleware(CanonicalPathMiddleware)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+_ERROR = {"type": "object", "required": ["error"], "properties": {"error": {
+    "type": "object", "required": ["code", "message"],
+    "properties": {"code": {"type": "string"}, "message": {"type": "string"},
+                   "target": {"type": "string"},
+                   "details": {"type": "array", "items": {"type": "object"}}}}}}
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document, corrected: invalid requests are 400s in ARM's envelope, not 422s."""
+    if app.openapi_schema is not None:
+        return app.openapi_schema
+    spec = get_openapi(title=app.title, version=app.version, description=app.description,
+                       routes=app.routes)
+    envelope = {"description": "An error in ARM's envelope (401, 403, 404, 409, 412 likewise)",
+                "content": {"application/json": {"schema": _ERROR}}}
+    for methods in spec.get("paths", {}).values():
+        for operation in methods.values():
+            responses = operation.setdefault("responses", {})
+            responses.pop("422", None)
+            if operation.get("operationId", "").startswith("healthz"):
+                continue
+            responses.setdefault("400", envelope)
+            responses.setdefault("default", envelope)
+    for unused in ("HTTPValidationError", "ValidationError"):
+        spec.get("components", {}).get("schemas", {}).pop(unused, None)
+    app.openapi_schema = spec
+    return spec
