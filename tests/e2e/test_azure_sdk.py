@@ -181,3 +181,33 @@ def test_versions_list_through_the_sdk(server: Server, client: ComputeManagement
     image = client.virtual_machine_images.get("westus", "Canonical", "UbuntuServer",
                                               "18.04-LTS", "1.10.0")
     assert image.name == "1.10.0"
+
+
+def test_instance_operations_through_the_sdk(server: Server,
+                                             client: ComputeManagementClient) -> None:
+    publish(server, "1.0.0")
+    body = scale_set_body()
+    body.upgrade_policy.automatic_os_upgrade_policy.enable_automatic_os_upgrade = False
+    body.sku.capacity = 2
+    client.virtual_machine_scale_sets.begin_create_or_update(
+        RG, "vmss2", body, polling_interval=0.2).result()
+    view = client.virtual_machine_scale_sets.get_instance_view(RG, "vmss2")
+    assert view.virtual_machine.statuses_summary[0].count == 2
+    vm_view = client.virtual_machine_scale_set_vms.get_instance_view(RG, "vmss2", "0")
+    assert vm_view.platform_update_domain == 0
+    assert any(s.code == "PowerState/running" for s in vm_view.statuses)
+
+    client.virtual_machine_scale_sets.begin_reimage(
+        RG, "vmss2", vm_scale_set_reimage_input=m.VirtualMachineScaleSetReimageParameters(
+            instance_ids=["1"]), polling_interval=0.2).result()
+    client.virtual_machine_scale_sets.begin_update_instances(
+        RG, "vmss2", m.VirtualMachineScaleSetVMInstanceRequiredIDs(instance_ids=["0"]),
+        polling_interval=0.2).result()
+    client.virtual_machine_scale_set_vms.begin_delete(RG, "vmss2", "1",
+                                                      polling_interval=0.2).result()
+    assert [v.instance_id for v in client.virtual_machine_scale_set_vms.list(RG, "vmss2")] \
+        == ["0"]
+    assert client.virtual_machine_scale_sets.get(RG, "vmss2").sku.capacity == 1
+    with pytest.raises(ResourceNotFoundError):
+        client.virtual_machine_scale_set_vms.get(RG, "vmss2", "1")
+    client.virtual_machine_scale_sets.begin_delete(RG, "vmss2", polling_interval=0.2).result()
