@@ -79,6 +79,8 @@ def test_create_answers_201_creating_and_the_operation_completes(api: Api) -> No
     assert r.headers["Azure-AsyncOperation"].startswith("https://testserver/subscriptions/")
     assert "api-version=2026-04-01" in r.headers["Azure-AsyncOperation"]
     assert api.op(r)["status"] == "InProgress"
+    creating = api.client.get(f"{RG}/virtualMachineScaleSets/vmss1{V}").json()
+    assert creating["properties"]["provisioningState"] == "Creating"
     api.world.reconciler.reconcile(api.world.scale_set_ids()[0])
     api.world.clock.advance(api.world.driver.timings.per_upgrade)
     api.world.reconciler.reconcile(api.world.scale_set_ids()[0])
@@ -86,6 +88,7 @@ def test_create_answers_201_creating_and_the_operation_completes(api: Api) -> No
     got = api.client.get(f"{RG}/virtualMachineScaleSets/vmss1{V}")
     assert got.status_code == 200
     resource = got.json()
+    assert resource["properties"]["provisioningState"] == "Succeeded"
     assert resource["id"] == f"{RG}/virtualMachineScaleSets/vmss1"
     assert resource["name"] == "vmss1"
     assert resource["etag"] and got.headers["ETag"] == resource["etag"]

@@ -129,6 +129,23 @@ def _derive(tx: Tx, op: Operation) -> tuple[str, str | None, str | None]:
     return FAILED, "InternalServerError", f"unknown operation kind {op.kind}"
 
 
+def provisioning_state(context: ApiContext, scale_set_id: str) -> str | None:
+    """``Creating`` / ``Updating`` while the scale set's latest PUT or PATCH is still running."""
+    with context.store.transaction() as tx:
+        row = tx.conn.execute(
+            select(t.operations.c.id, t.operations.c.data)
+            .where(t.operations.c.scale_set_id == scale_set_id,
+                   t.operations.c.kind == SCALE_SET_PUT,
+                   t.operations.c.status == IN_PROGRESS)
+            .order_by(t.operations.c.start_time.desc())).first()
+    if row is None:
+        return None
+    op = poll(context, row.id)
+    if op is None or op.status != IN_PROGRESS:
+        return None
+    return "Creating" if row.data.get("created") else "Updating"
+
+
 def poll(context: ApiContext, op_id: str) -> Operation | None:
     """The operation with its status brought up to date (``None`` when unknown)."""
     with context.store.transaction() as tx:

@@ -75,7 +75,8 @@ def create_or_update(
         row = commands.update_scale_set(context.store, scale_set_id=key, model=model, now=now)
         status, state = 200, "Updating"
     headers = lro.begin(context, request, kind=lro.SCALE_SET_PUT, resource_id=row.model.id or key,
-                        location=row.location, subscription=subscription, scale_set_id=key)
+                        location=row.location, subscription=subscription, scale_set_id=key,
+                        data={"created": existing is None})
     context.notify(key)
     return _respond(row, status, state, headers)
 
@@ -115,7 +116,9 @@ def get(subscription: str, resource_group: str, name: str,
         _v: str = Depends(compute_version), _a: object = Depends(READ),
         context: ApiContext = Depends(get_context)) -> JSONResponse:
     row = load_scale_set(context.store, subscription, resource_group, name)
-    return JSONResponse(views.scale_set_resource(row), headers={"ETag": row.etag})
+    state = lro.provisioning_state(context, row.id)
+    return JSONResponse(views.scale_set_resource(row, provisioning_state=state),
+                        headers={"ETag": row.etag})
 
 
 @router.delete(SCALE_SET, status_code=202,
