@@ -300,3 +300,12 @@ def test_unknown_routes_answer_in_the_envelope(api: Api) -> None:
     r = api.client.get(f"/subscriptions/{SUB}/nothing/here{V}")
     assert r.status_code == 404
     assert r.json()["error"]["code"] == "NotFound"
+
+
+def test_a_body_that_is_not_json_is_a_400_naming_the_body(api: Api) -> None:
+    r = api.client.put(f"{RG}/virtualMachineScaleSets/vmss1{V}", content=b"{not json",
+                       headers={"Content-Type": "application/json"})
+    assert r.status_code == 400
+    assert r.json()["error"]["target"] == "body"
+    assert "not valid JSON" in r.json()["error"]["message"]
+    assert api.client.get(f"{RG}/virtualMachineScaleSets/vmss1{V}").status_code == 404

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from scaleset.errors import NotFound
+from scaleset.errors import InvalidParameter, NotFound
 from scaleset.model.instance import HealthState, InstanceRecord
 from scaleset.model.scaleset import ScaleSet
 from scaleset.reconcile import commands, views
@@ -193,3 +193,37 @@ def test_manual_mode_changes_nothing_until_named_instances_are_upgraded(store: S
     flags = applied(world, sid)
     assert {iid for iid, ok in flags.items() if ok} == {"2", "7"}
     assert {iid for iid in flags if world.driver.reimage_count(sid, iid)} == {"2", "7"}
+
+
+def test_pinning_a_newer_version_rolls_instances_onto_it_in_batches(store: Store) -> None:
+    from tests.support import scale_set_id
+
+    world = World.create(store)
+    world.publish("1.1.0")
+    sid = scale_set_id("pinned")
+
+    def pinned(version: str) -> ScaleSet:
+        raw = scale_set_model("pinned", capacity=4, mode="Rolling", automatic=False).model_dump(
+            by_alias=True, exclude_unset=True, exclude_none=True)
+        raw["properties"]["virtualMachineProfile"]["storageProfile"]["imageReference"][
+            "version"] = version
+        return ScaleSet.model_validate(raw)
+
+    commands.create_scale_set(store, scale_set_id=sid, model=pinned("1.0.0"),
+                              now=world.clock.now())
+    world.reconciler.reconcile(sid)
+    with pytest.raises(InvalidParameter) as err:
+        commands.update_scale_set(store, scale_set_id=sid, model=pinned("9.9.9"),
+                                  now=world.clock.now())
+    assert "9.9.9" in err.value.message
+    commands.update_scale_set(store, scale_set_id=sid, model=pinned("1.1.0"),
+                              now=world.clock.now())
+    world.settle(sid)
+    with store.transaction() as tx:
+        (summary,) = tx.run_summaries(sid)
+        records = tx.instances(sid)
+    assert summary.run.kind is RunKind.MODEL
+    assert summary.run.target.image_version == "1.1.0"
+    assert summary.run.status is RunStatus.COMPLETED
+    assert len(world.run(summary.run.run_id).batches) == 4  # Rolling: one instance a batch
+    assert {r.image_version for r in records.values()} == {"1.1.0"}

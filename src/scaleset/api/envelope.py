@@ -52,8 +52,18 @@ def _location(loc: tuple[Any, ...]) -> str:
 
 
 def validation_details(errors: list[Any]) -> list[dict[str, Any]]:
-    return [{"code": "InvalidParameter", "target": _location(tuple(e["loc"])),
-             "message": f"{_location(tuple(e['loc']))}: {e['msg']}"} for e in errors]
+    details = []
+    for e in errors:
+        if e.get("type") == "json_invalid":  # the body is not JSON at all
+            reason = (e.get("ctx") or {}).get("error", "")
+            details.append({"code": "InvalidRequestContent", "target": "body",
+                            "message": f"the request body is not valid JSON ({reason}); send "
+                                       "a JSON object with Content-Type: application/json"})
+            continue
+        target = _location(tuple(e["loc"]))
+        details.append({"code": "InvalidParameter", "target": target,
+                        "message": f"{target}: {e['msg']}"})
+    return details
 
 
 def invalid_body(errors: list[Any]) -> JSONResponse:

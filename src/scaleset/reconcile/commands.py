@@ -49,16 +49,27 @@ def model_changes_instances(old: ScaleSet, new: ScaleSet) -> bool:
     return instance_facing(old) != instance_facing(new)
 
 
+def _image_identity(model: ScaleSet) -> tuple[str | None, ...]:
+    ref = model.image_reference
+    return tuple((v or "").lower() or None for v in
+                 (ref.publisher, ref.offer, ref.sku, ref.version, ref.id))
+
+
 def resolve_image_version(tx: Tx, location: str, model: ScaleSet) -> str | None:
     """The concrete image version ``model`` asks for: ``latest`` resolved now, or as pinned."""
     ref = model.image_reference
     if ref.version is None:
         return None
-    if ref.version.lower() != "latest":
-        return ref.version
     if not (ref.publisher and ref.offer and ref.sku):
-        return None
+        return None if ref.version.lower() == "latest" else ref.version
     found = tx.image_versions(location, ref.publisher, ref.offer, ref.sku)
+    if ref.version.lower() != "latest":
+        if ref.version not in {v.version for v in found}:
+            raise InvalidParameter(
+                f"image {ref.publisher}/{ref.offer}/{ref.sku} has no version '{ref.version}' "
+                f"in '{location}'; use a published version or 'latest'",
+                target="properties.virtualMachineProfile.storageProfile.imageReference.version")
+        return ref.version
     latest = versions.latest(v.version for v in found)
     if latest is None:
         raise InvalidParameter(
@@ -144,9 +155,9 @@ def update_scale_set(store: Store, *, scale_set_id: str, model: ScaleSet, now: d
                 target="location")
         generation = row.generation + (1 if model_changes_instances(row.model, model) else 0)
         image_version = row.image_version
-        ref = model.image_reference
-        if ref.version and ref.version.lower() != "latest":
-            image_version = ref.version
+        if _image_identity(model) != _image_identity(row.model):
+            # A different image (or pinned version): resolved now, refused if unknown.
+            image_version = resolve_image_version(tx, row.location, model)
         updated = row.replace(model=model, generation=generation, image_version=image_version,
                               etag=_etag(f"{scale_set_id}/{generation}/{now.isoformat()}"),
                               updated_at=now)
@@ -268,9 +279,9 @@ def _start_for_instances(store: Store, *, scale_set_id: str, instance_ids: Itera
         if missing:
             raise NotFound(f"instances {', '.join(missing)} are not in scale set '{row.name}'",
                            target="instanceIds", code="NotFound")
-        # A reimage gives a fresh disk of the set's image; a manual upgrade applies the
-        # latest model and leaves the image as it is.
-        image = row.image_version if kind is RunKind.REIMAGE else None
+        # Both give the instance the scale set's current model, its image included; a
+        # reimage replaces the OS disk even when the instance already runs it.
+        image = row.image_version
         run = run_machine.start_run(
             run_id=run_id_for(row.id, len(tx.past_runs(row.id)) + 1),
             scale_set_id=row.id, kind=kind, started_by=StartedBy.USER,

@@ -339,6 +339,7 @@ class Reconciler:
             latest_image_version=latest,
             past_runs=past,
             active=False,
+            model_image_version=row.image_version,
         )
         if start is None:
             return None

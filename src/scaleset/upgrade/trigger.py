@@ -49,6 +49,7 @@ def next_run(
     latest_image_version: str | None,
     past_runs: Iterable[PastRun],
     active: bool,
+    model_image_version: str | None = None,
 ) -> StartRun | None:
     """The run that should start now, if any.
 
@@ -86,6 +87,8 @@ def next_run(
     if upgrade_mode in ("Automatic", "Rolling") and not model_given_up and any(
         o.generation < generation for o in eligible
     ):
-        return StartRun(RunKind.MODEL, Target(None, generation),
+        # Applying a new model gives the instance the model's image too (a changed or
+        # pinned image reference is part of the model).
+        return StartRun(RunKind.MODEL, Target(model_image_version, generation),
                         all_at_once=upgrade_mode == "Automatic")
     return None
