@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import uvicorn
+from sqlalchemy import select
 
 from scaleset.api.app import create_app
 from scaleset.api.context import ApiContext
@@ -21,6 +22,7 @@ from scaleset.reconcile.shell import Reconciler
 from scaleset.security import tls, tokens
 from scaleset.server.loop import ReconcileLoop
 from scaleset.server.settings import ServeSettings
+from scaleset.store import tables as t
 from scaleset.store.database import open_store
 from scaleset.store.repository import ImageVersionRow, Store
 
@@ -31,21 +33,20 @@ REALTIME_TIMINGS = Timings(reimage=timedelta(seconds=0.3), boot=timedelta(second
                            healthy=timedelta(seconds=0.3))
 
 
-def unhealthy_image(row: ImageVersionRow) -> bool:
-    """A version published with ``properties.simulation.healthy: false`` never comes up healthy."""
-    simulation = row.properties.get("simulation")
+def simulated_unhealthy(properties: Mapping[str, Any]) -> bool:
+    """A version published with ``properties.simulation.healthy: false`` never comes up healthy.
+
+    The simulated driver knows images by version only, so such a version is unhealthy
+    whichever sku it was published under.
+    """
+    simulation = properties.get("simulation")
     return isinstance(simulation, dict) and simulation.get("healthy") is False
 
 
 def _known_bad_images(store: Store) -> set[str]:
-    from sqlalchemy import select
-
-    from scaleset.store import tables as t
     with store.transaction() as tx:
         rows = tx.conn.execute(select(t.image_versions.c.version, t.image_versions.c.properties))
-        return {r.version for r in rows
-                if isinstance(r.properties.get("simulation"), dict)
-                and r.properties["simulation"].get("healthy") is False}
+        return {r.version for r in rows if simulated_unhealthy(r.properties)}
 
 
 DEFAULT_SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
@@ -88,7 +89,7 @@ def serve(settings: ServeSettings, *, out: TextIO = sys.stdout, on_ready: Ready 
                          driver_next_event=driver.next_event_time, resync=settings.resync)
 
     def published(row: ImageVersionRow) -> None:
-        if unhealthy_image(row):
+        if simulated_unhealthy(row.properties):
             driver.bad_images.add(row.version)
 
     context = ApiContext(store=store, clock=clock, settings=reconciler.settings,
