@@ -247,8 +247,12 @@ def test_instances_protection_reimage_and_delete(api: Api) -> None:
     api.client.put(f"{RG}/virtualMachineScaleSets/vmss1{V}", json=body(capacity=3))
     api.settle()
     url = f"{RG}/virtualMachineScaleSets/vmss1/virtualMachines"
-    r = api.client.put(f"{url}/1{V}", json={"properties": {"protectionPolicy": {
-        "protectFromScaleIn": True, "protectFromScaleSetActions": False}}})
+    protect = {"properties": {"protectionPolicy": {
+        "protectFromScaleIn": True, "protectFromScaleSetActions": False}}}
+    stale = api.client.put(f"{url}/1{V}", json=protect, headers={"If-Match": '"stale"'})
+    assert stale.status_code == 412
+    etag = api.client.get(f"{url}/1{V}").json()["etag"]
+    r = api.client.put(f"{url}/1{V}", json=protect, headers={"If-Match": etag})
     assert r.status_code == 200
     assert r.json()["properties"]["protectionPolicy"]["protectFromScaleIn"] is True
     view = api.client.get(f"{url}/1/instanceView{V}").json()

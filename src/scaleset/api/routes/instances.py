@@ -10,7 +10,13 @@ from fastapi.responses import Response
 from scaleset.api import lro, paging
 from scaleset.api.auth import READ, WRITE
 from scaleset.api.context import ApiContext, get_context
-from scaleset.api.routes.common import ACCEPTED, SCALE_SET, compute_version, load_scale_set
+from scaleset.api.routes.common import (
+    ACCEPTED,
+    SCALE_SET,
+    check_preconditions,
+    compute_version,
+    load_scale_set,
+)
 from scaleset.errors import InvalidParameter, NotFound
 from scaleset.model.instance import InstanceRecord
 from scaleset.model.vm import ProtectionPolicy, ScaleSetVM, VMInstanceView
@@ -80,11 +86,12 @@ def get_instance_view(subscription: str, resource_group: str, name: str, instanc
 
 @router.put(INSTANCE, responses={200: {"model": ScaleSetVM}})
 def update_instance(subscription: str, resource_group: str, name: str, instance_id: str,
-                    body: Any = Body(default=None), _v: str = Depends(compute_version),
-                    _a: object = Depends(WRITE),
+                    request: Request, body: Any = Body(default=None),
+                    _v: str = Depends(compute_version), _a: object = Depends(WRITE),
                     context: ApiContext = Depends(get_context)) -> dict[str, Any]:
     """Update an instance; its ``protectionPolicy`` is the part scaleset lets you change."""
     row, record = _load(context, subscription, resource_group, name, instance_id)
+    check_preconditions(request, views.instance_resource(row, record).etag)
     if not isinstance(body, dict):
         raise InvalidParameter("the request body must be a JSON object", target="body")
     raw = (body.get("properties") or {}).get("protectionPolicy")
