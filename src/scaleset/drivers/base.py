@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Literal, Protocol
 
 from scaleset.model.instance import HealthState, PowerState, ProvisioningState
 from scaleset.upgrade.observations import OperationObservation
@@ -27,6 +27,53 @@ class DataDiskSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class ExtensionSpec:
+    """One extension of the model, as a handler on the instance needs it."""
+
+    name: str
+    publisher: str
+    type: str
+    type_handler_version: str | None = None
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    protected_settings: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def handler(self) -> str:
+        """``publisher/type``, case-folded: what picks the handler."""
+        return f"{self.publisher}/{self.type}".lower()
+
+
+ExtensionState = Literal["Creating", "Succeeded", "Failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class ExtensionStatus:
+    """How one extension's provisioning went on the instance's current OS disk."""
+
+    name: str
+    type: str
+    state: ExtensionState
+    message: str | None = None
+    type_handler_version: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeSpec:
+    """A load balancer's health probe, run by the control plane against every instance.
+
+    ``protocol`` Http/Https needs a 200 from ``request_path``; Tcp needs an
+    accepted connection. ``number_of_probes`` consecutive failures mark an
+    instance down; one success marks it up.
+    """
+
+    protocol: Literal["Http", "Https", "Tcp"]
+    port: int
+    request_path: str | None = None
+    interval_seconds: float = 5.0
+    number_of_probes: int = 2
+
+
+@dataclass(frozen=True, slots=True)
 class InstanceSpec:
     """Everything a driver needs to create an instance."""
 
@@ -37,13 +84,15 @@ class InstanceSpec:
     os_disk_id: str
     data_disks: tuple[DataDiskSpec, ...] = ()
     zone: str | None = None
-    extensions: tuple[str, ...] = ()
-    """Extension names in the order they must be provisioned after boot."""
+    extensions: tuple[ExtensionSpec, ...] = ()
+    """Extensions in the order they must be provisioned after boot."""
     custom_data: str | None = None
     """``osProfile.customData`` (base64), written to every new OS disk."""
     health_source: bool = True
     """A load-balancer probe or the Application Health extension watches the application.
     Without one, healthy means running with every extension provisioned."""
+    image_digest: str | None = None
+    """The image version's artifact (``sha256:...``) when it was published with one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,12 +105,14 @@ class UpgradeOperation:
     image_version: str | None
     generation: int
     os_disk_id: str
-    extensions: tuple[str, ...] = ()
-    """Extension names in the order they must be provisioned after boot."""
+    extensions: tuple[ExtensionSpec, ...] = ()
+    """Extensions in the order they must be provisioned after boot."""
     custom_data: str | None = None
     """``osProfile.customData`` (base64), rerun on the new OS disk."""
     health_source: bool = True
     """As for ``InstanceSpec``: whether the application's health is watched."""
+    image_digest: str | None = None
+    """As for ``InstanceSpec``: the target version's artifact, if any."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +148,8 @@ class DriverInstance:
     provisioning_state: ProvisioningState
     health: HealthState
     data_disk_ids: tuple[str, ...] = ()
+    private_ip: str | None = None
+    extensions: tuple[ExtensionStatus, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -120,6 +173,17 @@ class Driver(Protocol):
 
     def observe(self, scale_set_id: str, now: datetime) -> DriverSnapshot:
         """The scale set's instances and operations as of ``now``."""
+        ...
+
+    def configure_probe(self, scale_set_id: str, probe: ProbeSpec | None) -> None:
+        """The load-balancer probe that now watches the scale set's instances (``None``: none).
+
+        Called by every pass; a no-op when nothing changed.
+        """
+        ...
+
+    def console_log(self, scale_set_id: str, instance_id: str) -> bytes | None:
+        """The instance's serial console output (boot diagnostics), ``None`` if unknown."""
         ...
 
 
