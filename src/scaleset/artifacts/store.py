@@ -1,0 +1,133 @@
+"""The artifact store: image versions kept by content digest.
+
+Layout under the root (the server uses ``<data-dir>/images``)::
+
+    <root>/sha256/<hex>/     one immutable image tree per digest (image.json at its top)
+    <root>/.tmp/             ingests in progress, each in its own temporary directory
+
+An ingest copies or unpacks the source into ``.tmp``, checks the tree and its
+manifest, computes the digest and only then renames the tree into place, so a
+reader never sees a partial artifact and a refused ingest leaves nothing behind.
+Two ingests of the same content race harmlessly: the second finds the
+destination taken and drops its copy. Stored trees are never modified.
+"""
+
+from __future__ import annotations
+
+import builtins
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from scaleset.artifacts import tarballs, tree
+from scaleset.artifacts.errors import ArtifactError, ArtifactNotFound
+from scaleset.artifacts.manifest import ImageManifest, load_manifest
+
+_DIGEST = re.compile(r"sha256:([0-9a-f]{64})")
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A stored image version: its digest, its manifest and where its tree lives."""
+
+    digest: str
+    manifest: ImageManifest
+    path: Path
+
+
+class ArtifactStore:
+    """Content-addressed image versions under ``root``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self._trees = self.root / "sha256"
+        self._tmp = self.root / ".tmp"
+        # Made up front so that an ingest, accepted or refused, adds nothing
+        # to the root but the artifact itself.
+        self._trees.mkdir(parents=True, exist_ok=True)
+        self._tmp.mkdir(exist_ok=True)
+
+    def ingest(self, source: Path) -> Artifact:
+        """Store the image version at ``source``: a directory or a ``.tar.gz``/``.tgz`` file.
+
+        Returns the stored artifact; the same content ingested again returns the
+        existing one. Raises ``ArtifactError`` (naming the offending entry in its
+        message and ``.entry``) when the source is refused; nothing is stored then.
+        """
+        source = Path(source)
+        if source.is_dir():
+            # Known content is not copied again; the digest of the copy below
+            # stays the authority for anything new.
+            known = tree.digest_tree(source)
+            if known in self:
+                return self.get(known)
+        elif not source.is_file():
+            raise ArtifactError(
+                f"{source} does not exist or is neither a directory nor a file; pass an image "
+                "directory or a .tar.gz/.tgz of one", entry=str(source))
+        work = Path(tempfile.mkdtemp(prefix="ingest-", dir=self._tmp))
+        try:
+            staged = work / "tree"
+            if source.is_dir():
+                _copy_directory(source, staged)
+            else:
+                staged.mkdir()
+                tarballs.unpack(source, staged)
+            load_manifest(staged)
+            digest = tree.digest_tree(staged)
+            destination = self._location(digest)
+            if not destination.exists():
+                try:
+                    os.rename(staged, destination)
+                except OSError:
+                    # Another ingest of the same content won the rename; its
+                    # tree is identical, so ours is simply dropped below.
+                    if not destination.is_dir():
+                        raise
+            return self.get(digest)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    def get(self, digest: str) -> Artifact:
+        """The stored artifact with this digest; raises ``ArtifactNotFound`` if there is none."""
+        path = self.path(digest)
+        return Artifact(digest=digest, manifest=load_manifest(path), path=path)
+
+    def path(self, digest: str) -> Path:
+        """Where the tree of the artifact ``digest`` lives; raises ``ArtifactNotFound``."""
+        path = self._location(digest)
+        if not path.is_dir():
+            raise ArtifactNotFound(digest)
+        return path
+
+    def __contains__(self, digest: object) -> bool:
+        """Whether an artifact with this digest (a ``sha256:<hex>`` string) is stored."""
+        if not isinstance(digest, str) or not _DIGEST.fullmatch(digest):
+            return False
+        return self._location(digest).is_dir()
+
+    def list(self) -> builtins.list[Artifact]:
+        """Every stored artifact, ordered by digest."""
+        return [self.get(f"sha256:{child.name}") for child in sorted(self._trees.iterdir())
+                if _DIGEST.fullmatch(f"sha256:{child.name}") and child.is_dir()]
+
+    def _location(self, digest: str) -> Path:
+        match = _DIGEST.fullmatch(digest)
+        if match is None:
+            # Checked before the digest becomes a path, so it can never name
+            # anything outside the store.
+            raise ArtifactNotFound(digest)
+        return self._trees / match.group(1)
+
+
+def _copy_directory(source: Path, staged: Path) -> None:
+    # Checked before copying: copytree would read a device forever and a link
+    # out of the tree could pull host files in; the staged copy is checked again.
+    tree.scan(source)
+    try:
+        shutil.copytree(source, staged, symlinks=True)
+    except (OSError, shutil.Error) as exc:
+        raise ArtifactError(f"could not copy {source}: {exc}", entry=str(source)) from exc
