@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PG_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 
-.PHONY: demo test bench install clean
+.PHONY: demo demo-simulated test bench install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,7 +16,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Real instances on this machine: upgrade to 1.1.0, roll back the broken 1.2.0.
 demo: $(STAMP)
+	$(BIN)/scaleset demo --images examples/images/webapp
+
+# The same engine on a simulated 50-instance fleet, in virtual time.
+demo-simulated: $(STAMP)
 	$(BIN)/scaleset simulate examples/scenarios/bad-image-50.json
 
 # PostgreSQL-backed tests run when a server answers on 127.0.0.1:5432;

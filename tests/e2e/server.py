@@ -45,8 +45,11 @@ class Server:
 
 @contextmanager
 def running_server(data_dir: Path, *, health_timeout: str = "3",
-                   extra: tuple[str, ...] = ()) -> Iterator[Server]:
-    """Start ``scaleset serve``; wait until ``/healthz`` answers; stop it afterwards."""
+                   extra: tuple[str, ...] = (), driver: str = "simulated") -> Iterator[Server]:
+    """Start ``scaleset serve``; wait until ``/healthz`` answers; stop it afterwards.
+
+    The simulated driver by default: these tests are about the API, not instances.
+    """
     insecure = "--insecure-http" in extra
     port = free_port()
     scaleset = Path(sys.executable).with_name("scaleset")
@@ -55,7 +58,7 @@ def running_server(data_dir: Path, *, health_timeout: str = "3",
     log = (data_dir / "serve.log").open("w")
     process = subprocess.Popen(
         [str(scaleset), "serve", "--port", str(port), "--data-dir", str(data_dir),
-         "--health-timeout", health_timeout, *extra],
+         "--health-timeout", health_timeout, "--driver", driver, *extra],
         stdout=log, stderr=subprocess.STDOUT, text=True, env=env)
     endpoint = f"{'http' if insecure else 'https'}://127.0.0.1:{port}"
     ca = data_dir / "tls" / "ca.pem"

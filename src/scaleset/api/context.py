@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from fastapi import Request
 
 from scaleset.clock import Clock
 from scaleset.reconcile.settings import ShellSettings
 from scaleset.store.repository import ImageVersionRow, Store
+
+if TYPE_CHECKING:
+    from scaleset.artifacts import ArtifactStore
 
 
 def _ignore(_: object) -> None:
@@ -27,6 +31,10 @@ class ApiContext:
     """Tell the driver about a new image version (the simulated driver learns bad images)."""
     auth_required: bool = True
     page_size: int = 100
+    artifacts: ArtifactStore | None = None
+    """Where published image artifacts go; ``None``: sources are recorded, not copied."""
+    console_log: Callable[[str, str], bytes | None] | None = None
+    """(scale set id, instance id) -> the instance's serial console output."""
 
 
 def get_context(request: Request) -> ApiContext:

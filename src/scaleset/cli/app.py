@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import typer
 
+from scaleset.cli import demo as demo_cmd
 from scaleset.cli import image as image_cmd
+from scaleset.cli import network as network_cmd
 from scaleset.cli import serve as serve_cmd
 from scaleset.cli import simulate as simulate_cmd
 from scaleset.cli import token as token_cmd
 from scaleset.cli import vmss as vmss_cmd
+from scaleset.cli import vmss_network  # noqa: F401  (registers its verbs on vmss)
 
 app = typer.Typer(
     name="scaleset",
@@ -19,8 +22,10 @@ app = typer.Typer(
 )
 app.command("simulate")(simulate_cmd.simulate)
 app.command("serve")(serve_cmd.serve)
+app.command("demo")(demo_cmd.demo)
 app.add_typer(vmss_cmd.app, name="vmss")
 app.add_typer(image_cmd.app, name="vm")
+app.add_typer(network_cmd.app, name="network")
 app.add_typer(token_cmd.app, name="token")
 
 

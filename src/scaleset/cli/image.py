@@ -148,15 +148,19 @@ def show(
         output.emit(client.get(path), fmt, columns=VERSION_COLUMNS)
 
 
-def publish_body(*, location: str, os_type: OsType, source: Path | None,
+def publish_body(*, location: str, os_type: OsType | None, source: Path | None,
                  simulate_unhealthy: bool) -> dict[str, Any]:
     """The PUT body that publishes a version.
+
+    Without ``--os-type`` an artifact's ``image.json`` decides (Linux when there is none).
 
     >>> publish_body(location="westus", os_type=OsType.Linux, source=None,
     ...              simulate_unhealthy=True)["properties"]["simulation"]
     {'healthy': False}
     """
-    properties: dict[str, Any] = {"osDiskImage": {"operatingSystem": os_type.value}}
+    properties: dict[str, Any] = {}
+    if os_type is not None or source is None:
+        properties["osDiskImage"] = {"operatingSystem": (os_type or OsType.Linux).value}
     if source is not None:
         properties["source"] = {"path": str(source.resolve())}
     if simulate_unhealthy:
@@ -172,9 +176,11 @@ def publish(
     sku: Annotated[str, typer.Option("--sku", "-s")],
     version: Annotated[str, typer.Option(help="Major.Minor.Build, e.g. 1.2.0.")],
     location: LocationOption = DEFAULT_LOCATION,
-    os_type: Annotated[OsType, typer.Option(case_sensitive=False)] = OsType.Linux,
+    os_type: Annotated[OsType | None, typer.Option(
+        case_sensitive=False, help="Default: the image's image.json, else Linux.")] = None,
     source: Annotated[Path | None, typer.Option(
-        help="Where the image artifact lives (recorded as properties.source.path).",
+        help="The image: a directory or .tar.gz holding image.json and its files "
+             "(the server copies it into its artifact store).",
         exists=True)] = None,
     simulate_unhealthy: Annotated[bool, typer.Option(
         "--simulate-unhealthy",

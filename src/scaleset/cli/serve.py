@@ -20,7 +20,10 @@ def serve(
     = Path(".scaleset"),
     database_url: Annotated[str | None, typer.Option(
         envvar="SCALESET_DATABASE_URL", help="Default: SQLite in the data directory.")] = None,
-    driver: Annotated[str, typer.Option(envvar="SCALESET_DRIVER")] = "simulated",
+    driver: Annotated[str, typer.Option(
+        envvar="SCALESET_DRIVER",
+        help="process: instances are local processes; simulated: an in-memory fleet.")]
+    = "process",
     health_timeout: Annotated[str, typer.Option(
         envvar="SCALESET_HEALTH_TIMEOUT",
         help="How long an upgraded instance has to become healthy: seconds or ISO 8601.")]

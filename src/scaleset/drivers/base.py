@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
-from scaleset.model.instance import HealthState, PowerState, ProvisioningState
+from scaleset.model.instance import ExtensionStatus, HealthState, PowerState, ProvisioningState
 from scaleset.upgrade.observations import OperationObservation
 
 
@@ -41,20 +41,6 @@ class ExtensionSpec:
     def handler(self) -> str:
         """``publisher/type``, case-folded: what picks the handler."""
         return f"{self.publisher}/{self.type}".lower()
-
-
-ExtensionState = Literal["Creating", "Succeeded", "Failed"]
-
-
-@dataclass(frozen=True, slots=True)
-class ExtensionStatus:
-    """How one extension's provisioning went on the instance's current OS disk."""
-
-    name: str
-    type: str
-    state: ExtensionState
-    message: str | None = None
-    type_handler_version: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +135,8 @@ class DriverInstance:
     health: HealthState
     data_disk_ids: tuple[str, ...] = ()
     private_ip: str | None = None
-    extensions: tuple[ExtensionStatus, ...] = ()
+    extensions: tuple[ExtensionStatus, ...] | None = None
+    """Extension provisioning as the instance reports it; ``None``: this driver cannot tell."""
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from scaleset.drivers.base import (
     DriverSnapshot,
     InstanceSpec,
     Operation,
+    ProbeSpec,
     ReleaseOperation,
     RollbackOperation,
     UpgradeOperation,
@@ -102,6 +103,7 @@ class _Instance:
     extension_failed: bool = False
     reimages: int = 0
     rollbacks: int = 0
+    boots: list[str] = field(default_factory=list)
 
     def power_state(self) -> PowerState:
         if self.busy_op is not None:
@@ -206,7 +208,8 @@ class SimulatedDriver:
         inst = _Instance(
             instance_id=spec.instance_id,
             os_disk=_Disk(spec.os_disk_id, spec.image_version, spec.generation,
-                          spec.extensions, 1 if spec.custom_data else 0, spec.health_source),
+                          tuple(e.name for e in spec.extensions),
+                          1 if spec.custom_data else 0, spec.health_source),
             data_disks=data,
             data_disk_ids=tuple(d.disk_id for d in spec.data_disks),
         )
@@ -216,6 +219,7 @@ class SimulatedDriver:
                 inst.override = HealthState.UNHEALTHY
         else:
             self._boot(inst, spec.image_version, self._now + self.timings.boot, rng=None)
+        inst.boots.append(spec.os_disk_id)
         ss.instances[spec.instance_id] = inst
 
     def delete_instance(self, scale_set_id: str, instance_id: str) -> None:
@@ -268,6 +272,16 @@ class SimulatedDriver:
             for iid, inst in ss.instances.items()
         }
         return DriverSnapshot(instances, _OpView(ss.ops))
+
+    def configure_probe(self, scale_set_id: str, probe: ProbeSpec | None) -> None:
+        """Simulated applications answer whatever probes them: nothing to set up."""
+
+    def console_log(self, scale_set_id: str, instance_id: str) -> bytes | None:
+        """A simulated instance's console: one line per OS disk it booted."""
+        inst = self._sets.get(scale_set_id, _ScaleSet()).instances.get(instance_id)
+        if inst is None:
+            return None
+        return "".join(f"[simulated] booted OS disk {disk}\n" for disk in inst.boots).encode()
 
     # -- the discrete-event loop's view ----------------------------------------
     def next_event_time(self) -> datetime | None:
@@ -348,10 +362,11 @@ class SimulatedDriver:
             inst.previous = inst.os_disk
             inst.os_disk = _Disk(payload.os_disk_id,
                                  payload.image_version or inst.os_disk.image_version,
-                                 payload.generation, payload.extensions,
+                                 payload.generation, tuple(e.name for e in payload.extensions),
                                  1 if payload.custom_data else 0, payload.health_source)
             inst.override = None
             inst.failed = False
+            inst.boots.append(inst.os_disk.disk_id)
             self._schedule(at + self.timings.boot, "booted", sid, op.op_id)
         elif kind == "booted":
             inst.busy_op = None

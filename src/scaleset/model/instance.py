@@ -46,6 +46,18 @@ class DataDiskRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class ExtensionStatus:
+    """How one extension's provisioning went on an instance's current OS disk."""
+
+    name: str
+    type: str
+    state: str
+    """Creating, Succeeded or Failed."""
+    message: str | None = None
+    type_handler_version: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class InstanceRecord:
     """One member of a scale set as the control plane records it."""
 
@@ -66,6 +78,10 @@ class InstanceRecord:
     health_state: HealthState = HealthState.UNKNOWN
     protect_from_scale_in: bool = False
     protect_from_scale_set_actions: bool = False
+    private_ip: str | None = None
+    """The instance's private address, as its driver assigned it."""
+    extensions: tuple[ExtensionStatus, ...] | None = None
+    """Extension provisioning on the current OS disk; ``None`` when the driver reports none."""
 
     def latest_model_applied(self, generation: int) -> bool:
         """Whether this instance runs the scale set's current model generation."""

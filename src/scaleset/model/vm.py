@@ -30,6 +30,13 @@ class DiskInstanceView(ArmModel):
     statuses: list[InstanceViewStatus] = Field(default_factory=list)
 
 
+class ExtensionInstanceView(ArmModel):
+    name: str
+    type: str | None = None
+    type_handler_version: str | None = None
+    statuses: list[InstanceViewStatus] = Field(default_factory=list)
+
+
 class VMInstanceView(ArmModel):
     platform_update_domain: int | None = None
     platform_fault_domain: int | None = None
@@ -37,6 +44,9 @@ class VMInstanceView(ArmModel):
     statuses: list[InstanceViewStatus] = Field(default_factory=list)
     vm_health: VmHealth | None = None
     disks: list[DiskInstanceView] = Field(default_factory=list)
+    extensions: list[ExtensionInstanceView] | None = None
+    private_ip_address: str | None = Field(default=None, alias="privateIPAddress")
+    """Not in ARM's instance view (Azure keeps it on the NIC): where the instance answers."""
 
 
 class ProtectionPolicy(ArmModel):

@@ -10,7 +10,7 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from scaleset.drivers.base import DataDiskSpec, InstanceSpec
+from scaleset.drivers.base import DataDiskSpec, ExtensionSpec, InstanceSpec
 from scaleset.model import sequencing
 from scaleset.model.instance import DataDiskRecord, HealthState, InstanceRecord
 from scaleset.model.scaleset import ScaleSet
@@ -86,7 +86,7 @@ def has_health_source(model: ScaleSet) -> bool:
 class Provisioning:
     """What every new OS disk gets."""
 
-    extensions: tuple[str, ...]
+    extensions: tuple[ExtensionSpec, ...]
     custom_data: str | None
     health_source: bool
 
@@ -94,12 +94,19 @@ class Provisioning:
 def provisioning(model: ScaleSet) -> Provisioning:
     """The extensions in sequence, the custom data, and whether health is probed."""
     os_profile = model.properties.virtual_machine_profile.os_profile
-    return Provisioning(tuple(sequencing.extension_order(model.extensions)),
-                        os_profile.custom_data if os_profile else None,
+    by_name = {e.name: e for e in model.extensions}
+    specs = tuple(
+        ExtensionSpec(name=e.name, publisher=e.properties.publisher, type=e.properties.type,
+                      type_handler_version=e.properties.type_handler_version,
+                      settings=dict(e.properties.settings or {}),
+                      protected_settings=dict(e.properties.protected_settings or {}))
+        for e in (by_name[name] for name in sequencing.extension_order(model.extensions)))
+    return Provisioning(specs, os_profile.custom_data if os_profile else None,
                         has_health_source(model))
 
 
-def spec_for(record: InstanceRecord, model: ScaleSet) -> InstanceSpec:
+def spec_for(record: InstanceRecord, model: ScaleSet, *,
+             image_digest: str | None = None) -> InstanceSpec:
     p = provisioning(model)
     return InstanceSpec(
         scale_set_id=record.scale_set_id,
@@ -112,6 +119,7 @@ def spec_for(record: InstanceRecord, model: ScaleSet) -> InstanceSpec:
         extensions=p.extensions,
         custom_data=p.custom_data,
         health_source=p.health_source,
+        image_digest=image_digest,
     )
 
 

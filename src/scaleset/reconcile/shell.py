@@ -34,7 +34,7 @@ from scaleset.drivers.base import (
     UpgradeOperation,
 )
 from scaleset.model.instance import InstanceRecord
-from scaleset.reconcile import membership
+from scaleset.reconcile import images, membership, probes
 from scaleset.reconcile.settings import ShellSettings
 from scaleset.store.repository import ConflictError, ScaleSetRow, Store, Tx
 from scaleset.upgrade import run as run_machine
@@ -112,6 +112,8 @@ def _refreshed(record: InstanceRecord, seen: DriverInstance) -> InstanceRecord:
         and record.previous_os_disk_id == seen.previous_os_disk_id
         and record.image_version == seen.image_version
         and record.model_generation == seen.generation
+        and record.private_ip == seen.private_ip
+        and record.extensions == seen.extensions
     ):
         return record  # the common case on a large fleet: skip building a new record
     previous_image = record.previous_image_version
@@ -130,6 +132,8 @@ def _refreshed(record: InstanceRecord, seen: DriverInstance) -> InstanceRecord:
         power_state=seen.power_state,
         provisioning_state=seen.provisioning_state,
         health_state=seen.health,
+        private_ip=seen.private_ip,
+        extensions=seen.extensions,
     )
 
 
@@ -189,6 +193,7 @@ class Reconciler:
             return PassResult(None, None)
         self.checkpoint("read")
 
+        self._configure_probe(row)
         snapshot = self.driver.observe(scale_set_id, now)
         self.checkpoint("observed")
 
@@ -246,8 +251,9 @@ class Reconciler:
 
         if decision is not None and decision.actions:
             provisioning = membership.provisioning(row.model)
+            digest = self._digests(row)
             for action in decision.actions:
-                self._act(row, action, provisioning)
+                self._act(row, action, provisioning, digest)
                 self.checkpoint("acted")
 
         if active is None:
@@ -260,6 +266,33 @@ class Reconciler:
             active_run_id=active.run_id if active else None,
             run_status=decision.run.status if decision is not None else None,
         )
+
+    def _configure_probe(self, row: ScaleSetRow) -> None:
+        network = row.model.properties.virtual_machine_profile.network_profile
+        if network is None or network.health_probe is None:
+            self.driver.configure_probe(row.id, None)
+            return
+        with self.store.transaction() as tx:
+            self.driver.configure_probe(row.id, probes.probe_spec(tx, row.model))
+
+    def _digests(self, row: ScaleSetRow) -> Callable[[str | None], str | None]:
+        """Image version -> artifact digest for the scale set's image (looked up once)."""
+        found: dict[str, str | None] | None = None
+
+        def digest(version: str | None) -> str | None:
+            nonlocal found
+            if version is None:
+                return None
+            if found is None:
+                ref = row.model.image_reference
+                found = {}
+                if ref.publisher and ref.offer and ref.sku:
+                    with self.store.transaction() as tx:
+                        found = {v.version: images.artifact_digest(v.properties) for v in
+                                 tx.image_versions(row.location, ref.publisher, ref.offer,
+                                                   ref.sku)}
+            return found.get(version)
+        return digest
 
     # -- membership --------------------------------------------------------------
     def _converge_membership(
@@ -312,9 +345,11 @@ class Reconciler:
             if iid not in records:  # deleted from the store, or an orphan of a crash
                 self.driver.delete_instance(row.id, iid)
                 touched = True
+        digest = self._digests(row)
         for iid, record in membership_order(records):
             if iid not in snapshot.instances:
-                self.driver.create_instance(membership.spec_for(record, row.model))
+                self.driver.create_instance(membership.spec_for(
+                    record, row.model, image_digest=digest(record.image_version)))
                 touched = True
         if touched:
             self.checkpoint("membership-acted")
@@ -388,8 +423,8 @@ class Reconciler:
                                                   updated_at=now))
 
     # -- acting ------------------------------------------------------------------
-    def _act(self, row: ScaleSetRow, action: Action,
-             provisioning: membership.Provisioning) -> None:
+    def _act(self, row: ScaleSetRow, action: Action, provisioning: membership.Provisioning,
+             digest: Callable[[str | None], str | None]) -> None:
         match action:
             case UpgradeInstance(op_id=op_id, instance_id=iid, image_version=image,
                                  generation=generation):
@@ -397,7 +432,7 @@ class Reconciler:
                     op_id, row.id, iid, image, generation,
                     os_disk_id=membership.os_disk_id(row.name, iid, op_id),
                     extensions=provisioning.extensions, custom_data=provisioning.custom_data,
-                    health_source=provisioning.health_source))
+                    health_source=provisioning.health_source, image_digest=digest(image)))
             case RollbackInstance(op_id=op_id, instance_id=iid):
                 self.driver.submit(RollbackOperation(op_id, row.id, iid))
             case ReleasePreviousOsDisk(instance_id=iid):

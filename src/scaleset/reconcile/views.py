@@ -9,9 +9,10 @@ from datetime import datetime
 from typing import Any, Literal
 
 from scaleset.errors import NotFound
-from scaleset.model.instance import HealthState, InstanceRecord
+from scaleset.model.instance import ExtensionStatus, HealthState, InstanceRecord
 from scaleset.model.vm import (
     DiskInstanceView,
+    ExtensionInstanceView,
     InstanceViewStatus,
     ProtectionPolicy,
     ScaleSetVM,
@@ -68,6 +69,14 @@ def _health_status(health: HealthState) -> InstanceViewStatus:
                               display_status=f"The VM is {health.value.lower()}")
 
 
+def _extension_status(e: ExtensionStatus) -> InstanceViewStatus:
+    level: Literal["Info", "Warning", "Error"] = (
+        "Error" if e.state == "Failed" else "Info")
+    return InstanceViewStatus(code=f"ProvisioningState/{e.state.lower()}", level=level,
+                              display_status=f"Provisioning {e.state.lower()}",
+                              message=e.message)
+
+
 def instance_resource(row: ScaleSetRow, record: InstanceRecord, *,
                       expand_instance_view: bool = False) -> ScaleSetVM:
     """An instance as ARM's ``VirtualMachineScaleSetVM``."""
@@ -91,6 +100,12 @@ def instance_resource(row: ScaleSetRow, record: InstanceRecord, *,
             vm_health=VmHealth(status=_health_status(record.health_state)),
             disks=[DiskInstanceView(name=record.os_disk_id)]
             + [DiskInstanceView(name=d.disk_id) for d in record.data_disks],
+            extensions=None if record.extensions is None else [
+                ExtensionInstanceView(name=e.name, type=e.type,
+                                      type_handler_version=e.type_handler_version,
+                                      statuses=[_extension_status(e)])
+                for e in record.extensions],
+            private_ip_address=record.private_ip,
         )
     fingerprint = "/".join(str(v) for v in (
         record.image_version, record.model_generation, record.os_disk_id,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
 from collections.abc import Callable, Mapping
 from datetime import timedelta
@@ -16,6 +17,8 @@ from sqlalchemy import select
 from scaleset.api.app import create_app
 from scaleset.api.context import ApiContext
 from scaleset.clock import SystemClock
+from scaleset.artifacts import ArtifactStore
+from scaleset.drivers.process.driver import ProcessDriver
 from scaleset.drivers.simulated import SimulatedDriver, Timings
 from scaleset.reconcile.settings import ShellSettings
 from scaleset.reconcile.shell import Reconciler
@@ -49,6 +52,21 @@ def _known_bad_images(store: Store) -> set[str]:
         return {r.version for r in rows if simulated_unhealthy(r.properties)}
 
 
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(0)
+
+
+class Doorbell:
+    """Lets the driver wake the reconcile loop, which is built after the driver."""
+
+    def __init__(self) -> None:
+        self.target: Callable[[str | None], None] | None = None
+
+    def ring(self) -> None:
+        if self.target is not None:
+            self.target(None)
+
+
 DEFAULT_SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
 Ready = Callable[[str, Path | None, str | None], None]
 
@@ -79,21 +97,34 @@ def serve(settings: ServeSettings, *, out: TextIO = sys.stdout, on_ready: Ready 
         print(f"First contributor token: from SCALESET_BOOTSTRAP_TOKEN (id {issued.token_id})",
               file=out)
 
-    if settings.driver != "simulated":
-        raise SystemExit(f"unknown driver '{settings.driver}'; available: simulated")
-    driver = SimulatedDriver(start=clock.now(), timings=REALTIME_TIMINGS,
-                             bad_images=frozenset(_known_bad_images(store)))
+    artifacts = ArtifactStore(settings.data_dir / "images")
+    wake = Doorbell()
+    driver: SimulatedDriver | ProcessDriver
+    if settings.driver == "simulated":
+        simulated = SimulatedDriver(start=clock.now(), timings=REALTIME_TIMINGS,
+                                    bad_images=frozenset(_known_bad_images(store)))
+
+        def published(row: ImageVersionRow) -> None:
+            if simulated_unhealthy(row.properties):
+                simulated.bad_images.add(row.version)
+        driver = simulated
+    elif settings.driver == "process":
+        driver = ProcessDriver(settings.data_dir / "instances", artifacts, on_change=wake.ring)
+
+        def published(row: ImageVersionRow) -> None:
+            """The process driver reads artifacts when it needs them."""
+    else:
+        store.close()
+        raise SystemExit(f"unknown driver '{settings.driver}'; available: process, simulated")
     reconciler = Reconciler(store=store, driver=driver, clock=clock,
                             settings=ShellSettings(health_timeout=settings.health_timeout))
     loop = ReconcileLoop(reconciler=reconciler, store=store, clock=clock,
                          driver_next_event=driver.next_event_time, resync=settings.resync)
-
-    def published(row: ImageVersionRow) -> None:
-        if simulated_unhealthy(row.properties):
-            driver.bad_images.add(row.version)
+    wake.target = loop.notify
 
     context = ApiContext(store=store, clock=clock, settings=reconciler.settings,
-                         notify=loop.notify, on_image_published=published)
+                         notify=loop.notify, on_image_published=published,
+                         artifacts=artifacts, console_log=driver.console_log)
     app = create_app(context)
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
     endpoint = f"{settings.scheme}://{host}:{settings.port}"
@@ -112,9 +143,15 @@ def serve(settings: ServeSettings, *, out: TextIO = sys.stdout, on_ready: Ready 
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning",
                             ssl_certfile=certfile, ssl_keyfile=keyfile, access_log=False)
     server = uvicorn.Server(config)
+    # uvicorn re-raises the signal that stopped it once it has shut down; with
+    # Python's default SIGTERM disposition that kills the process before the
+    # clean-up below, leaving every instance running. Turn it into an exit.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     loop.start()
     try:
         server.run()
     finally:
         loop.stop()
+        if isinstance(driver, ProcessDriver):
+            driver.close()  # every instance stops with the control plane
         store.close()

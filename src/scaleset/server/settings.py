@@ -20,7 +20,8 @@ class ServeSettings:
     """Database, TLS material and the client config live here."""
     database_url: str | None = None
     """Default: SQLite at <data-dir>/scaleset.db."""
-    driver: str = "simulated"
+    driver: str = "process"
+    """process: real local processes; simulated: an in-memory fleet on a fast timeline."""
     health_timeout: timedelta = DEFAULT_HEALTH_TIMEOUT
     tls_cert: Path | None = None
     tls_key: Path | None = None

@@ -20,11 +20,13 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from scaleset.model.instance import (
     DataDiskRecord,
+    ExtensionStatus,
     HealthState,
     InstanceRecord,
     PowerState,
     ProvisioningState,
 )
+from scaleset.model.network import LoadBalancer
 from scaleset.model.scaleset import ScaleSet
 from scaleset.store import tables as t
 from scaleset.upgrade.actions import Decision, Event
@@ -83,6 +85,20 @@ class ImageVersionRow:
     os_type: str
     properties: Mapping[str, Any]
     published_at: datetime
+
+
+@dataclass(frozen=True)
+class LoadBalancerRow:
+    """A load balancer: keyed by its lower-cased ARM id, ``model`` as GET returns it."""
+
+    id: str
+    subscription: str
+    resource_group: str
+    name: str
+    location: str
+    model: LoadBalancer
+    created_at: datetime
+    updated_at: datetime
 
 
 @dataclass(frozen=True)
@@ -171,6 +187,10 @@ def _instance_values(r: InstanceRecord) -> dict[str, Any]:
         "health_state": str(r.health_state),
         "protect_from_scale_in": r.protect_from_scale_in,
         "protect_from_scale_set_actions": r.protect_from_scale_set_actions,
+        "private_ip": r.private_ip,
+        "extension_statuses": None if r.extensions is None else [
+            {"name": e.name, "type": e.type, "state": e.state, "message": e.message,
+             "typeHandlerVersion": e.type_handler_version} for e in r.extensions],
     }
 
 
@@ -193,6 +213,10 @@ def _instance_from_row(row: Any) -> InstanceRecord:
         health_state=HealthState(row.health_state),
         protect_from_scale_in=row.protect_from_scale_in,
         protect_from_scale_set_actions=row.protect_from_scale_set_actions,
+        private_ip=row.private_ip,
+        extensions=None if row.extension_statuses is None else tuple(
+            ExtensionStatus(e["name"], e["type"], e["state"], e.get("message"),
+                            e.get("typeHandlerVersion")) for e in row.extension_statuses),
     )
 
 
@@ -210,6 +234,13 @@ def _scale_set_from_row(row: Any) -> ScaleSetRow:
         updated_at=row.updated_at,
         revision=row.revision,
     )
+
+
+def _load_balancer_from_row(row: Any) -> LoadBalancerRow:
+    return LoadBalancerRow(
+        id=row.id, subscription=row.subscription, resource_group=row.resource_group,
+        name=row.name, location=row.location, model=LoadBalancer.model_validate(row.body),
+        created_at=row.created_at, updated_at=row.updated_at)
 
 
 _INSTANCE_KEYS = ("scale_set_id", "instance_id")
@@ -351,6 +382,49 @@ class Tx:
             c.offer == offer.lower(), c.sku == sku.lower()))
         return [ImageVersionRow(r.location, r.publisher, r.offer, r.sku, r.version, r.os_type,
                                 r.properties, r.published_at) for r in rows]
+
+    # -- load balancers --------------------------------------------------------
+    def put_load_balancer(self, row: LoadBalancerRow) -> None:
+        """Insert or replace a load balancer (``created_at`` of an existing one is kept)."""
+        c = t.load_balancers.c
+        values = dict(subscription=row.subscription.lower(),
+                      resource_group=row.resource_group.lower(), name=row.name,
+                      location=row.location, body=row.model.to_wire(),
+                      updated_at=row.updated_at)
+        result = self.conn.execute(update(t.load_balancers).where(c.id == row.id.lower())
+                                   .values(**values))
+        if result.rowcount == 0:
+            self.conn.execute(insert(t.load_balancers).values(
+                id=row.id.lower(), created_at=row.created_at, **values))
+
+    def get_load_balancer(self, lb_id: str, *, for_update: bool = False
+                          ) -> LoadBalancerRow | None:
+        """The load balancer with this id (any casing), or None.
+
+        ``for_update`` locks the row until commit (PostgreSQL; SQLite serialises
+        writers anyway), so that a scale set that starts using one of its probes and
+        a delete of the load balancer cannot both succeed.
+        """
+        query = select(t.load_balancers).where(t.load_balancers.c.id == lb_id.lower())
+        if for_update:
+            query = query.with_for_update()
+        row = self.conn.execute(query).first()
+        return _load_balancer_from_row(row) if row else None
+
+    def delete_load_balancer(self, lb_id: str) -> bool:
+        """Delete a load balancer; False when there was none."""
+        result = self.conn.execute(delete(t.load_balancers)
+                                   .where(t.load_balancers.c.id == lb_id.lower()))
+        return bool(result.rowcount)
+
+    def load_balancers(self, subscription: str, resource_group: str | None = None
+                       ) -> list[LoadBalancerRow]:
+        """Load balancers of a subscription (or of one resource group in it), by id."""
+        c = t.load_balancers.c
+        query = select(t.load_balancers).where(c.subscription == subscription.lower())
+        if resource_group is not None:
+            query = query.where(c.resource_group == resource_group.lower())
+        return [_load_balancer_from_row(r) for r in self.conn.execute(query.order_by(c.id))]
 
     # -- runs ------------------------------------------------------------------
     def insert_run(self, run: Run, *, target_image_reference: Mapping[str, Any] | None) -> None:

@@ -8,6 +8,7 @@ that asked for ``latest`` of that sku.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query
@@ -19,9 +20,10 @@ from scaleset.api.auth import READ, WRITE
 from scaleset.api.context import ApiContext, get_context
 from scaleset.api.routes.common import compute_version
 from scaleset.catalog import versions as version_rules
-from scaleset.errors import InvalidParameter, NotFound
+from scaleset.artifacts import Artifact, ArtifactError, ArtifactStore
+from scaleset.errors import Conflict, InvalidParameter, NotFound
 from scaleset.model.base import ArmModel
-from scaleset.reconcile import commands
+from scaleset.reconcile import commands, images
 from scaleset.store import tables as t
 from scaleset.store.repository import ImageVersionRow
 
@@ -33,6 +35,14 @@ OFFERS = PUBLISHERS + "/{publisher}/artifacttypes/vmimage/offers"
 SKUS = OFFERS + "/{offer}/skus"
 VERSIONS = SKUS + "/{sku}/versions"
 VERSION = VERSIONS + "/{version}"
+
+
+def _ingest(artifacts: ArtifactStore, path: Path) -> Artifact:
+    try:
+        return artifacts.ingest(path)
+    except ArtifactError as exc:
+        exc.target = "properties.source.path"
+        raise
 
 
 def _display(row: ImageVersionRow, key: str) -> str:
@@ -157,16 +167,46 @@ def publish_version(subscription: str, location: str, publisher: str, offer: str
                     version: str, body: ImageVersionBody,
                     _v: str = Depends(compute_version), _a: object = Depends(WRITE),
                     context: ApiContext = Depends(get_context)) -> JSONResponse:
-    """Publish a platform image version (an admin operation of this control plane)."""
-    props = body.properties
+    """Publish a platform image version (an admin operation of this control plane).
+
+    With ``properties.source.path`` (a directory or ``.tar.gz`` on the server's
+    machine) the image's files are checked and copied into the artifact store,
+    and ``properties.artifact`` records their digest, OS type and entrypoint.
+    """
+    props = dict(body.properties)
     os_disk = props.get("osDiskImage") or {}
     if not isinstance(os_disk, dict):
         raise InvalidParameter("properties.osDiskImage must be an object",
                                target="properties.osDiskImage")
-    os_type = os_disk.get("operatingSystem") or "Linux"
-    if os_type not in ("Linux", "Windows"):
+    os_type = os_disk.get("operatingSystem")
+    if os_type is not None and os_type not in ("Linux", "Windows"):
         raise InvalidParameter(f"osDiskImage.operatingSystem must be Linux or Windows, not "
                                f"'{os_type}'", target="properties.osDiskImage.operatingSystem")
+    source = props.get("source")
+    if source is not None and (not isinstance(source, dict)
+                               or not isinstance(source.get("path"), str)):
+        raise InvalidParameter("properties.source must be {\"path\": \"<directory or .tar.gz "
+                               "on the server>\"}", target="properties.source.path")
+    if source is not None and context.artifacts is not None:
+        artifact = _ingest(context.artifacts, Path(source["path"]))
+        manifest_os = artifact.manifest.os_type
+        if os_type is not None and os_type != manifest_os:
+            raise InvalidParameter(
+                f"osDiskImage.operatingSystem is '{os_type}' but the image's image.json says "
+                f"osType '{manifest_os}'; leave operatingSystem out or make them agree",
+                target="properties.osDiskImage.operatingSystem")
+        os_type = manifest_os
+        props["osDiskImage"] = {**os_disk, "operatingSystem": os_type}
+        props[images.ARTIFACT] = {"digest": artifact.digest, "osType": manifest_os,
+                                  "entrypoint": list(artifact.manifest.entrypoint)}
+    os_type = os_type or "Linux"
+    for row in _rows(context, location, publisher=publisher, offer=offer, sku=sku):
+        if row.version == version and images.artifact_digest(row.properties) not in (
+                None, images.artifact_digest(props)):
+            raise Conflict(
+                f"image version {publisher}/{offer}/{sku}/{version} is already published with "
+                f"artifact {images.artifact_digest(row.properties)}; a published version never "
+                "changes: publish the new files as a new version", target="version")
     existed = any(r.version == version for r in _rows(context, location, publisher=publisher,
                                                       offer=offer, sku=sku))
     row = commands.publish_image_version(

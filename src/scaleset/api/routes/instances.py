@@ -141,3 +141,39 @@ def delete_instance(subscription: str, resource_group: str, name: str, instance_
                         scale_set_id=row.id, data={"instanceId": instance_id})
     context.notify(row.id)
     return Response(status_code=202, headers=headers)
+
+
+SERIAL_LOG = INSTANCE + "/bootDiagnostics/serialConsoleLog"
+
+
+@router.post(INSTANCE + "/retrieveBootDiagnosticsData")
+def retrieve_boot_diagnostics(subscription: str, resource_group: str, name: str,
+                              instance_id: str, request: Request,
+                              _v: str = Depends(compute_version), _a: object = Depends(READ),
+                              context: ApiContext = Depends(get_context)) -> dict[str, Any]:
+    """Where to read the instance's serial console log (there is no screenshot).
+
+    The URI is on this server and needs the same bearer token as any read.
+    """
+    row, _ = _load(context, subscription, resource_group, name, instance_id)
+    log_url = request.url_for("serial_console_log", subscription=subscription,
+                              resource_group=resource_group, name=name,
+                              instance_id=instance_id)
+    return {"consoleScreenshotBlobUri": None,
+            "serialConsoleLogBlobUri": f"{log_url}?api-version="
+                                       f"{request.query_params.get('api-version', '')}"}
+
+
+@router.get(SERIAL_LOG, name="serial_console_log",
+            responses={200: {"content": {"text/plain": {}}}})
+def serial_console_log(subscription: str, resource_group: str, name: str, instance_id: str,
+                       _v: str = Depends(compute_version), _a: object = Depends(READ),
+                       context: ApiContext = Depends(get_context)) -> Response:
+    """The instance's serial console: what its processes wrote, and the control plane's notes."""
+    row, _ = _load(context, subscription, resource_group, name, instance_id)
+    text = context.console_log(row.id, instance_id) if context.console_log else None
+    if text is None:
+        raise NotFound(f"boot diagnostics of instance '{instance_id}' of scale set '{row.name}' "
+                       "are not available yet; the instance has not been created on this "
+                       "control plane", code="NotFound")
+    return Response(content=text, media_type="text/plain; charset=utf-8")

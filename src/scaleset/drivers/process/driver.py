@@ -1,0 +1,624 @@
+"""The process driver: instances as supervised OS processes on this machine.
+
+Operations run on a thread pool; a monitor thread restarts crashed processes
+with back-off; a prober (``probes.py``) watches health. Everything an
+instance is — its disks, address, process id, provisioning results and the
+outcome of recent operations — is in its ``state.json`` (``records.py``), so
+a control plane that restarts on the same data directory adopts running
+processes, restarts stopped ones, and answers for operations it ran before.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO
+
+from scaleset.artifacts import ArtifactStore
+from scaleset.drivers.base import (
+    DriverInstance,
+    DriverSnapshot,
+    ExtensionSpec,
+    InstanceSpec,
+    Operation,
+    ProbeSpec,
+    ReleaseOperation,
+    RollbackOperation,
+    UpgradeOperation,
+)
+from scaleset.drivers.process import addresses, disks, extensions, processes, records
+from scaleset.drivers.process.probes import HealthExtensionSpec, Prober
+from scaleset.drivers.process.records import DiskState, InstanceState, OpState
+from scaleset.health import aggregate
+from scaleset.model.instance import ExtensionStatus, HealthState, PowerState, ProvisioningState
+from scaleset.upgrade.observations import OperationObservation, OperationState
+
+log = logging.getLogger("scaleset.driver.process")
+
+CONSOLE = "console.log"
+CONSOLE_KEEP = 1 << 20  # bytes of console output kept across boots
+CONSOLE_ROTATE = 4 << 20
+MONITOR_PERIOD = 0.05
+BACKOFF_FIRST, BACKOFF_MAX = 0.5, 30.0
+STABLE_AFTER = 60.0  # seconds of running after which the back-off starts again from the first
+_SEVERITY = {HealthState.UNHEALTHY: 3, HealthState.INITIALIZING: 2, HealthState.UNKNOWN: 1,
+             HealthState.HEALTHY: 0}
+
+
+@dataclass(eq=False)
+class _Live:
+    """An instance as this process sees it: its state plus what only exists in memory."""
+
+    state: InstanceState
+    directory: Path
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    """Held by whatever changes the instance (an operation, the supervisor)."""
+    save_lock: threading.Lock = field(default_factory=threading.Lock)
+    """Held while ``state.json`` is written or the operation log changes."""
+    busy: str | None = None  # "create" or the id of the operation in progress
+    popen: subprocess.Popen[bytes] | None = None
+    groups: set[int] = field(default_factory=set)
+    restart_at: float | None = None
+    backoff: float = BACKOFF_FIRST
+    started_at: float = 0.0
+
+    @property
+    def key(self) -> str:
+        return f"{records.scale_set_key(self.state.scale_set_id)}/{self.state.instance_id}"
+
+    @property
+    def state_file(self) -> Path:
+        return self.directory / records.STATE_FILE
+
+    def disk_path(self, disk: DiskState) -> Path:
+        return self.directory / "os" / disk.disk_id
+
+    def save(self) -> None:
+        with self.save_lock:
+            records.save(self.state_file, self.state)
+
+    def record(self, op_id: str, outcome: OpState, *, only_if_new: bool = False) -> bool:
+        """Log an operation's outcome and persist it; ``False`` if ``only_if_new`` and known."""
+        with self.save_lock:
+            if only_if_new and op_id in self.state.ops:
+                return False
+            self.state.remember(op_id, outcome)
+            records.save(self.state_file, self.state)
+            return True
+
+    def process_alive(self) -> bool:
+        if self.popen is not None:
+            return self.popen.poll() is None
+        pid = self.state.pid
+        return pid is not None and processes.alive(pid, self.state.pid_started)
+
+
+class ProcessDriver:
+    """Real instances: OS disks from image artifacts, processes, probes.
+
+    ``on_change`` is called (from driver threads) whenever something the shell
+    would want to see has changed: an operation ended, a process started or
+    died, a probe changed its verdict.
+    """
+
+    def __init__(self, root: Path, artifacts: ArtifactStore, *,
+                 on_change: Callable[[], None] | None = None, workers: int = 32,
+                 stop_grace: float = processes.STOP_GRACE) -> None:
+        self.root = root
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.artifacts = artifacts
+        self.stop_grace = stop_grace
+        self._on_change = on_change or (lambda: None)
+        self._block = addresses.block_for(root)
+        self._lock = threading.RLock()
+        self._live: dict[tuple[str, str], _Live] = {}
+        self._missing_ops: dict[str, dict[str, OperationObservation]] = {}
+        self._probes: dict[str, ProbeSpec | None] = {}
+        self._prober = Prober(on_change=lambda _key: self._on_change())
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="scaleset-instance")
+        self._stopping = threading.Event()
+        self._prober.start()
+        self._adopt()
+        self._monitor = threading.Thread(target=self._watch_processes,
+                                         name="scaleset-supervisor", daemon=True)
+        self._monitor.start()
+
+    # -- the Driver protocol ---------------------------------------------------
+    def create_instance(self, spec: InstanceSpec) -> None:
+        key = (spec.scale_set_id, spec.instance_id)
+        with self._lock:
+            if key in self._live:
+                return
+            directory = self.root / records.scale_set_key(spec.scale_set_id) / spec.instance_id
+            directory.mkdir(parents=True, exist_ok=True)
+            ip = addresses.allocate(self._block, (x.state.private_ip
+                                                  for x in self._live.values()))
+            state = InstanceState(
+                scale_set_id=spec.scale_set_id, instance_id=spec.instance_id, private_ip=ip,
+                os_disk=_disk_state(spec.os_disk_id, spec.image_version, spec.generation,
+                                    spec.image_digest, spec.extensions, spec.custom_data,
+                                    spec.health_source),
+                data_disks=[(d.lun, d.disk_id) for d in spec.data_disks])
+            live = _Live(state, directory, busy="create")
+            live.save()
+            self._live[key] = live
+        self._pool.submit(self._guarded, live, "create", self._create, live)
+
+    def delete_instance(self, scale_set_id: str, instance_id: str) -> None:
+        with self._lock:
+            live = self._live.pop((scale_set_id, instance_id), None)
+        if live is None:
+            return
+        with live.lock:
+            self._stop(live)
+            shutil.rmtree(live.directory, ignore_errors=True)
+
+    def submit(self, operation: Operation) -> None:
+        live = self._live.get((operation.scale_set_id, operation.instance_id))
+        if isinstance(operation, ReleaseOperation):
+            if live is not None and live.state.previous is not None:
+                self._pool.submit(self._guarded, live, None, self._release, live)
+            return
+        if live is None:
+            ops = self._missing_ops.setdefault(operation.scale_set_id, {})
+            ops.setdefault(operation.op_id, OperationObservation(
+                operation.op_id, OperationState.FAILED, _now(), "instance does not exist"))
+            return
+        if not live.record(operation.op_id, OpState(OperationState.RUNNING.value),
+                           only_if_new=True):
+            return  # the same id is the same operation: never run it twice
+        if isinstance(operation, UpgradeOperation):
+            self._pool.submit(self._guarded, live, operation.op_id, self._upgrade, live,
+                              operation)
+        elif isinstance(operation, RollbackOperation):
+            self._pool.submit(self._guarded, live, operation.op_id, self._rollback, live,
+                              operation)
+
+    def observe(self, scale_set_id: str, now: datetime) -> DriverSnapshot:
+        with self._lock:
+            mine = [x for (sid, _), x in self._live.items() if sid == scale_set_id]
+        instances: dict[str, DriverInstance] = {}
+        ops: dict[str, OperationObservation] = dict(self._missing_ops.get(scale_set_id, {}))
+        for live in mine:
+            instances[live.state.instance_id] = self._seen(live)
+            with live.save_lock:
+                logged = list(live.state.ops.items())
+            for op_id, op in logged:
+                ops[op_id] = OperationObservation(
+                    op_id, OperationState(op.state),
+                    datetime.fromisoformat(op.finished_at) if op.finished_at else None,
+                    op.message)
+        return DriverSnapshot(instances, ops)
+
+    def configure_probe(self, scale_set_id: str, probe: ProbeSpec | None) -> None:
+        with self._lock:
+            if scale_set_id in self._probes and self._probes[scale_set_id] == probe:
+                return
+            self._probes[scale_set_id] = probe
+            mine = [x for (sid, _), x in self._live.items() if sid == scale_set_id]
+        for live in mine:
+            if live.busy is None and live.process_alive():
+                self._watch(live)
+
+    def console_log(self, scale_set_id: str, instance_id: str) -> bytes | None:
+        live = self._live.get((scale_set_id, instance_id))
+        if live is None:
+            return None
+        try:
+            with open(live.directory / CONSOLE, "rb") as f:
+                f.seek(0, os.SEEK_END)
+                f.seek(max(0, f.tell() - CONSOLE_KEEP))
+                return f.read()
+        except FileNotFoundError:
+            return b""
+
+    # -- life cycle of the driver ----------------------------------------------
+    def next_event_time(self) -> datetime | None:
+        """Nothing is scheduled on a clock: changes arrive through ``on_change``."""
+        return None
+
+    def close(self) -> None:
+        """Stop every instance (they restart when a driver opens this directory again)."""
+        self._stopping.set()
+        self._monitor.join(5)
+        with self._lock:
+            everything = list(self._live.values())
+        list(self._pool.map(self._stop_for_shutdown, everything))
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._prober.stop()
+
+    def private_ip(self, scale_set_id: str, instance_id: str) -> str | None:
+        live = self._live.get((scale_set_id, instance_id))
+        return live.state.private_ip if live else None
+
+    def instance_directory(self, scale_set_id: str, instance_id: str) -> Path | None:
+        """Where the instance's disks and console log live (for tests and tools)."""
+        live = self._live.get((scale_set_id, instance_id))
+        return live.directory if live else None
+
+    def pid(self, scale_set_id: str, instance_id: str) -> int | None:
+        """The instance's main process id while it runs, else ``None`` (for tests and tools)."""
+        live = self._live.get((scale_set_id, instance_id))
+        if live is None or not live.process_alive():
+            return None
+        return live.state.pid
+
+    # -- operations ------------------------------------------------------------
+    def _guarded(self, live: _Live, busy: str | None, work: Callable[..., object],
+                 *args: object) -> None:
+        """Run ``work`` holding the instance; record an unexpected failure instead of losing it."""
+        with live.lock:
+            if busy is not None:
+                live.busy = busy
+            try:
+                work(*args)
+            except Exception as exc:  # the operation fails, the driver goes on
+                log.exception("instance %s: %s failed", live.key, busy or work.__name__)
+                if busy not in (None, "create"):
+                    self._finish(live, busy, OperationState.FAILED, f"internal error: {exc}")
+            finally:
+                live.busy = None
+                if (live.state.scale_set_id, live.state.instance_id) in self._live:
+                    live.save()
+        self._on_change()
+
+    def _create(self, live: _Live) -> None:
+        disks.ensure_data_disks(live.directory, [lun for lun, _ in live.state.data_disks])
+        try:
+            self._build(live, live.state.os_disk)
+        except (disks.DiskError, LookupError) as exc:
+            live.state.failed, live.state.running = True, False
+            self._console(live, f"provisioning failed: {exc}")
+            return
+        self._boot(live)
+
+    def _upgrade(self, live: _Live, op: UpgradeOperation) -> None:
+        self._stop(live)
+        new = _disk_state(op.os_disk_id, op.image_version, op.generation, op.image_digest,
+                          op.extensions, op.custom_data, op.health_source)
+        try:
+            self._build(live, new)
+        except (disks.DiskError, LookupError) as exc:
+            live.state.failed, live.state.running = True, False
+            self._console(live, f"OS disk replacement failed: {exc}")
+            self._finish(live, op.op_id, OperationState.FAILED,
+                         f"building OS disk {op.os_disk_id} failed: {exc}")
+            return
+        if live.state.previous is not None:
+            shutil.rmtree(live.disk_path(live.state.previous), ignore_errors=True)
+        live.state.previous, live.state.os_disk = live.state.os_disk, new
+        live.state.failed, live.state.running = False, True
+        live.save()
+        failure = self._boot(live)
+        self._finish(live, op.op_id, OperationState.FAILED if failure else
+                     OperationState.SUCCEEDED, failure)
+
+    def _rollback(self, live: _Live, op: RollbackOperation) -> None:
+        self._stop(live)
+        state = live.state
+        if state.previous is not None:
+            failed_disk = state.os_disk
+            state.os_disk, state.previous = state.previous, None
+            shutil.rmtree(live.disk_path(failed_disk), ignore_errors=True)
+        # With no kept disk (the replacement failed before the swap) restoring is booting
+        # the disk the instance still has.
+        if not live.disk_path(state.os_disk).exists():
+            self._finish(live, op.op_id, OperationState.FAILED,
+                         f"OS disk {state.os_disk.disk_id} to restore is missing")
+            state.failed, state.running = True, False
+            return
+        state.failed, state.running = False, True
+        live.save()
+        self._console(live, f"rolled back to OS disk {state.os_disk.disk_id} "
+                            f"(image {state.os_disk.image_version})")
+        failure = self._boot(live)
+        self._finish(live, op.op_id, OperationState.FAILED if failure else
+                     OperationState.SUCCEEDED, failure)
+
+    def _release(self, live: _Live) -> None:
+        previous = live.state.previous
+        if previous is not None:
+            shutil.rmtree(live.disk_path(previous), ignore_errors=True)
+            live.state.previous = None
+
+    def _finish(self, live: _Live, op_id: str, state: OperationState, message: str | None
+                ) -> None:
+        live.record(op_id, OpState(state.value, _now().isoformat(), message))
+
+    # -- disks and boots ---------------------------------------------------------
+    def _build(self, live: _Live, disk: DiskState) -> None:
+        tree = self.artifacts.get(disk.digest).path if disk.digest else None
+        disks.build_os_disk(live.disk_path(disk), tree)
+        self._console(live, f"OS disk {disk.disk_id} built from image "
+                            f"{disk.image_version or '(base)'} {disk.digest or ''}".rstrip())
+
+    def _env(self, live: _Live) -> dict[str, str]:
+        # The server's own settings (tokens among them) never reach an instance.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SCALESET_")}
+        data = disks.ensure_data_disks(live.directory, [lun for lun, _ in live.state.data_disks])
+        os_disk = live.disk_path(live.state.os_disk)
+        env.update({
+            "SCALESET_PRIVATE_IP": live.state.private_ip,
+            "SCALESET_INSTANCE_ID": live.state.instance_id,
+            "SCALESET_DATA_DISKS": os.pathsep.join(str(p) for p in data),
+            "SCALESET_CUSTOM_DATA": str(disks.custom_data_path(os_disk)),
+            processes.KEY_VARIABLE: live.key,
+            "PYTHONUNBUFFERED": "1",
+        })
+        return env
+
+    def _boot(self, live: _Live) -> str | None:
+        """Start the instance's OS disk; on a new disk, run custom data and extensions.
+
+        Returns why provisioning failed, or ``None``.
+        """
+        disk = live.state.os_disk
+        path = live.disk_path(disk)
+        if not path.exists():  # lost in a crash between steps: rebuild it from the image
+            self._build(live, disk)
+        env = self._env(live)
+        first_boot = not disk.provisioned
+        custom_data = disks.write_custom_data(path, disk.custom_data) if first_boot else b""
+        self._spawn(live, env)
+        if not first_boot:
+            self._watch(live)
+            return None
+        with self._console_file(live) as console:
+            if custom_data.startswith(b"#!"):
+                self._run_custom_data(live, path, env, console)
+            ctx = extensions.Context(os_disk=path, env=env, console=console,
+                                     spawn_group=live.groups.add)
+            statuses: list[ExtensionStatus] = []
+            for spec in disk.extension_specs():
+                disk.extension_statuses = [_status_dict(s) for s in statuses] + [
+                    _status_dict(ExtensionStatus(spec.name, f"{spec.publisher}.{spec.type}",
+                                                 "Creating", None, spec.type_handler_version))]
+                statuses.append(extensions.run(spec, ctx))
+        disk.extension_statuses = [_status_dict(s) for s in statuses]
+        disk.provisioned = True
+        live.save()
+        self._watch(live)
+        failed = [s for s in statuses if s.state == "Failed"]
+        if failed:
+            return (f"VM has reported a failure when processing extension '{failed[0].name}'. "
+                    f"Error message: {failed[0].message}")
+        return None
+
+    def _run_custom_data(self, live: _Live, os_disk: Path, env: dict[str, str],
+                         console: IO[bytes]) -> None:
+        script = disks.custom_data_path(os_disk)
+        script.chmod(0o755)
+        console.write(b"[scaleset] running custom data\n")
+        console.flush()
+        process = processes.spawn([str(script)], cwd=os_disk, env=env, log=console)
+        live.groups.add(process.pid)
+        try:
+            code = process.wait(timeout=extensions.DEFAULT_BUDGET)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            code = process.wait()
+        # Like cloud-init, a failing user script is reported, not fatal to provisioning.
+        console.write(f"[scaleset] custom data exited with status {code}\n".encode())
+        console.flush()
+
+    def _spawn(self, live: _Live, env: dict[str, str] | None = None) -> None:
+        path = live.disk_path(live.state.os_disk)
+        manifest = disks.manifest(path)
+        argv = manifest.get("entrypoint")
+        if not isinstance(argv, list) or not argv:
+            raise disks.DiskError("image.json has no entrypoint")
+        with self._console_file(live) as console:
+            console.write(f"[scaleset] booting OS disk {live.state.os_disk.disk_id} (image "
+                          f"{live.state.os_disk.image_version or 'base'}) at "
+                          f"{live.state.private_ip}\n".encode())
+            console.flush()
+            live.popen = processes.spawn([str(a) for a in argv], cwd=path,
+                                         env=env or self._env(live), log=console)
+        live.groups.add(live.popen.pid)
+        live.state.pid = live.popen.pid
+        live.state.pid_started = processes.start_time(live.popen.pid)
+        live.started_at = time.monotonic()
+        live.restart_at = None
+        live.save()
+
+    def _stop(self, live: _Live) -> None:
+        self._prober.unwatch(self._probe_key(live))
+        groups = set(live.groups)
+        if live.state.pid is not None and processes.alive(live.state.pid,
+                                                         live.state.pid_started):
+            groups.add(live.state.pid)
+        processes.stop_all(live.key, sorted(groups), grace=self.stop_grace)
+        if live.popen is not None:
+            live.popen.wait()
+        live.popen, live.state.pid, live.state.pid_started = None, None, None
+        live.groups.clear()
+        live.restart_at = None
+
+    def _stop_for_shutdown(self, live: _Live) -> None:
+        with live.lock:
+            self._stop(live)
+            live.save()
+
+    def _watch(self, live: _Live) -> None:
+        extension = _health_extension(live.state.os_disk)
+        probe = self._probes.get(live.state.scale_set_id)
+        if live.state.os_disk.health_source and (probe is not None or extension is not None):
+            self._prober.watch(self._probe_key(live), live.state.private_ip, probe=probe,
+                               extension=extension)
+        else:
+            self._prober.unwatch(self._probe_key(live))
+
+    @staticmethod
+    def _probe_key(live: _Live) -> tuple[str, str]:
+        return (live.state.scale_set_id, live.state.instance_id)
+
+    # -- what the shell sees -----------------------------------------------------
+    def _seen(self, live: _Live) -> DriverInstance:
+        state = live.state
+        disk = state.os_disk
+        busy = live.busy
+        if busy is not None:
+            power = PowerState.STARTING
+        elif state.failed or not state.running:
+            power = PowerState.STOPPED
+        else:
+            power = PowerState.RUNNING if live.process_alive() else PowerState.STOPPED
+        provisioning = (ProvisioningState.CREATING if busy == "create"
+                        else ProvisioningState.UPDATING if busy is not None
+                        else ProvisioningState.FAILED if state.failed
+                        else ProvisioningState.SUCCEEDED)
+        statuses = disk.statuses()
+        health = aggregate.instance_health(
+            power, [s.state for s in statuses] if disk.provisioned else ["Creating"],
+            self._application_health(live))
+        return DriverInstance(
+            instance_id=state.instance_id, image_version=disk.image_version,
+            generation=disk.generation, os_disk_id=disk.disk_id,
+            previous_os_disk_id=state.previous.disk_id if state.previous else None,
+            power_state=power, provisioning_state=provisioning, health=health,
+            data_disk_ids=tuple(d for _, d in state.data_disks), private_ip=state.private_ip,
+            extensions=statuses)
+
+    def _application_health(self, live: _Live) -> HealthState | None:
+        disk = live.state.os_disk
+        if not disk.health_source:
+            return None
+        key = self._probe_key(live)
+        signals = []
+        if self._probes.get(live.state.scale_set_id) is not None:
+            signals.append(self._prober.probe_health(key) or HealthState.INITIALIZING)
+        if _health_extension(disk) is not None:
+            signals.append(self._prober.extension_health(key) or HealthState.INITIALIZING)
+        if not signals:
+            return None
+        return max(signals, key=_SEVERITY.__getitem__)
+
+    # -- supervision ---------------------------------------------------------------
+    def _watch_processes(self) -> None:
+        while not self._stopping.wait(MONITOR_PERIOD):
+            with self._lock:
+                everything = list(self._live.values())
+            for live in everything:
+                if live.busy is not None or not live.lock.acquire(blocking=False):
+                    continue
+                try:
+                    self._supervise(live)
+                except Exception:
+                    log.exception("supervising %s failed", live.key)
+                finally:
+                    live.lock.release()
+
+    def _supervise(self, live: _Live) -> None:
+        state = live.state
+        if not state.running or state.failed or self._stopping.is_set():
+            return
+        now = time.monotonic()
+        if live.restart_at is None:
+            if live.process_alive():
+                if now - live.started_at > STABLE_AFTER:
+                    live.backoff = BACKOFF_FIRST
+                return
+            code = live.popen.poll() if live.popen is not None else None
+            self._console(live, f"process exited (status {code}); restarting in "
+                                f"{live.backoff:.1f} s")
+            self._prober.unwatch(self._probe_key(live))
+            processes.stop_all(live.key, sorted(live.groups), grace=self.stop_grace)
+            live.popen, state.pid, state.pid_started = None, None, None
+            live.groups.clear()
+            live.restart_at = now + live.backoff
+            live.backoff = min(BACKOFF_MAX, live.backoff * 2)
+            live.save()
+            self._on_change()
+        elif now >= live.restart_at:
+            if not state.os_disk.provisioned:
+                self._pool.submit(self._guarded, live, None, self._boot, live)
+                live.restart_at = None
+                return
+            self._spawn(live)
+            self._watch(live)
+            self._on_change()
+
+    # -- adoption ------------------------------------------------------------------
+    def _adopt(self) -> None:
+        """Take over the instances a previous control plane left in this directory."""
+        for state_file in sorted(self.root.glob(f"*/*/{records.STATE_FILE}")):
+            try:
+                state = records.load(state_file)
+            except (OSError, ValueError, TypeError, KeyError) as exc:
+                log.error("cannot read %s (%s): instance left alone", state_file, exc)
+                continue
+            live = _Live(state, state_file.parent)
+            for op_id, op in state.ops.items():
+                if op.state == OperationState.RUNNING.value:
+                    state.ops[op_id] = OpState(OperationState.FAILED.value, _now().isoformat(),
+                                               "interrupted: the control plane stopped during "
+                                               "the operation")
+            self._live[(state.scale_set_id, state.instance_id)] = live
+            if state.running and not state.failed and state.pid is not None and \
+                    processes.alive(state.pid, state.pid_started):
+                live.groups.add(state.pid)
+                live.started_at = time.monotonic()
+                self._watch(live)
+                self._console(live, "adopted by a new control plane")
+                live.save()
+                continue
+            # Anything of it that survived without its main process goes: it boots anew.
+            processes.stop_all(live.key, (), grace=self.stop_grace)
+            state.pid = state.pid_started = None
+            live.save()
+            if state.running and not state.failed:
+                self._pool.submit(self._guarded, live, None, self._boot, live)
+
+    # -- console -------------------------------------------------------------------
+    def _console_file(self, live: _Live) -> IO[bytes]:
+        path = live.directory / CONSOLE
+        try:
+            if path.stat().st_size > CONSOLE_ROTATE:
+                with open(path, "rb") as f:
+                    f.seek(-CONSOLE_KEEP, os.SEEK_END)
+                    tail = f.read()
+                path.write_bytes(tail)
+        except FileNotFoundError:
+            pass
+        return open(path, "ab")
+
+    def _console(self, live: _Live, line: str) -> None:
+        with self._console_file(live) as console:
+            console.write(f"[scaleset] {line}\n".encode())
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _disk_state(disk_id: str, image_version: str | None, generation: int, digest: str | None,
+                specs: tuple[ExtensionSpec, ...], custom_data: str | None,
+                health_source: bool) -> DiskState:
+    return DiskState(disk_id=disk_id, image_version=image_version, generation=generation,
+                     digest=digest, extensions=[records.extension_dict(e) for e in specs],
+                     custom_data=custom_data, health_source=health_source)
+
+
+def _status_dict(status: ExtensionStatus) -> dict[str, object]:
+    return {"name": status.name, "type": status.type, "state": status.state,
+            "message": status.message, "type_handler_version": status.type_handler_version}
+
+
+def _health_extension(disk: DiskState) -> HealthExtensionSpec | None:
+    for spec in disk.extension_specs():
+        try:
+            found = extensions.health_spec(spec)
+        except ValueError:
+            return None  # its provisioning failed and says why
+        if found is not None:
+            return found
+    return None

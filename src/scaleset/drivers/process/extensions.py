@@ -1,0 +1,209 @@
+"""Extension handlers, keyed by publisher and type, run on an instance after boot.
+
+Built in:
+
+* ``Microsoft.Azure.Extensions/CustomScript`` (and Windows'
+  ``Microsoft.Compute/CustomScriptExtension``): download ``fileUris``
+  (``file://`` or HTTP) into the OS disk, then run ``commandToExecute`` (or
+  the base64 ``script``) with ``/bin/sh`` in the OS disk. A URI whose
+  shared-access-signature expiry (``se=``) has passed is refused the way a
+  storage account refuses it, so stale credentials fail the extension.
+* ``Microsoft.ManagedServices/ApplicationHealthLinux`` and
+  ``ApplicationHealthWindows``: validate the settings; the driver's prober
+  then watches the application through them.
+
+Settings and protected settings are merged, protected ones winning, as the
+guest agent does.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import shutil
+import subprocess
+import urllib.parse
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, IO
+
+import httpx
+
+from scaleset.drivers.base import ExtensionSpec
+from scaleset.model.instance import ExtensionStatus
+from scaleset.drivers.process.probes import HealthExtensionSpec
+
+CUSTOM_SCRIPT = frozenset({"microsoft.azure.extensions/customscript",
+                           "microsoft.compute/customscriptextension"})
+APPLICATION_HEALTH = frozenset({"microsoft.managedservices/applicationhealthlinux",
+                                "microsoft.managedservices/applicationhealthwindows"})
+DEFAULT_BUDGET = 90 * 60.0  # seconds: Azure's extensions time budget
+DOWNLOAD_TIMEOUT = 30.0
+OUTPUT_LIMIT = 4096  # characters of a script's output kept in its status message
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a handler may use: the instance's OS disk, environment, console and clock."""
+
+    os_disk: Path
+    env: Mapping[str, str]
+    console: IO[bytes]
+    spawn_group: Callable[[int], None]
+    """Called with the process group of every command started, so stopping the
+    instance can kill what the command leaves behind."""
+    budget: float = DEFAULT_BUDGET
+    now: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+
+class ExtensionFailed(Exception):
+    """The handler failed; the message is what the instance view shows."""
+
+
+def merged_settings(spec: ExtensionSpec) -> dict[str, Any]:
+    return {**dict(spec.settings), **dict(spec.protected_settings)}
+
+
+def health_spec(spec: ExtensionSpec) -> HealthExtensionSpec | None:
+    """The Application Health extension's probe, ``None`` for any other extension."""
+    if spec.handler not in APPLICATION_HEALTH:
+        return None
+    return HealthExtensionSpec.from_settings(merged_settings(spec))
+
+
+def run(spec: ExtensionSpec, ctx: Context) -> ExtensionStatus:
+    """Provision one extension; never raises for the extension's own failures."""
+    try:
+        if spec.handler in CUSTOM_SCRIPT:
+            message = _custom_script(spec, ctx)
+        elif spec.handler in APPLICATION_HEALTH:
+            health_spec(spec)
+            message = "Application health probe configured"
+        else:
+            known = sorted(CUSTOM_SCRIPT | APPLICATION_HEALTH)
+            raise ExtensionFailed(
+                f"no handler for extension type '{spec.publisher}.{spec.type}' on this control "
+                f"plane; built-in handlers: {', '.join(known)}")
+    except (ExtensionFailed, ValueError) as exc:
+        _console(ctx, f"extension '{spec.name}' failed: {exc}")
+        return ExtensionStatus(spec.name, f"{spec.publisher}.{spec.type}", "Failed", str(exc),
+                               spec.type_handler_version)
+    _console(ctx, f"extension '{spec.name}' succeeded")
+    return ExtensionStatus(spec.name, f"{spec.publisher}.{spec.type}", "Succeeded", message,
+                           spec.type_handler_version)
+
+
+def _console(ctx: Context, line: str) -> None:
+    ctx.console.write(f"[scaleset] {line}\n".encode())
+    ctx.console.flush()
+
+
+# -- CustomScript --------------------------------------------------------------
+def _custom_script(spec: ExtensionSpec, ctx: Context) -> str:
+    settings = merged_settings(spec)
+    uris = settings.get("fileUris") or []
+    if not isinstance(uris, list) or not all(isinstance(u, str) for u in uris):
+        raise ExtensionFailed("settings.fileUris must be a list of URI strings")
+    for uri in uris:
+        _download(uri, ctx)
+    command = settings.get("commandToExecute")
+    script = settings.get("script")
+    if command and script:
+        raise ExtensionFailed("give either commandToExecute or script, not both")
+    if script:
+        try:
+            text = base64.b64decode(str(script), validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise ExtensionFailed(f"settings.script is not valid base64: {exc}") from exc
+        target = ctx.os_disk / ".scaleset" / f"script-{spec.name}.sh"
+        target.write_bytes(text)
+        argv = ["/bin/sh", str(target)]
+    elif command:
+        argv = ["/bin/sh", "-c", str(command)]
+    else:
+        raise ExtensionFailed("settings.commandToExecute (or script) is required; "
+                              "set it to the command to run on each instance")
+    return _execute(argv, ctx)
+
+
+def _expired(uri: str, now: datetime) -> str | None:
+    """The ``se=`` expiry of a shared-access-signature URI if it has passed."""
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(uri).query)
+    for value in query.get("se", []):
+        try:
+            expiry = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return value  # a storage account refuses a signature it cannot read
+        if expiry.tzinfo is None:
+            expiry = expiry.replace(tzinfo=UTC)
+        if expiry <= now:
+            return value
+    return None
+
+
+def _download(uri: str, ctx: Context) -> None:
+    parts = urllib.parse.urlsplit(uri)
+    shown = urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+    expired = _expired(uri, ctx.now())
+    if expired is not None:
+        raise ExtensionFailed(
+            f"Failed to download '{shown}': AuthenticationFailed: the shared access signature "
+            f"expired (se={expired}). Renew the SAS token in the extension's fileUris and "
+            "update the scale set model.")
+    name = Path(urllib.parse.unquote(parts.path)).name
+    if not name:
+        raise ExtensionFailed(f"'{shown}' names no file")
+    target = ctx.os_disk / name
+    if parts.scheme == "file":
+        source = Path(urllib.parse.unquote(parts.path))
+        try:
+            shutil.copyfile(source, target)
+        except OSError as exc:
+            raise ExtensionFailed(f"Failed to download '{shown}': {exc}") from exc
+    elif parts.scheme in ("http", "https"):
+        try:
+            with httpx.Client(timeout=DOWNLOAD_TIMEOUT, trust_env=False,
+                              follow_redirects=True) as client:
+                response = client.get(uri)
+        except httpx.HTTPError as exc:
+            raise ExtensionFailed(f"Failed to download '{shown}': {exc}") from exc
+        if response.status_code != 200:
+            raise ExtensionFailed(f"Failed to download '{shown}': HTTP {response.status_code}")
+        target.write_bytes(response.content)
+    else:
+        raise ExtensionFailed(f"fileUris scheme '{parts.scheme}' is not supported "
+                              f"('{shown}'); use file://, http:// or https://")
+    _console(ctx, f"downloaded {shown}")
+
+
+def _execute(argv: list[str], ctx: Context) -> str:
+    # Output goes to files, not pipes: a daemon the command starts in the background
+    # keeps a pipe open forever, and the extension is done when the command is.
+    logs = ctx.os_disk / ".scaleset"
+    logs.mkdir(exist_ok=True)
+    out_path, err_path = logs / "extension.stdout", logs / "extension.stderr"
+    with open(out_path, "wb") as out_file, open(err_path, "wb") as err_file:
+        process = subprocess.Popen(argv, cwd=ctx.os_disk, env=dict(ctx.env),
+                                   stdin=subprocess.DEVNULL, stdout=out_file, stderr=err_file,
+                                   start_new_session=True)
+    ctx.spawn_group(process.pid)
+    try:
+        process.wait(timeout=ctx.budget)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        raise ExtensionFailed(f"the command did not finish within {ctx.budget:.0f} s "
+                              "(extensionsTimeBudget)") from None
+    stdout, stderr = out_path.read_bytes(), err_path.read_bytes()
+    for chunk in (stdout, stderr):
+        if chunk:
+            ctx.console.write(chunk)
+    ctx.console.flush()
+    out = stdout.decode(errors="replace")[-OUTPUT_LIMIT:].strip()
+    err = stderr.decode(errors="replace")[-OUTPUT_LIMIT:].strip()
+    if process.returncode != 0:
+        raise ExtensionFailed(f"Enable failed: the command exited with status "
+                              f"{process.returncode}. [stdout] {out} [stderr] {err}")
+    return f"Enable succeeded: [stdout] {out} [stderr] {err}"
