@@ -155,7 +155,7 @@ def retrieve_boot_diagnostics(subscription: str, resource_group: str, name: str,
 
     The URI is on this server and needs the same bearer token as any read.
     """
-    row, _ = _load(context, subscription, resource_group, name, instance_id)
+    _load(context, subscription, resource_group, name, instance_id)
     log_url = request.url_for("serial_console_log", subscription=subscription,
                               resource_group=resource_group, name=name,
                               instance_id=instance_id)
