@@ -335,7 +335,7 @@ def _check_nothing_left(server: subprocess.Popen[bytes], data_dir: Path) -> None
     needle = b"SCALESET_INSTANCE_KEY="
     left = []
     instances = data_dir / "instances"
-    keys = {f"{p.parent.name}/{p.name}".encode() for p in instances.glob("*/*") if p.is_dir()}
+    keys = {f"{p.parent.name}/{p.name}/".encode() for p in instances.glob("*/*") if p.is_dir()}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -343,7 +343,8 @@ def _check_nothing_left(server: subprocess.Popen[bytes], data_dir: Path) -> None
             env = (entry / "environ").read_bytes().split(b"\0")
         except OSError:
             continue
-        if any(v.startswith(needle) and v[len(needle):] in keys for v in env):
+        if any(v.startswith(needle) and v[len(needle):].rsplit(b"/", 1)[0] + b"/" in keys
+               for v in env):
             left.append(entry.name)
     if left:
         raise DemoFailed(f"instance processes left behind: {', '.join(left)}")

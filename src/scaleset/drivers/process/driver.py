@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import shutil
 import subprocess
 import threading
@@ -73,7 +74,9 @@ class _Live:
 
     @property
     def key(self) -> str:
-        return f"{records.scale_set_key(self.state.scale_set_id)}/{self.state.instance_id}"
+        """The environment marker every process of this instance carries."""
+        return (f"{records.scale_set_key(self.state.scale_set_id)}/{self.state.instance_id}/"
+                f"{self.state.incarnation}")
 
     @property
     def state_file(self) -> Path:
@@ -147,7 +150,8 @@ class ProcessDriver:
                 os_disk=_disk_state(spec.os_disk_id, spec.image_version, spec.generation,
                                     spec.image_digest, spec.extensions, spec.custom_data,
                                     spec.health_source),
-                data_disks=[(d.lun, d.disk_id) for d in spec.data_disks])
+                data_disks=[(d.lun, d.disk_id) for d in spec.data_disks],
+                incarnation=secrets.token_hex(6))
             live = _Live(state, directory, busy="create")
             live.save()
             self._live[key] = live
@@ -158,7 +162,20 @@ class ProcessDriver:
             live = self._live.pop((scale_set_id, instance_id), None)
         if live is None:
             return
+        # Out of the way at once (a new instance may take the same id and directory);
+        # stopping and removing can wait for an operation in progress to let go.
+        graveyard = live.directory.with_name(f".deleted-{live.directory.name}-"
+                                             f"{live.state.incarnation}")
+        try:
+            live.directory.rename(graveyard)
+        except OSError:
+            graveyard = live.directory
+        live.directory = graveyard
+        self._pool.submit(self._remove, live)
+
+    def _remove(self, live: _Live) -> None:
         with live.lock:
+            live.state.running = False
             self._stop(live)
             shutil.rmtree(live.directory, ignore_errors=True)
 
@@ -267,7 +284,7 @@ class ProcessDriver:
                     self._finish(live, busy, OperationState.FAILED, f"internal error: {exc}")
             finally:
                 live.busy = None
-                if (live.state.scale_set_id, live.state.instance_id) in self._live:
+                if self._live.get((live.state.scale_set_id, live.state.instance_id)) is live:
                     live.save()
         self._on_change()
 
@@ -557,6 +574,10 @@ class ProcessDriver:
                 log.error("cannot read %s (%s): instance left alone", state_file, exc)
                 continue
             live = _Live(state, state_file.parent)
+            if state_file.parent.name.startswith(".deleted-"):  # deleted before a crash
+                processes.stop_all(live.key, (), grace=self.stop_grace)
+                shutil.rmtree(state_file.parent, ignore_errors=True)
+                continue
             for op_id, op in state.ops.items():
                 if op.state == OperationState.RUNNING.value:
                     state.ops[op_id] = OpState(OperationState.FAILED.value, _now().isoformat(),

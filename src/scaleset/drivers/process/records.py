@@ -72,6 +72,9 @@ class InstanceState:
     failed: bool = False
     pid: int | None = None
     pid_started: int | None = None  # /proc/<pid>/stat start time: tells a reused pid apart
+    incarnation: str = ""
+    """Random, per created instance: a scale set deleted and made again under the same
+    name reuses instance ids, and the old instance's clean-up must not touch the new."""
     ops: dict[str, OpState] = field(default_factory=dict)
 
     def remember(self, op_id: str, outcome: OpState) -> None:
