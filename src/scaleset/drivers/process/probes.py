@@ -1,0 +1,506 @@
+"""The process driver's health sources: probes that watch every instance over its private IP.
+
+``Prober`` runs both kinds of health source the control plane knows, for up to
+thousands of instances at once, on one background thread with its own asyncio
+event loop and one shared ``httpx.AsyncClient``:
+
+* a load-balancer probe (``scaleset.drivers.base.ProbeSpec``): Http/Https is up
+  on a 200 from ``request_path``, Tcp is up when a connection is accepted;
+* the Application Health extension (``HealthExtensionSpec``): http/https
+  results are rich health states read from the response, tcp is Healthy when a
+  connection is accepted.
+
+What the results add up to is decided by the pure state machines in
+``probe_state``; this module only does the I/O and the scheduling:
+
+* each watch runs one task per health source, probing every interval, the
+  first time as soon as the watch starts;
+* each attempt has ``min(interval, timeout_cap)`` seconds; a timeout, a refused
+  connection or a TLS failure is a failed probe;
+* while a source still says Initializing, it also retries every
+  ``min(interval, 0.2)`` seconds, so a freshly booted instance is seen within a
+  fraction of a second. Such extra attempts count only when they succeed:
+  failures are counted once per interval, so ``number_of_probes`` failures
+  still take ``number_of_probes`` intervals. They share a budget (500 a
+  second over all watches), so a thousand instances booting at once cannot
+  crowd out the regular probes;
+* ``on_change(key)`` is called on the prober thread whenever a key's probe or
+  extension state changes (the extension's grace period running out
+  included), so the driver can wake its reconcile loop.
+
+Every probe opens a new connection (no keep-alive), as a load balancer's does:
+an instance whose process has died is seen at once as a refused connection,
+and thousands of idle sockets are not kept open.
+
+At most ``max_concurrent_probes`` attempts (default 64) are in flight at
+once; the others wait for a slot, and the wait is not part of their timeout.
+The bound is about time more than sockets: all attempts share one loop (and
+httpx's pool does work in proportion to its open connections for every
+request), so with too many in flight the loop's own slowness, on a machine
+busy running the instances, would show up as instances timing out. Measured
+here, one loop completes some 500-1,000 HTTP probes a second. An attempt that
+hangs holds its slot until its timeout, so more than ``max_concurrent_probes``
+instances hanging at once delays the others' probes (it never fails them).
+
+Threads: ``watch``/``unwatch`` may be called from any thread; they update the
+watch table under a lock and hand the change to the loop with
+``call_soon_threadsafe``. The loop reconciles its running tasks with that table
+(``_sync``), so calls from several threads cannot leave a stale task behind.
+Readers get immutable state objects by plain attribute reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Hashable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+
+from scaleset.drivers.base import ProbeSpec
+from scaleset.drivers.process.probe_state import (
+    AppHealthState,
+    HealthExtensionSpec,
+    LbProbeState,
+    rich_health,
+)
+from scaleset.model.instance import HealthState
+
+__all__ = ["HealthExtensionSpec", "Prober"]
+
+log = logging.getLogger(__name__)
+
+FAST_RETRY_SECONDS = 0.2
+"""How often a source that still says Initializing is retried between its regular probes."""
+
+BOOT_RETRY_SECONDS = 30.0
+"""How long a load-balancer probe also retries fast while its instance has never answered."""
+
+FAST_RETRY_BUDGET_PER_SECOND = 500.0
+"""How many of those extra attempts all watches together may make in a second."""
+
+DEFAULT_CONCURRENCY = 64
+
+MIN_INTERVAL_SECONDS = 0.05
+"""A floor on any interval, so a zero interval cannot spin the loop."""
+
+MAX_BODY_BYTES = 64 * 1024
+"""How much of an extension probe's response is read for ``ApplicationHealthState``."""
+
+STOP_JOIN_SECONDS = 10.0
+
+T = TypeVar("T")
+
+
+def _default_concurrency() -> int:
+    # Every in-flight probe holds a socket: stay well inside the process's file limit too.
+    try:
+        import resource
+    except ImportError:  # not on Unix
+        return DEFAULT_CONCURRENCY
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return DEFAULT_CONCURRENCY
+    return max(16, min(DEFAULT_CONCURRENCY, soft // 4))
+
+
+class _Budget:
+    """A token bucket: ``take`` says whether one more extra attempt fits (loop thread only)."""
+
+    def __init__(self, per_second: float) -> None:
+        self._rate = per_second
+        self._capacity = per_second * FAST_RETRY_SECONDS
+        self._tokens = self._capacity
+        self._at = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self._tokens = min(self._capacity, self._tokens + (now - self._at) * self._rate)
+        self._at = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
+
+
+@dataclass(eq=False)
+class _Watch:
+    """One key's watch. ``lb``/``app`` are replaced whole by the loop thread, read by any."""
+
+    key: Hashable
+    address: str
+    probe: ProbeSpec | None
+    extension: HealthExtensionSpec | None
+    lb: LbProbeState | None
+    app: AppHealthState | None
+    notified_lb: HealthState | None = None
+    notified_app: HealthState | None = None
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    """Only touched on the loop thread."""
+
+
+@dataclass(eq=False)
+class _Engine:
+    """What one run of the loop thread owns; built by ``start``, torn down by the loop."""
+
+    loop: asyncio.AbstractEventLoop
+    client: httpx.AsyncClient
+    slots: asyncio.Semaphore
+    stopping: asyncio.Event
+    fast_budget: _Budget
+    running: dict[Hashable, _Watch] = field(default_factory=dict)
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+
+class Prober:
+    """Watches instances' health over the network on one background thread.
+
+    ``start()`` before probing begins (watches registered earlier wait for it);
+    ``stop()`` cancels every probe and forgets every watch. Also a context
+    manager that starts and stops it.
+    """
+
+    def __init__(self, on_change: Callable[[Hashable], None] | None = None, *,
+                 timeout_cap: float = 5.0, max_concurrent_probes: int | None = None) -> None:
+        """``on_change(key)`` runs on the prober thread after a key's state changed.
+
+        ``timeout_cap`` bounds every attempt's timeout; ``max_concurrent_probes``
+        bounds the attempts in flight at once (default 64, or a quarter of the
+        file limit if that is lower). Waiting for a free slot does not count
+        against a probe's timeout.
+        """
+        if timeout_cap <= 0:
+            raise ValueError(f"timeout_cap must be positive, not {timeout_cap}")
+        self._on_change = on_change
+        self._timeout_cap = timeout_cap
+        self._concurrency = max_concurrent_probes or _default_concurrency()
+        self._lock = threading.Lock()
+        self._watches: dict[Hashable, _Watch] = {}
+        self._engine: _Engine | None = None
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> Prober:
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the prober thread and its event loop (a no-op when running)."""
+        with self._lock:
+            if self._thread is not None:
+                return
+            loop = asyncio.new_event_loop()
+            client = httpx.AsyncClient(
+                verify=False,  # a load balancer does not check the instance's certificate
+                trust_env=False,  # probes go straight to the instance, never through a proxy
+                follow_redirects=False,  # only a 200 counts, as for a load balancer
+                limits=httpx.Limits(max_connections=self._concurrency,
+                                    max_keepalive_connections=0),
+                timeout=self._timeout_cap,
+            )
+            engine = _Engine(loop=loop, client=client,
+                             slots=asyncio.Semaphore(self._concurrency),
+                             stopping=asyncio.Event(),
+                             fast_budget=_Budget(FAST_RETRY_BUDGET_PER_SECOND))
+            thread = threading.Thread(target=self._run, args=(engine,),
+                                      name="scaleset-prober", daemon=True)
+            self._engine, self._thread = engine, thread
+            thread.start()
+            for key in self._watches:
+                loop.call_soon_threadsafe(self._sync, engine, key)
+
+    def stop(self) -> None:
+        """Cancel every probe, close the HTTP client, join the thread (bounded); forget watches."""
+        with self._lock:
+            engine, thread = self._engine, self._thread
+            self._engine = self._thread = None
+            self._watches.clear()
+        if engine is None or thread is None:
+            return
+        try:
+            engine.loop.call_soon_threadsafe(engine.stopping.set)
+        except RuntimeError:  # the loop already ended (it failed); nothing to signal
+            pass
+        if thread is threading.current_thread():
+            return  # stop() from on_change: the loop winds down once the callback returns
+        thread.join(STOP_JOIN_SECONDS)
+        if thread.is_alive():
+            log.warning("the prober thread did not stop within %.0f s", STOP_JOIN_SECONDS)
+
+    # -- watches -------------------------------------------------------------------------------
+
+    def watch(self, key: Hashable, address: str, *, probe: ProbeSpec | None,
+              extension: HealthExtensionSpec | None) -> None:
+        """(Re)start watching ``key`` at ``address``; its states start again at Initializing.
+
+        Replaces an earlier watch of the same key. With neither ``probe`` nor
+        ``extension`` this is ``unwatch(key)``. Thread-safe. Does not call
+        ``on_change``: the caller knows what it changed.
+        """
+        if probe is None and extension is None:
+            self.unwatch(key)
+            return
+        now = time.monotonic()
+        w = _Watch(
+            key=key, address=address, probe=probe, extension=extension,
+            lb=LbProbeState(probe.number_of_probes) if probe is not None else None,
+            app=(AppHealthState.started(now=now, number_of_probes=extension.number_of_probes,
+                                        grace_period_seconds=extension.grace_seconds)
+                 if extension is not None else None),
+        )
+        w.notified_lb = w.lb.health if w.lb is not None else None
+        w.notified_app = w.app.current(now) if w.app is not None else None
+        with self._lock:
+            self._watches[key] = w
+            self._schedule_sync(key)
+
+    def unwatch(self, key: Hashable) -> None:
+        """Stop watching ``key`` (a no-op if it is not watched). Thread-safe."""
+        with self._lock:
+            if self._watches.pop(key, None) is not None:
+                self._schedule_sync(key)
+
+    def probe_health(self, key: Hashable) -> HealthState | None:
+        """The load-balancer probe's state for ``key``; ``None`` if no probe watches it."""
+        w = self._watches.get(key)
+        state = w.lb if w is not None else None
+        return state.health if state is not None else None
+
+    def extension_health(self, key: Hashable) -> HealthState | None:
+        """The health extension's state for ``key`` now; ``None`` if no extension watches it."""
+        w = self._watches.get(key)
+        state = w.app if w is not None else None
+        return state.current(time.monotonic()) if state is not None else None
+
+    def _schedule_sync(self, key: Hashable) -> None:
+        # Called with the lock held, so stop() cannot retire the engine in between.
+        engine = self._engine
+        if engine is None:
+            return  # not running: start() launches every recorded watch
+        try:
+            engine.loop.call_soon_threadsafe(self._sync, engine, key)
+        except RuntimeError:  # the loop already ended (it failed)
+            log.warning("the prober's loop is gone; %r is not probed", key)
+
+    # -- the loop thread -----------------------------------------------------------------------
+
+    def _run(self, engine: _Engine) -> None:
+        loop = engine.loop
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(self._serve(engine))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())  # name lookups' threads
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
+
+    async def _serve(self, engine: _Engine) -> None:
+        try:
+            await engine.stopping.wait()
+        finally:
+            tasks = list(engine.tasks)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            engine.running.clear()
+            await engine.client.aclose()
+
+    def _sync(self, engine: _Engine, key: Hashable) -> None:
+        """Make the loop's tasks for ``key`` match the watch table (runs on the loop)."""
+        with self._lock:
+            desired = self._watches.get(key) if self._engine is engine else None
+        running = engine.running.pop(key, None)
+        if running is desired:
+            if running is not None:
+                engine.running[key] = running
+            return
+        if running is not None:
+            for task in running.tasks:
+                task.cancel()
+        if desired is None or engine.stopping.is_set():
+            return
+        if desired.probe is not None:
+            self._launch(engine, desired, self._watch_probe(engine, desired, desired.probe))
+        if desired.extension is not None:
+            self._launch(engine, desired,
+                         self._watch_extension(engine, desired, desired.extension))
+        engine.running[key] = desired
+
+    def _launch(self, engine: _Engine, w: _Watch, coro: Coroutine[Any, Any, None]) -> None:
+        task = engine.loop.create_task(coro)
+        w.tasks.append(task)
+        engine.tasks.add(task)
+        task.add_done_callback(engine.tasks.discard)
+
+    async def _watch_probe(self, engine: _Engine, w: _Watch, spec: ProbeSpec) -> None:
+        interval = max(spec.interval_seconds, MIN_INTERVAL_SECONDS)
+        path = spec.request_path or "/"
+
+        async def attempt(timeout: float) -> bool:
+            if spec.protocol == "Tcp":
+                return await self._tcp(engine, w.address, spec.port, timeout)
+            url = _url(spec.protocol.lower(), w.address, spec.port, path)
+            return await self._http_status_ok(engine, url, timeout)
+
+        booting_until = time.monotonic() + BOOT_RETRY_SECONDS
+        answered = False
+
+        def initializing() -> bool:
+            # Also retry fast while an instance has not answered once since the watch began
+            # (for up to BOOT_RETRY_SECONDS): a boot slower than number_of_probes intervals
+            # turns it Unhealthy, and it would then be seen Healthy only at the next
+            # interval. Extra attempts count only when they succeed: no verdict changes.
+            if w.lb is None:
+                return False
+            return w.lb.health is HealthState.INITIALIZING or (
+                not answered and time.monotonic() < booting_until)
+
+        def record(up: bool) -> None:
+            nonlocal answered
+            answered = answered or up
+            if w.lb is not None:
+                w.lb = w.lb.record(up)
+
+        await self._cadence(engine, w, interval, attempt, record, initializing, wake_by=None)
+
+    async def _watch_extension(self, engine: _Engine, w: _Watch,
+                               spec: HealthExtensionSpec) -> None:
+        interval = max(spec.interval_seconds, MIN_INTERVAL_SECONDS)
+
+        async def attempt(timeout: float) -> bool:
+            result = await self._extension_result(engine, w.address, spec, timeout)
+            return result is HealthState.HEALTHY
+
+        def initializing() -> bool:
+            return (w.app is not None
+                    and w.app.current(time.monotonic()) is HealthState.INITIALIZING)
+
+        def record(healthy: bool) -> None:
+            if w.app is not None:
+                result = HealthState.HEALTHY if healthy else HealthState.UNHEALTHY
+                w.app = w.app.record(result, time.monotonic())
+
+        grace_ends_at = w.app.grace_ends_at if w.app is not None else None
+        await self._cadence(engine, w, interval, attempt, record, initializing,
+                            wake_by=grace_ends_at)
+
+    async def _cadence(self, engine: _Engine, w: _Watch, interval: float,
+                       attempt: Callable[[float], Awaitable[bool]],
+                       record: Callable[[bool], None], initializing: Callable[[], bool],
+                       *, wake_by: float | None) -> None:
+        """Probe every ``interval`` from now, and faster in between while Initializing.
+
+        ``attempt(timeout)`` says whether one probe succeeded; ``record(ok)``
+        feeds a result to the state machine: every regular result, and only the
+        successes of the extra attempts. ``wake_by`` is a moment to look again
+        even without a probe due (the end of a grace period).
+        """
+        timeout = min(interval, self._timeout_cap)
+        fast = min(interval, FAST_RETRY_SECONDS)
+        # The first attempt goes out at once, but as an extra one (it counts only if it
+        # succeeds): a process started a moment ago has not bound its port yet, and that
+        # refusal must not be the first of number_of_probes failures. With one probe it
+        # made a booting instance Unhealthy, which ends the fast retries, so it was seen
+        # Healthy only a whole interval later. Failures count from one interval on.
+        next_due = time.monotonic() + interval
+        while True:
+            now = time.monotonic()
+            if now >= next_due:
+                # After a stall (a busy loop), probe again one interval later, not in a burst.
+                next_due = next_due + interval if next_due + interval > now else now + interval
+                record(await attempt(timeout))
+            elif next_due - now >= fast and initializing() and engine.fast_budget.take():
+                # An extra attempt must not hold up the regular one.
+                if await attempt(min(timeout, next_due - now)):
+                    record(True)
+            self._publish(w)  # after a result, or because the grace period ran out
+            now = time.monotonic()
+            wake = next_due
+            if initializing():
+                wake = min(wake, now + fast)
+                if wake_by is not None and now < wake_by:
+                    wake = min(wake, wake_by)
+            await asyncio.sleep(max(0.0, wake - now))
+
+    def _publish(self, w: _Watch) -> None:
+        """Call ``on_change`` if ``w`` is still the key's watch and one of its states moved."""
+        lb = w.lb.health if w.lb is not None else None
+        app = w.app.current(time.monotonic()) if w.app is not None else None
+        if lb == w.notified_lb and app == w.notified_app:
+            return
+        w.notified_lb, w.notified_app = lb, app
+        if self._on_change is None or self._watches.get(w.key) is not w:
+            return
+        try:
+            self._on_change(w.key)
+        except Exception:  # a failing callback must not stop the probing
+            log.exception("on_change(%r) failed", w.key)
+
+    # -- single attempts -----------------------------------------------------------------------
+
+    async def _tcp(self, engine: _Engine, address: str, port: int, timeout: float) -> bool:
+        async def connect() -> bool:
+            _reader, writer = await asyncio.open_connection(address, port)
+            writer.close()
+            await writer.wait_closed()
+            return True
+
+        return await _bounded(engine, connect, timeout, failed=False)
+
+    async def _http_status_ok(self, engine: _Engine, url: str, timeout: float) -> bool:
+        async def get() -> bool:
+            # The body is never read: the status is the whole answer.
+            async with engine.client.stream("GET", url, timeout=timeout) as response:
+                return response.status_code == 200
+
+        return await _bounded(engine, get, timeout, failed=False)
+
+    async def _extension_result(self, engine: _Engine, address: str, spec: HealthExtensionSpec,
+                                timeout: float) -> HealthState:
+        if spec.protocol == "tcp":
+            ok = await self._tcp(engine, address, spec.port, timeout)
+            return HealthState.HEALTHY if ok else HealthState.UNHEALTHY
+        url = _url(spec.protocol, address, spec.port, spec.request_path or "/")
+
+        async def get() -> HealthState:
+            async with engine.client.stream("GET", url, timeout=timeout) as response:
+                if response.status_code != 200:
+                    return HealthState.UNHEALTHY
+                body = bytearray()
+                async for chunk in response.aiter_bytes():
+                    body += chunk
+                    if len(body) > MAX_BODY_BYTES:
+                        break
+                return rich_health(response.status_code, bytes(body))
+
+        return await _bounded(engine, get, timeout, failed=HealthState.UNHEALTHY)
+
+
+async def _bounded(engine: _Engine, attempt: Callable[[], Awaitable[T]], timeout: float, *,
+                   failed: T) -> T:
+    """Run one attempt within ``timeout`` (once a slot is free); any failure is ``failed``."""
+    async with engine.slots:
+        try:
+            async with asyncio.timeout(timeout):
+                return await attempt()
+        except (httpx.HTTPError, httpx.InvalidURL, OSError, TimeoutError):
+            return failed  # refused, reset, TLS failure, timeout, no such address: failed
+        except Exception:  # a bug here must fail the probe, not end the watch
+            log.exception("a probe attempt failed unexpectedly")
+            return failed
+
+
+def _url(scheme: str, address: str, port: int, path: str) -> str:
+    host = f"[{address}]" if ":" in address else address
+    return f"{scheme}://{host}:{port}{path if path.startswith('/') else '/' + path}"
