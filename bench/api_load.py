@@ -27,6 +27,7 @@ V = "?api-version=2026-04-01"
 IMAGES = ("/subscriptions/s/providers/Microsoft.Compute/locations/westus/publishers/Canonical/"
           "artifacttypes/vmimage/offers/UbuntuServer/skus/18.04-LTS/versions")
 SETS = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachineScaleSets"
+LB = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/loadBalancers/lb"
 
 
 def main() -> None:
@@ -39,6 +40,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, running_server(Path(tmp)) as server:
         with server.http() as http:
             http.put(f"{IMAGES}/1.0.0{V}", json={"location": "westus"})
+            # A scale set's health probe must exist before the scale set names it.
+            http.put(f"{LB}?api-version=2024-05-01", json={"location": "westus", "properties": {
+                "probes": [{"name": "p", "properties": {"protocol": "Tcp", "port": 22}}]}})
             for i in range(5):
                 http.put(f"{SETS}/v{i}{V}", json={
                     "location": "westus", "sku": {"capacity": 20},
@@ -48,7 +52,7 @@ def main() -> None:
                         "virtualMachineProfile": {"storageProfile": {"imageReference": {
                             "publisher": "Canonical", "offer": "UbuntuServer",
                             "sku": "18.04-LTS", "version": "latest"}},
-                            "networkProfile": {"healthProbe": {"id": "/x/probes/p"}}}}})
+                            "networkProfile": {"healthProbe": {"id": f"{LB}/probes/p"}}}}})
             time.sleep(3)
             http.put(f"{IMAGES}/1.1.0{V}", json={"location": "westus"})
         stop = time.monotonic() + args.seconds

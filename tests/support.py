@@ -18,7 +18,7 @@ from typing import Any
 from scaleset.clock import EPOCH, VirtualClock
 from scaleset.drivers.simulated import Faults, SimulatedDriver, Timings
 from scaleset.model.scaleset import ScaleSet
-from scaleset.reconcile import commands
+from scaleset.reconcile import commands, probes
 from scaleset.reconcile.loop import LoopResult, run_settled, run_until
 from scaleset.reconcile.settings import ShellSettings
 from scaleset.reconcile.shell import Checkpoint, Reconciler
@@ -27,6 +27,9 @@ from scaleset.upgrade.state import Run, StartedBy
 
 LOCATION = "westus"
 IMAGE = {"publisher": "Canonical", "offer": "UbuntuServer", "sku": "18.04-LTS"}
+PROBE_ID = ("/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg/providers/"
+            "Microsoft.Network/loadBalancers/lb/probes/http")
+"""The probe every test scale set names; ``World.create`` makes its load balancer."""
 
 
 def scale_set_id(name: str) -> str:
@@ -65,9 +68,7 @@ def scale_set_model(
                     "imageReference": {**IMAGE, "version": "latest"},
                     "dataDisks": [{"lun": 0, "createOption": "Empty", "diskSizeGB": 32}],
                 },
-                "networkProfile": {"healthProbe": {"id": "/subscriptions/x/resourceGroups/rg/"
-                                                   "providers/Microsoft.Network/loadBalancers/"
-                                                   "lb/probes/http"}},
+                "networkProfile": {"healthProbe": {"id": PROBE_ID}},
             },
             **(extra_properties or {}),
         },
@@ -106,6 +107,7 @@ class World:
         reconciler = Reconciler(store=store, driver=driver, clock=clock, settings=settings,
                                 **kwargs)
         world = cls(store, clock, driver, reconciler, settings)
+        probes.ensure_probe(store, PROBE_ID, location=LOCATION, now=clock.now())
         if initial_version:
             world.publish(initial_version)
         return world

@@ -52,6 +52,17 @@ def publish(server: Server, version: str, **properties: Any) -> None:
         assert r.status_code in (200, 201), r.text
 
 
+def load_balancer(server: Server) -> None:
+    """The load balancer and probe the scale sets name (azure-mgmt-network is not needed)."""
+    with server.http() as http:
+        r = http.put(f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.Network/"
+                     "loadBalancers/lb?api-version=2024-05-01",
+                     json={"location": "westus", "properties": {"probes": [
+                         {"name": "http", "properties": {"protocol": "Http", "port": 80,
+                                                         "requestPath": "/health"}}]}})
+        assert r.status_code in (200, 201), r.text
+
+
 def wait_for(predicate: Any, timeout: float = 60) -> Any:
     deadline = time.monotonic() + timeout
     while True:
@@ -93,6 +104,7 @@ def scale_set_body() -> m.VirtualMachineScaleSet:
 def test_the_sdk_drives_a_scale_set_through_its_life(server: Server,
                                                      client: ComputeManagementClient) -> None:
     publish(server, "1.0.0")
+    load_balancer(server)
     vmss = client.virtual_machine_scale_sets.begin_create_or_update(
         RG, "vmss1", scale_set_body(), polling_interval=0.2).result()
     assert vmss.name == "vmss1"
@@ -186,6 +198,7 @@ def test_versions_list_through_the_sdk(server: Server, client: ComputeManagement
 def test_instance_operations_through_the_sdk(server: Server,
                                              client: ComputeManagementClient) -> None:
     publish(server, "1.0.0")
+    load_balancer(server)
     body = scale_set_body()
     body.upgrade_policy.automatic_os_upgrade_policy.enable_automatic_os_upgrade = False
     body.sku.capacity = 2

@@ -37,6 +37,14 @@ def data(result: subprocess.CompletedProcess[str]) -> Any:
     return json.loads(result.stdout)
 
 
+def probe_id(server: Server) -> str:
+    """Load balancer 'lb' in 'rg' with an Http probe 'http'; the probe's id (reruns are no-ops)."""
+    cli(server, "network", "lb", "create", "-g", "rg", "-n", "lb")
+    probe = data(cli(server, "network", "lb", "probe", "create", "-g", "rg", "--lb-name", "lb",
+                     "-n", "http", "--protocol", "Http", "--port", "80", "--path", "/health"))
+    return str(probe["id"])
+
+
 def test_serve_writes_a_client_config_the_cli_uses(server: Server) -> None:
     config = json.loads((server.data_dir / "client-config.json").read_text())
     assert config["endpoint"] == server.endpoint
@@ -50,8 +58,7 @@ def test_the_vmss_verbs_drive_a_rollout(server: Server) -> None:
     created = data(cli(server, "vmss", "create", "-g", "rg", "-n", "web",
                        "--image", "Canonical:UbuntuServer:18.04-LTS:latest",
                        "--instance-count", "3", "--upgrade-policy-mode", "Rolling",
-                       "--health-probe", "/subscriptions/x/resourceGroups/rg/providers/"
-                       "Microsoft.Network/loadBalancers/lb/probes/http"))
+                       "--health-probe", probe_id(server)))
     assert created["name"] == "web"
     assert [s["name"] for s in data(cli(server, "vmss", "list", "-g", "rg"))] == ["web"]
     shown = data(cli(server, "vmss", "show", "-g", "rg", "-n", "web"))
@@ -100,8 +107,7 @@ def test_a_bad_image_faults_the_run_and_the_cli_says_so(server: Server) -> None:
     cli(server, *image, "--version", "1.0.0")
     cli(server, "vmss", "create", "-g", "rg", "-n", "broken", "--image", "Contoso:App:v1",
         "--instance-count", "5", "--upgrade-policy-mode", "Rolling", "--health-probe",
-        "/subscriptions/x/resourceGroups/rg/providers/Microsoft.Network/loadBalancers/lb/"
-        "probes/http")
+        probe_id(server))
     cli(server, *image, "--version", "2.0.0", "--simulate-unhealthy")
     result = cli(server, "vmss", "rolling-upgrade", "start", "-g", "rg", "-n", "broken",
                  "--wait", check=False)
@@ -111,6 +117,29 @@ def test_a_bad_image_faults_the_run_and_the_cli_says_so(server: Server) -> None:
     # a manual run never rolls back: the instance stays on the broken image
     vm = data(cli(server, "vmss", "show", "-g", "rg", "-n", "broken", "--instance-id", "0"))
     assert vm["properties"]["storageProfile"]["imageReference"]["exactVersion"] == "2.0.0"
+
+
+def test_the_network_lb_verbs_against_a_live_server(server: Server) -> None:
+    cli(server, "network", "lb", "create", "-g", "net", "-n", "edge", "--sku", "Standard")
+    probe = data(cli(server, "network", "lb", "probe", "create", "-g", "net", "--lb-name",
+                     "edge", "-n", "ssh", "--protocol", "tcp", "--port", "22",
+                     "--interval", "5", "--threshold", "3"))
+    assert probe["properties"] == {"protocol": "Tcp", "port": 22, "intervalInSeconds": 5,
+                                   "numberOfProbes": 3, "provisioningState": "Succeeded"}
+    listed = data(cli(server, "network", "lb", "list", "-g", "net"))
+    assert [lb["name"] for lb in listed] == ["edge"]
+    assert listed[0]["sku"]["name"] == "Standard"
+    assert [p["name"] for p in data(cli(server, "network", "lb", "probe", "list", "-g", "net",
+                                        "--lb-name", "edge"))] == ["ssh"]
+    bad = cli(server, "network", "lb", "probe", "create", "-g", "net", "--lb-name", "edge",
+              "-n", "web", "--protocol", "Https", "--port", "443", check=False)
+    assert bad.returncode == 1 and "requestPath is required" in bad.stderr
+    cli(server, "network", "lb", "probe", "delete", "-g", "net", "--lb-name", "edge", "-n", "ssh")
+    assert data(cli(server, "network", "lb", "show", "-g", "net", "-n", "edge"))[
+        "properties"]["probes"] == []
+    cli(server, "network", "lb", "delete", "-g", "net", "-n", "edge")
+    gone = cli(server, "network", "lb", "show", "-g", "net", "-n", "edge", check=False)
+    assert gone.returncode == 1 and "ResourceNotFound" in gone.stderr
 
 
 def test_tokens_are_created_for_the_server_database(server: Server) -> None:

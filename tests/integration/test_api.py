@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from scaleset.api.app import create_app
 from scaleset.api.context import ApiContext
 from scaleset.store.repository import Store
-from tests.support import IMAGE, World
+from tests.support import IMAGE, PROBE_ID, World
 
 SUB = "00000000-0000-0000-0000-000000000001"
 RG = "/subscriptions/" + SUB + "/resourceGroups/rg1/providers/Microsoft.Compute"
@@ -60,8 +60,8 @@ def body(capacity: int = 4, **policy: Any) -> dict[str, Any]:
                 "storageProfile": {"imageReference": {**IMAGE, "version": "latest"},
                                    "dataDisks": [{"lun": 0, "createOption": "Empty",
                                                   "diskSizeGB": 8}]},
-                "networkProfile": {"healthProbe": {"id": "/subscriptions/x/resourceGroups/rg1/"
-                                   "providers/Microsoft.Network/loadBalancers/lb/probes/p"}},
+                # World.create made this probe's load balancer.
+                "networkProfile": {"healthProbe": {"id": PROBE_ID}},
                 "extensionProfile": {"extensions": [{"name": "script", "properties": {
                     "publisher": "Microsoft.Azure.Extensions", "type": "CustomScript",
                     "settings": {"commandToExecute": "echo hi"},

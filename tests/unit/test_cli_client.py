@@ -22,7 +22,7 @@ import pytest
 import typer
 from typer.testing import CliRunner, Result
 
-from scaleset.cli import clientconfig, image, output, vmss
+from scaleset.cli import clientconfig, image, network, output, vmss
 from scaleset.cli.client import ArmClient, ArmClientError, ClientFactory, TransportError
 from scaleset.cli.clientconfig import ClientConfigError
 
@@ -142,7 +142,7 @@ def cli(fake: FakeArm, sleeps: list[float], tmp_path: Path) -> Callable[..., Res
 
 # -- the docstrings' examples ---------------------------------------------------------
 
-@pytest.mark.parametrize("module", [clientconfig, output, vmss, image],
+@pytest.mark.parametrize("module", [clientconfig, output, vmss, image, network],
                          ids=lambda m: m.__name__)
 def test_the_examples_in_the_docstrings_hold(module: ModuleType) -> None:
     result = doctest.testmod(module)
@@ -809,17 +809,21 @@ def test_the_verbs_drive_the_real_api_end_to_end(sqlite_store: Any, tmp_path: Pa
         "HOME": str(tmp_path), "SCALESET_ENDPOINT": "http://testserver", "SCALESET_TOKEN": "t"})
 
     def run(*args: str) -> Result:
-        apps = {"vmss": vmss.app, "vm": image.app}
+        apps = {"vmss": vmss.app, "vm": image.app, "network": network.app}
         result = CliRunner().invoke(apps[args[0]], list(args[1:]), obj=factory)
         assert result.exit_code == 0, result.output
         return result
 
     image_flags = ("-p", "Canonical", "-f", "ubuntu", "-s", "server")
     run("vm", "image", "publish", *image_flags, "--version", "1.0.0")
+    run("network", "lb", "create", "-g", "rg1", "-n", "lb1")
+    probe = json.loads(run("network", "lb", "probe", "create", "-g", "rg1", "--lb-name", "lb1",
+                           "-n", "http", "--protocol", "http", "--port", "80", "--path",
+                           "/health", "--interval", "5").stdout)
     created = json.loads(run("vmss", "create", "-g", "rg1", "-n", "vmss1", "--image",
                              "Canonical:ubuntu:server:latest", "--instance-count", "3",
                              "--upgrade-policy-mode", "Rolling", "--health-probe",
-                             "/probes/http").stdout)
+                             probe["id"]).stdout)
     assert created["properties"]["provisioningState"] == "Succeeded"
     run("vmss", "create", "-g", "rg1", "-n", "vmss2", "--image", "Canonical:ubuntu:server",
         "--instance-count", "1", "--no-wait")

@@ -11,7 +11,14 @@ from scaleset import __version__
 from scaleset.api import envelope
 from scaleset.api.context import ApiContext
 from scaleset.api.paths import CanonicalPathMiddleware
-from scaleset.api.routes import images, instances, operations, scalesets, upgrades
+from scaleset.api.routes import (
+    images,
+    instances,
+    loadbalancers,
+    operations,
+    scalesets,
+    upgrades,
+)
 
 
 def create_app(context: ApiContext) -> FastAPI:
@@ -28,7 +35,7 @@ def create_app(context: ApiContext) -> FastAPI:
     )
     app.state.context = context
     envelope.install(app)
-    for module in (scalesets, upgrades, instances, images, operations):
+    for module in (scalesets, upgrades, instances, images, operations, loadbalancers):
         app.include_router(module.router)
 
     @app.get("/healthz", tags=["service"])

@@ -19,6 +19,7 @@ from scaleset.errors import InvalidParameter, NotFound, OperationNotAllowed
 from scaleset.model import sequencing
 from scaleset.model.instance import InstanceRecord
 from scaleset.model.scaleset import ScaleSet
+from scaleset.reconcile.probes import check_health_probe
 from scaleset.reconcile.settings import ShellSettings
 from scaleset.reconcile.shell import run_id_for
 from scaleset.store.repository import ImageVersionRow, ScaleSetRow, Store, Tx
@@ -130,6 +131,7 @@ def create_scale_set(store: Store, *, scale_set_id: str, model: ScaleSet, now: d
     with store.transaction() as tx:
         if tx.get_scale_set(scale_set_id) is not None:
             raise OperationNotAllowed(f"scale set '{name}' already exists", target="name")
+        check_health_probe(tx, model)
         image_version = resolve_image_version(tx, model.location, model)
         row = ScaleSetRow(
             id=scale_set_id, name=name, location=model.location, model=model, generation=1,
@@ -153,6 +155,7 @@ def update_scale_set(store: Store, *, scale_set_id: str, model: ScaleSet, now: d
                 f"Changing property 'location' is not allowed: scale set '{row.name}' is in "
                 f"'{row.location}'. Create a new scale set in '{model.location}' instead.",
                 target="location")
+        check_health_probe(tx, model, previous=row.model)
         generation = row.generation + (1 if model_changes_instances(row.model, model) else 0)
         image_version = row.image_version
         if _image_identity(model) != _image_identity(row.model):

@@ -15,7 +15,7 @@ from typing import Any
 
 from scaleset.clock import EPOCH, VirtualClock
 from scaleset.drivers.simulated import SimulatedDriver
-from scaleset.reconcile import commands
+from scaleset.reconcile import commands, probes
 from scaleset.reconcile.loop import run_settled, run_until
 from scaleset.reconcile.settings import ShellSettings
 from scaleset.reconcile.shell import PassResult, Reconciler
@@ -124,6 +124,9 @@ def simulate(scenario: Scenario, *, database_url: str = "sqlite://",
         commands.publish_image_version(store, location=model.location, publisher=publisher,
                                        offer=offer, sku=sku, version=scenario.from_version,
                                        now=clock.now())
+        probe_id = probes.health_probe_id(model)
+        if probe_id is not None:  # the simulated world has the load balancer it names
+            probes.ensure_probe(store, probe_id, location=model.location, now=clock.now())
         commands.create_scale_set(store, scale_set_id=SCALE_SET_ID, model=model, now=clock.now())
         reconciler.reconcile(SCALE_SET_ID)  # creates the fleet on the current version
         commands.publish_image_version(store, location=model.location, publisher=publisher,

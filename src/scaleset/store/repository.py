@@ -401,14 +401,16 @@ class Tx:
                           ) -> LoadBalancerRow | None:
         """The load balancer with this id (any casing), or None.
 
-        ``for_update`` locks the row until commit (PostgreSQL; SQLite serialises
-        writers anyway), so that a scale set that starts using one of its probes and
-        a delete of the load balancer cannot both succeed.
+        ``for_update`` first writes the row unchanged, as ``touch`` does: that
+        locks it until commit on PostgreSQL and starts SQLite's write transaction
+        (a plain SELECT would not), so a scale set that starts using one of its
+        probes and a delete of the load balancer cannot both succeed.
         """
-        query = select(t.load_balancers).where(t.load_balancers.c.id == lb_id.lower())
+        c = t.load_balancers.c
         if for_update:
-            query = query.with_for_update()
-        row = self.conn.execute(query).first()
+            self.conn.execute(update(t.load_balancers).where(c.id == lb_id.lower())
+                              .values(updated_at=c.updated_at))
+        row = self.conn.execute(select(t.load_balancers).where(c.id == lb_id.lower())).first()
         return _load_balancer_from_row(row) if row else None
 
     def delete_load_balancer(self, lb_id: str) -> bool:

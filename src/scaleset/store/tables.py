@@ -91,6 +91,8 @@ instances = Table(
     Column("health_state", String(16), nullable=False),
     Column("protect_from_scale_in", Boolean, nullable=False),
     Column("protect_from_scale_set_actions", Boolean, nullable=False),
+    Column("private_ip", String(45)),  # IPv6 at its longest; None until the driver reports one
+    Column("extension_statuses", JSON),  # per extension, as last observed; None: not observed
 )
 
 image_versions = Table(
@@ -166,6 +168,20 @@ events = Table(
     Column("message", Text, nullable=False),
     Column("data", JSON, nullable=False),
     Index(None, "scale_set_id", "id"),
+)
+
+load_balancers = Table(
+    "load_balancers",
+    metadata,
+    Column("id", String(512), primary_key=True),  # canonical ARM id, lower-cased
+    Column("subscription", String(128), nullable=False),  # lower-cased, for listing
+    Column("resource_group", String(128), nullable=False),  # lower-cased, for listing
+    Column("name", String(128), nullable=False),  # as the client spelled it
+    Column("location", String(64), nullable=False),
+    Column("body", JSON, nullable=False),  # the resource as GET returns it
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Index(None, "subscription", "resource_group"),
 )
 
 tokens = Table(

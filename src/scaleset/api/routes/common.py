@@ -25,6 +25,11 @@ def compute_version(api_version: str | None = Query(default=None, alias="api-ver
     return versions.check(api_version, versions.COMPUTE, provider="Microsoft.Compute")
 
 
+def network_version(api_version: str | None = Query(default=None, alias="api-version")) -> str:
+    """The api-version of a ``Microsoft.Network`` request, checked against its own calendar."""
+    return versions.check(api_version, versions.NETWORK, provider="Microsoft.Network")
+
+
 def scale_set_display_id(subscription: str, resource_group: str, name: str) -> str:
     return (f"/subscriptions/{subscription}/resourceGroups/{resource_group}/providers/"
             f"Microsoft.Compute/virtualMachineScaleSets/{name}")
