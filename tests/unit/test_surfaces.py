@@ -60,13 +60,16 @@ def test_the_shell_turns_every_action_into_a_driver_operation(kind: type) -> Non
     model = scale_set_model("vmss1")
     now = datetime(2026, 1, 1).astimezone()
     row = ScaleSetRow("ss", "vmss1", "westus", model, 1, "1.0.0", 1, '"e"', now, now)
-    shell._act(row, action, membership.Provisioning((), None, True))
+    digests = {"1.1.0": "sha256:" + "ab" * 32}
+    shell._act(row, action, membership.Provisioning((), None, True), digests.get)
     assert len(driver.submitted) == 1
     submitted = driver.submitted[0]
     assert isinstance(submitted, operation_type)
     assert submitted.instance_id == "0"
     if hasattr(action, "op_id"):
         assert submitted.op_id == action.op_id  # type: ignore[union-attr]
+    if isinstance(submitted, UpgradeOperation):  # the target version's artifact goes along
+        assert submitted.image_digest == digests["1.1.0"]
 
 
 def test_every_user_facing_error_carries_an_arm_code_and_an_http_status() -> None:
