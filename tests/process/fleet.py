@@ -209,7 +209,7 @@ class Fleet:
         assert "/bootDiagnostics/serialConsoleLog" in located["serialConsoleLogBlobUri"]
         response = self.client.get(f"{vm}/bootDiagnostics/serialConsoleLog", params=COMPUTE)
         assert response.status_code == 200, response.text
-        return response.text
+        return str(response.text)
 
     def put_data(self, instance: dict[str, Any], name: str, content: bytes) -> None:
         """Write a file on the instance's first data disk through the webapp."""

@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,12 +51,14 @@ class ArtifactStore:
         self._trees.mkdir(parents=True, exist_ok=True)
         self._tmp.mkdir(exist_ok=True)
 
-    def ingest(self, source: Path) -> Artifact:
+    def ingest(self, source: Path, *, accept: Callable[[str], None] | None = None) -> Artifact:
         """Store the image version at ``source``: a directory or a ``.tar.gz``/``.tgz`` file.
 
         Returns the stored artifact; the same content ingested again returns the
         existing one. Raises ``ArtifactError`` (naming the offending entry in its
         message and ``.entry``) when the source is refused; nothing is stored then.
+        ``accept``, when given, is called with the digest before anything is
+        stored; whatever it raises refuses the ingest the same way.
         """
         source = Path(source)
         if source.is_dir():
@@ -63,6 +66,8 @@ class ArtifactStore:
             # stays the authority for anything new.
             known = tree.digest_tree(source)
             if known in self:
+                if accept is not None:
+                    accept(known)
                 return self.get(known)
         elif not source.is_file():
             raise ArtifactError(
@@ -78,6 +83,8 @@ class ArtifactStore:
                 tarballs.unpack(source, staged)
             load_manifest(staged)
             digest = tree.digest_tree(staged)
+            if accept is not None:
+                accept(digest)
             destination = self._location(digest)
             if not destination.exists():
                 try:

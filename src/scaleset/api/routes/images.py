@@ -8,6 +8,7 @@ that asked for ``latest`` of that sku.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +38,10 @@ VERSIONS = SKUS + "/{sku}/versions"
 VERSION = VERSIONS + "/{version}"
 
 
-def _ingest(artifacts: ArtifactStore, path: Path) -> Artifact:
+def _ingest(artifacts: ArtifactStore, path: Path,
+            accept: Callable[[str], None] | None = None) -> Artifact:
     try:
-        return artifacts.ingest(path)
+        return artifacts.ingest(path, accept=accept)
     except ArtifactError as exc:
         exc.target = "properties.source.path"
         raise
@@ -152,6 +154,14 @@ def get_version(subscription: str, location: str, publisher: str, offer: str, sk
                    f"'{location}'.", code="NotFound")
 
 
+def _changed(publisher: str, offer: str, sku: str, version: str, row: ImageVersionRow
+             ) -> Conflict:
+    return Conflict(
+        f"image version {publisher}/{offer}/{sku}/{version} is already published with "
+        f"artifact {images.artifact_digest(row.properties)}; a published version never "
+        "changes: publish the new files as a new version", target="version")
+
+
 class ImageVersionBody(ArmModel):
     """A platform image version to publish."""
 
@@ -188,7 +198,14 @@ def publish_version(subscription: str, location: str, publisher: str, offer: str
         raise InvalidParameter("properties.source must be {\"path\": \"<directory or .tar.gz "
                                "on the server>\"}", target="properties.source.path")
     if source is not None and context.artifacts is not None:
-        artifact = _ingest(context.artifacts, Path(source["path"]))
+        def unchanged(digest: str) -> None:
+            # Checked before the artifact is stored, so a refused version stores nothing.
+            for row in _rows(context, location, publisher=publisher, offer=offer, sku=sku):
+                if row.version == version and images.artifact_digest(row.properties) not in (
+                        None, digest):
+                    raise _changed(publisher, offer, sku, version, row)
+
+        artifact = _ingest(context.artifacts, Path(source["path"]), accept=unchanged)
         manifest_os = artifact.manifest.os_type
         if os_type is not None and os_type != manifest_os:
             raise InvalidParameter(
@@ -203,10 +220,7 @@ def publish_version(subscription: str, location: str, publisher: str, offer: str
     for row in _rows(context, location, publisher=publisher, offer=offer, sku=sku):
         if row.version == version and images.artifact_digest(row.properties) not in (
                 None, images.artifact_digest(props)):
-            raise Conflict(
-                f"image version {publisher}/{offer}/{sku}/{version} is already published with "
-                f"artifact {images.artifact_digest(row.properties)}; a published version never "
-                "changes: publish the new files as a new version", target="version")
+            raise _changed(publisher, offer, sku, version, row)
     existed = any(r.version == version for r in _rows(context, location, publisher=publisher,
                                                       offer=offer, sku=sku))
     row = commands.publish_image_version(
