@@ -62,6 +62,8 @@ class Fleet:
                              notify=self._loop.notify, auth_required=False,
                              artifacts=self.artifacts, console_log=self.driver.console_log)
         self.client = TestClient(create_app(context), base_url="https://testserver")
+        self.last_operation = ""
+        """The Azure-AsyncOperation URL of the last request that started one."""
         self._loop.start()
 
     def _wake(self) -> None:
@@ -79,6 +81,8 @@ class Fleet:
              params: dict[str, str] | None = None, expect: int | tuple[int, ...] = (200, 201, 202)
              ) -> Any:
         response = self.client.request(method, path, json=body, params=params or COMPUTE)
+        if "Azure-AsyncOperation" in response.headers:
+            self.last_operation = response.headers["Azure-AsyncOperation"]
         codes = (expect,) if isinstance(expect, int) else expect
         assert response.status_code in codes, (method, path, response.status_code,
                                                 response.text)

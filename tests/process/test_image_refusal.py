@@ -103,3 +103,17 @@ def test_a_published_version_never_changes_content(fleet: Fleet, tmp_path: Path)
     listed, stored, staging = _snapshot(fleet)
     assert listed == before[0] and staging == before[2]
     assert stored == before[1], "a refused publish should store no artifact"
+
+
+def test_an_os_type_that_contradicts_image_json_is_refused_and_stores_nothing(
+        fleet: Fleet) -> None:
+    before = _snapshot(fleet)
+    response = fleet.client.put(f"{VERSIONS}/1.1.0", params={"api-version": "2026-04-01"},
+                                json={"location": "westus", "properties": {
+                                    "osDiskImage": {"operatingSystem": "Windows"},
+                                    "source": {"path": str(WEBAPP / "1.1.0")}}})
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["target"] == "properties.osDiskImage.operatingSystem"
+    assert "Linux" in error["message"] and "Windows" in error["message"]
+    assert _snapshot(fleet) == before

@@ -102,8 +102,15 @@ def test_an_unknown_extension_type_fails_naming_the_type(fleet: Fleet) -> None:
         return {}
 
     status = wait_for(failed, timeout=15, what="the unknown extension to fail")
+    # The create operation the SDK's poller follows ends Failed, with Azure's code.
+    operation = fleet.client.get(fleet.last_operation).json()
+    assert operation["status"] == "Failed", operation
+    assert operation["error"]["code"] == "VMExtensionProvisioningError"
+    assert "mystery" in operation["error"]["message"]
     assert "Contoso.Tools.Frobnicator" in status["message"], status
     assert status["level"] == "Error"
     instance = fleet.instance("web", "0")
     assert fleet.health(instance) != "HealthState/healthy"
+    # As Azure shows a VM whose extension failed: provisioning Failed, not Succeeded.
+    assert instance["properties"]["provisioningState"] == "Failed"
     assert "extension 'mystery' failed" in fleet.console("web", "0")

@@ -104,6 +104,13 @@ def _derive(tx: Tx, op: Operation) -> tuple[str, str | None, str | None]:
             return IN_PROGRESS, None, None
         if any(r.provisioning_state is ProvisioningState.CREATING for r in records.values()):
             return IN_PROGRESS, None, None
+        for r in sorted(records.values(), key=lambda r: r.instance_id):
+            failed = [e for e in r.extensions or () if e.state == "Failed"]
+            if failed:  # as Azure reports a scale set whose extension failed on an instance
+                return (FAILED, "VMExtensionProvisioningError",
+                        f"VM has reported a failure when processing extension "
+                        f"'{failed[0].name}' (instance {r.instance_id}). Error message: "
+                        f"{failed[0].message}")
         return SUCCEEDED, None, None
     if op.kind == SCALE_SET_DELETE:
         gone = tx.get_scale_set(op.scale_set_id or "") is None

@@ -51,14 +51,15 @@ class ArtifactStore:
         self._trees.mkdir(parents=True, exist_ok=True)
         self._tmp.mkdir(exist_ok=True)
 
-    def ingest(self, source: Path, *, accept: Callable[[str], None] | None = None) -> Artifact:
+    def ingest(self, source: Path, *,
+               accept: Callable[[str, ImageManifest], None] | None = None) -> Artifact:
         """Store the image version at ``source``: a directory or a ``.tar.gz``/``.tgz`` file.
 
         Returns the stored artifact; the same content ingested again returns the
         existing one. Raises ``ArtifactError`` (naming the offending entry in its
         message and ``.entry``) when the source is refused; nothing is stored then.
-        ``accept``, when given, is called with the digest before anything is
-        stored; whatever it raises refuses the ingest the same way.
+        ``accept``, when given, is called with the digest and the manifest before
+        anything is stored; whatever it raises refuses the ingest the same way.
         """
         source = Path(source)
         if source.is_dir():
@@ -66,9 +67,10 @@ class ArtifactStore:
             # stays the authority for anything new.
             known = tree.digest_tree(source)
             if known in self:
+                found = self.get(known)
                 if accept is not None:
-                    accept(known)
-                return self.get(known)
+                    accept(known, found.manifest)
+                return found
         elif not source.is_file():
             raise ArtifactError(
                 f"{source} does not exist or is neither a directory nor a file; pass an image "
@@ -81,10 +83,10 @@ class ArtifactStore:
             else:
                 staged.mkdir()
                 tarballs.unpack(source, staged)
-            load_manifest(staged)
+            manifest = load_manifest(staged)
             digest = tree.digest_tree(staged)
             if accept is not None:
-                accept(digest)
+                accept(digest, manifest)
             destination = self._location(digest)
             if not destination.exists():
                 try:

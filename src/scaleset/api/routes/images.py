@@ -21,7 +21,7 @@ from scaleset.api.auth import READ, WRITE
 from scaleset.api.context import ApiContext, get_context
 from scaleset.api.routes.common import compute_version
 from scaleset.catalog import versions as version_rules
-from scaleset.artifacts import Artifact, ArtifactError, ArtifactStore
+from scaleset.artifacts import Artifact, ArtifactError, ArtifactStore, ImageManifest
 from scaleset.errors import Conflict, InvalidParameter, NotFound
 from scaleset.model.base import ArmModel
 from scaleset.reconcile import commands, images
@@ -39,7 +39,7 @@ VERSION = VERSIONS + "/{version}"
 
 
 def _ingest(artifacts: ArtifactStore, path: Path,
-            accept: Callable[[str], None] | None = None) -> Artifact:
+            accept: Callable[[str, ImageManifest], None] | None = None) -> Artifact:
     try:
         return artifacts.ingest(path, accept=accept)
     except ArtifactError as exc:
@@ -198,20 +198,20 @@ def publish_version(subscription: str, location: str, publisher: str, offer: str
         raise InvalidParameter("properties.source must be {\"path\": \"<directory or .tar.gz "
                                "on the server>\"}", target="properties.source.path")
     if source is not None and context.artifacts is not None:
-        def unchanged(digest: str) -> None:
+        def acceptable(digest: str, manifest: ImageManifest) -> None:
             # Checked before the artifact is stored, so a refused version stores nothing.
+            if os_type is not None and os_type != manifest.os_type:
+                raise InvalidParameter(
+                    f"osDiskImage.operatingSystem is '{os_type}' but the image's image.json "
+                    f"says osType '{manifest.os_type}'; leave operatingSystem out or make "
+                    "them agree", target="properties.osDiskImage.operatingSystem")
             for row in _rows(context, location, publisher=publisher, offer=offer, sku=sku):
                 if row.version == version and images.artifact_digest(row.properties) not in (
                         None, digest):
                     raise _changed(publisher, offer, sku, version, row)
 
-        artifact = _ingest(context.artifacts, Path(source["path"]), accept=unchanged)
+        artifact = _ingest(context.artifacts, Path(source["path"]), accept=acceptable)
         manifest_os = artifact.manifest.os_type
-        if os_type is not None and os_type != manifest_os:
-            raise InvalidParameter(
-                f"osDiskImage.operatingSystem is '{os_type}' but the image's image.json says "
-                f"osType '{manifest_os}'; leave operatingSystem out or make them agree",
-                target="properties.osDiskImage.operatingSystem")
         os_type = manifest_os
         props["osDiskImage"] = {**os_disk, "operatingSystem": os_type}
         props[images.ARTIFACT] = {"digest": artifact.digest, "osType": manifest_os,

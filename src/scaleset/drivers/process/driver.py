@@ -115,13 +115,15 @@ class ProcessDriver:
 
     def __init__(self, root: Path, artifacts: ArtifactStore, *,
                  on_change: Callable[[], None] | None = None, workers: int = 32,
-                 stop_grace: float = processes.STOP_GRACE) -> None:
+                 stop_grace: float = processes.STOP_GRACE,
+                 claims: addresses.Claims | None = None) -> None:
         self.root = root
         self.root.mkdir(parents=True, exist_ok=True)
         self.artifacts = artifacts
         self.stop_grace = stop_grace
         self._on_change = on_change or (lambda: None)
         self._block = addresses.block_for(root)
+        self._claims = claims or addresses.default_claims()
         self._lock = threading.RLock()
         self._live: dict[tuple[str, str], _Live] = {}
         self._missing_ops: dict[str, dict[str, OperationObservation]] = {}
@@ -143,8 +145,9 @@ class ProcessDriver:
                 return
             directory = self.root / records.scale_set_key(spec.scale_set_id) / spec.instance_id
             directory.mkdir(parents=True, exist_ok=True)
-            ip = addresses.allocate(self._block, (x.state.private_ip
-                                                  for x in self._live.values()))
+            ip = addresses.allocate(self._block,
+                                    (x.state.private_ip for x in self._live.values()),
+                                    lambda address: self._claims.claim(address, directory))
             state = InstanceState(
                 scale_set_id=spec.scale_set_id, instance_id=spec.instance_id, private_ip=ip,
                 os_disk=_disk_state(spec.os_disk_id, spec.image_version, spec.generation,
@@ -178,6 +181,7 @@ class ProcessDriver:
             live.state.running = False
             self._stop(live)
             shutil.rmtree(live.directory, ignore_errors=True)
+            self._claims.release(live.state.private_ip, self._home(live))
 
     def submit(self, operation: Operation) -> None:
         live = self._live.get((operation.scale_set_id, operation.instance_id))
@@ -474,6 +478,11 @@ class ProcessDriver:
         else:
             self._prober.unwatch(self._probe_key(live))
 
+    def _home(self, live: _Live) -> Path:
+        """The instance's own directory (it moves aside when the instance is deleted)."""
+        return self.root / records.scale_set_key(live.state.scale_set_id) / \
+            live.state.instance_id
+
     @staticmethod
     def _probe_key(live: _Live) -> tuple[str, str]:
         return (live.state.scale_set_id, live.state.instance_id)
@@ -489,11 +498,12 @@ class ProcessDriver:
             power = PowerState.STOPPED
         else:
             power = PowerState.RUNNING if live.process_alive() else PowerState.STOPPED
+        statuses = disk.statuses()
         provisioning = (ProvisioningState.CREATING if busy == "create"
                         else ProvisioningState.UPDATING if busy is not None
-                        else ProvisioningState.FAILED if state.failed
+                        else ProvisioningState.FAILED
+                        if state.failed or any(s.state == "Failed" for s in statuses)
                         else ProvisioningState.SUCCEEDED)
-        statuses = disk.statuses()
         health = aggregate.instance_health(
             power, [s.state for s in statuses] if disk.provisioned else ["Creating"],
             self._application_health(live))
@@ -584,6 +594,9 @@ class ProcessDriver:
                                                "interrupted: the control plane stopped during "
                                                "the operation")
             self._live[(state.scale_set_id, state.instance_id)] = live
+            if not self._claims.claim(state.private_ip, live.directory):
+                log.warning("instance %s keeps %s, which another control plane claims",
+                            live.key, state.private_ip)
             if state.running and not state.failed and state.pid is not None and \
                     processes.alive(state.pid, state.pid_started):
                 live.groups.add(state.pid)
