@@ -96,6 +96,10 @@ def test_an_expired_sas_faults_the_upgrade_and_the_batch_is_rolled_back(
     latest = fleet.latest("web")["properties"]
     assert latest["error"]["code"] == "MaxUnhealthyUpgradedInstancePercentExceededInRollingUpgrade"
     assert latest["progress"]["failedInstanceCount"] == 1  # the first batch: one instance
+    # The error's details say why the instance failed, without the signature.
+    (detail,) = latest["error"]["details"]
+    assert detail["target"].startswith("instance ")
+    assert "AuthenticationFailed" in detail["message"] and "sig=" not in detail["message"]
     assert latest["progress"]["successfulInstanceCount"] == 0
     # Rolled back: every instance is on its old OS disk again, healthy, 1.0.0.
     wait_for(lambda: fleet.all_healthy("web", 2), timeout=15, what="rolled back and healthy")

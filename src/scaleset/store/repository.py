@@ -244,6 +244,7 @@ def _load_balancer_from_row(row: Any) -> LoadBalancerRow:
 
 
 _INSTANCE_KEYS = ("scale_set_id", "instance_id")
+FAILED_SHOWN = 20  # failed instances loaded with a run summary, for its error's details
 
 
 def _model_json(model: ScaleSet) -> dict[str, Any]:
@@ -498,7 +499,14 @@ class Tx:
                 select(ri.step, func.count()).where(ri.run_id == row.run_id).group_by(ri.step)
             ):
                 counts[Step(step)] = n
-            run = _run_from_row(row, {}, ())
+            failed: dict[str, RunInstance] = {}
+            if row.error_code is not None:  # the causes behind a run's error, a few of them
+                for r in self.conn.execute(
+                    select(ri.instance_id, ri.step, ri.reason).where(
+                        ri.run_id == row.run_id, ri.reason.is_not(None)).limit(FAILED_SHOWN)):
+                    failed[r.instance_id] = RunInstance(r.instance_id, Step(r.step),
+                                                        reason=r.reason)
+            run = _run_from_row(row, failed, ())
             progress = Progress(
                 successful=counts[Step.SUCCEEDED],
                 failed=counts[Step.FAILED] + counts[Step.ROLLING_BACK]

@@ -14,6 +14,7 @@ from typing import Any
 from scaleset.model.scaleset import ImageReference, RollingUpgradePolicy
 from scaleset.model.upgrade import (
     ApiError,
+    ApiErrorBase,
     HistoricalStatus,
     HistoricalStatusProperties,
     Progress,
@@ -37,7 +38,20 @@ def _progress(p: RunProgress) -> Progress:
 def _error(run: Run) -> ApiError | None:
     if run.error is None:
         return None
-    return ApiError(code=run.error.code, message=run.error.message, target=run.error.target)
+    # Which instances failed and why: the run's error names the rule, the details the causes.
+    details = [ApiErrorBase(code="InstanceUpgradeFailed", target=f"instance {iid}",
+                            message=ri.reason)
+               for iid, ri in sorted(run.instances.items(), key=lambda kv: _natural(kv[0]))
+               if ri.reason][:DETAILS_LIMIT]
+    return ApiError(code=run.error.code, message=run.error.message, target=run.error.target,
+                    details=details or None)
+
+
+DETAILS_LIMIT = 20  # per-instance causes shown with a run's error
+
+
+def _natural(instance_id: str) -> tuple[int, str]:
+    return (int(instance_id), "") if instance_id.isdigit() else (1 << 62, instance_id)
 
 
 def _running_status(run: Run) -> RunningStatus:
