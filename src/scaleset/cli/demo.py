@@ -159,27 +159,31 @@ def _follow_run(client: ArmClient, version: str, total: int, previous_run: str |
             props = latest["properties"]
             run_id = props.get("runningStatus", {}).get("startTime")
             code = props["runningStatus"]["code"]
-            updating = set()
+            in_flight = set()
             for item in _instances(client):
                 now = _summary(item)
                 iid = now[0]
-                if item["properties"].get("provisioningState") == "Updating":
-                    updating.add(iid)
                 before = seen.get(iid)
+                # In flight: being replaced, or on the target but not yet judged healthy.
+                if item["properties"].get("provisioningState") == "Updating" or (
+                        now[2] == version and now[3] != "healthy") or (
+                        before is not None and before[2] != now[2]):
+                    in_flight.add(iid)
                 if before is not None and before[2] != now[2]:
                     verb = "rolled back to" if before[2] == version else "now runs"
                     progress.console.print(f"    instance {iid}: {verb} {now[2]}")
-                if before is not None and before[3] != now[3] and now[3] in (
+                if before is not None and before[2:] != now[2:] and now[3] in (
                         "healthy", "unhealthy"):
                     progress.console.print(f"    instance {iid} on {now[2]}: {now[3]}")
                 seen[iid] = now
-            fresh = updating - batch_members
-            if fresh and not (updating & batch_members):
+            fresh = in_flight - batch_members
+            if fresh and not batch_members:
                 batch += 1
-                progress.console.print(f"  batch {batch}: instances {', '.join(sorted(fresh))}")
-                batch_members = set(updating)
+                progress.console.print(f"  batch {batch}: instances "
+                                       f"{', '.join(sorted(fresh, key=int))}")
             elif fresh:
-                batch_members |= fresh
+                progress.console.print(f"  batch {batch} also: {', '.join(sorted(fresh))}")
+            batch_members = batch_members | fresh if in_flight else set()
             done = sum(1 for s in seen.values() if s[2] == version and s[3] == "healthy")
             p = props.get("progress") or {}
             progress.update(task, completed=done, note=(
@@ -229,7 +233,7 @@ def _story(client: ArmClient, images: Path, instances: int) -> None:
     console.print("2. Publish image Contoso:WebApp:demo:[bold]1.0.0[/]")
     _publish(client, images, "1.0.0")
     console.print(f"3. Scale set [bold]web[/]: {instances} instances, automatic OS upgrades, "
-                  "rolling batches of 20%, one data disk each")
+                  "rolling batches of 20% one second apart, one data disk each")
     response = client.send("PUT", VMSS, json=_scale_set(instances))
     client.wait(response)
     _wait("every instance healthy", lambda: all(
@@ -309,7 +313,8 @@ def _scale_set(capacity: int) -> dict[str, Any]:
                 "rollingUpgradePolicy": {"maxBatchInstancePercent": 20,
                                          "maxUnhealthyInstancePercent": 20,
                                          "maxUnhealthyUpgradedInstancePercent": 20,
-                                         "pauseTimeBetweenBatches": "PT0S"}},
+                                         # A pause people can see between batches.
+                                         "pauseTimeBetweenBatches": "PT1S"}},
             "virtualMachineProfile": {
                 "osProfile": {"computerNamePrefix": "web", "adminUsername": "azureuser"},
                 "storageProfile": {
