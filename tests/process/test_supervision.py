@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
 from functools import partial
+from pathlib import Path
 
 from tests.process.fleet import Fleet, wait_for
 
@@ -73,3 +75,26 @@ def test_a_crash_loop_backs_off_and_recovers_when_it_stops_crashing(fleet: Fleet
     waits = re.findall(r"process exited \(status -9\); restarting in ([0-9.]+) s",
                        fleet.console("web", "0"))
     assert waits == ["0.5", "1.0", "2.0"]
+
+
+def test_an_entrypoint_that_cannot_start_is_retried_with_back_off(fleet: Fleet,
+                                                                   tmp_path: Path) -> None:
+    image = tmp_path / "broken"
+    image.mkdir()
+    (image / "image.json").write_text(json.dumps(
+        {"osType": "Linux", "entrypoint": ["./no-such-program"]}))
+    fleet.publish("1.0.0", image)
+    fleet.create_scale_set("web", capacity=1, probe=False)
+
+    def retried_twice() -> str:
+        text = fleet.console("web", "0") if fleet.instances("web") else ""
+        return text if text.count("could not be started") >= 2 else ""
+
+    text = wait_for(retried_twice, timeout=10, what="two failed starts in the console")
+    assert "no-such-program" in text
+    delays = [float(d) for d in re.findall(r"could not be started.*retrying in ([0-9.]+) s",
+                                           text)]
+    assert delays[:2] == [0.5, 1.0]  # back-off, not a busy loop
+    instance = fleet.instance("web", "0")
+    assert fleet.power(instance) == "PowerState/stopped"
+    assert fleet.health(instance) == "HealthState/unhealthy"

@@ -389,7 +389,9 @@ class ProcessDriver:
         env = self._env(live)
         first_boot = not disk.provisioned
         custom_data = disks.write_custom_data(path, disk.custom_data) if first_boot else b""
-        self._spawn(live, env)
+        failure = self._spawn(live, env)
+        if failure is not None:
+            return failure
         if not first_boot:
             self._watch(live)
             return None
@@ -431,25 +433,35 @@ class ProcessDriver:
         console.write(f"[scaleset] custom data exited with status {code}\n".encode())
         console.flush()
 
-    def _spawn(self, live: _Live, env: dict[str, str] | None = None) -> None:
+    def _spawn(self, live: _Live, env: dict[str, str] | None = None) -> str | None:
+        """Start the entrypoint; why it could not start (then a retry is scheduled)."""
         path = live.disk_path(live.state.os_disk)
-        manifest = disks.manifest(path)
-        argv = manifest.get("entrypoint")
-        if not isinstance(argv, list) or not argv:
-            raise disks.DiskError("image.json has no entrypoint")
         with self._console_file(live) as console:
             console.write(f"[scaleset] booting OS disk {live.state.os_disk.disk_id} (image "
                           f"{live.state.os_disk.image_version or 'base'}) at "
                           f"{live.state.private_ip}\n".encode())
             console.flush()
-            live.popen = processes.spawn([str(a) for a in argv], cwd=path,
-                                         env=env or self._env(live), log=console)
+            try:
+                argv = disks.manifest(path).get("entrypoint")
+                if not isinstance(argv, list) or not argv:
+                    raise disks.DiskError("image.json has no entrypoint")
+                live.popen = processes.spawn([str(a) for a in argv], cwd=path,
+                                             env=env or self._env(live), log=console)
+            except (OSError, disks.DiskError) as exc:
+                # Like a process that dies at once: retried with back-off, unhealthy meanwhile.
+                why = f"the entrypoint could not be started: {exc}"
+                console.write(f"[scaleset] {why}; retrying in {live.backoff:.1f} s\n".encode())
+                live.popen = None
+                live.restart_at = time.monotonic() + live.backoff
+                live.backoff = min(BACKOFF_MAX, live.backoff * 2)
+                return why
         live.groups.add(live.popen.pid)
         live.state.pid = live.popen.pid
         live.state.pid_started = processes.start_time(live.popen.pid)
         live.started_at = time.monotonic()
         live.restart_at = None
         live.save()
+        return None
 
     def _stop(self, live: _Live) -> None:
         self._prober.unwatch(self._probe_key(live))
@@ -570,8 +582,8 @@ class ProcessDriver:
                 self._pool.submit(self._guarded, live, None, self._boot, live)
                 live.restart_at = None
                 return
-            self._spawn(live)
-            self._watch(live)
+            if self._spawn(live) is None:
+                self._watch(live)
             self._on_change()
 
     # -- adoption ------------------------------------------------------------------
