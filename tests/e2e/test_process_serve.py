@@ -24,7 +24,7 @@ import httpx
 import pytest
 
 from scaleset.drivers.process.processes import KEY_VARIABLE
-from tests.e2e.server import Server, running_server
+from tests.e2e.server import Server, free_port, running_server
 
 ROOT = Path(__file__).resolve().parents[2]
 WEBAPP = ROOT / "examples" / "images" / "webapp"
@@ -226,3 +226,14 @@ def test_a_terminated_server_stops_its_instances_and_the_next_boots_them_again(
         boot = cli(server, "vmss", "get-boot-log", "-g", "rg1", "-n", "web",
                    "--instance-id", "2")
         assert boot.count("[scaleset] booting OS disk") == 2
+
+
+def test_a_second_serve_on_the_same_data_directory_is_refused(tmp_path: Path) -> None:
+    with running_server(tmp_path, driver="process", extra=("--insecure-http",)):
+        scaleset = Path(sys.executable).with_name("scaleset")
+        second = subprocess.run(
+            [str(scaleset), "serve", "--port", str(free_port()), "--data-dir", str(tmp_path),
+             "--insecure-http"], capture_output=True, text=True, timeout=30,
+            env={**os.environ, "SCALESET_CONFIG": str(tmp_path / "second-config.json")})
+        assert second.returncode != 0
+        assert "another scaleset serve" in second.stdout + second.stderr

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import fcntl
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TextIO
+from typing import IO, Any, TextIO
 
 import uvicorn
 from sqlalchemy import select
@@ -78,6 +80,7 @@ def serve(settings: ServeSettings, *, out: TextIO = sys.stdout, on_ready: Ready 
     ``on_ready(endpoint, ca_file, first_token)`` lets the CLI write the client config.
     """
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    lock = _lock_data_dir(settings.data_dir)
     store = open_store(settings.url)
     clock = SystemClock()
     certfile = keyfile = None
@@ -97,6 +100,10 @@ def serve(settings: ServeSettings, *, out: TextIO = sys.stdout, on_ready: Ready 
         print(f"First contributor token: from SCALESET_BOOTSTRAP_TOKEN (id {issued.token_id})",
               file=out)
 
+    # uvicorn re-raises the signal that stopped it once it has shut down; with
+    # Python's default SIGTERM disposition that kills the process before the
+    # clean-up below, leaving every instance running. Turn it into an exit.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     artifacts = ArtifactStore(settings.data_dir / "images")
     wake = Doorbell()
     driver: SimulatedDriver | ProcessDriver
@@ -116,6 +123,21 @@ def serve(settings: ServeSettings, *, out: TextIO = sys.stdout, on_ready: Ready 
     else:
         store.close()
         raise SystemExit(f"unknown driver '{settings.driver}'; available: process, simulated")
+    try:
+        _run(settings, store, clock, driver, wake, published, artifacts, certfile, keyfile,
+             issued, on_ready, out)
+    finally:
+        if isinstance(driver, ProcessDriver):
+            driver.close()  # every instance stops with the control plane
+        store.close()
+        lock.close()
+
+
+def _run(settings: ServeSettings, store: Store, clock: SystemClock,
+         driver: SimulatedDriver | ProcessDriver, wake: Doorbell,
+         published: Callable[[ImageVersionRow], None], artifacts: ArtifactStore,
+         certfile: str | None, keyfile: str | None, issued: tokens.IssuedToken | None,
+         on_ready: Ready | None, out: TextIO) -> None:
     reconciler = Reconciler(store=store, driver=driver, clock=clock,
                             settings=ShellSettings(health_timeout=settings.health_timeout))
     loop = ReconcileLoop(reconciler=reconciler, store=store, clock=clock,
@@ -143,15 +165,27 @@ def serve(settings: ServeSettings, *, out: TextIO = sys.stdout, on_ready: Ready 
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning",
                             ssl_certfile=certfile, ssl_keyfile=keyfile, access_log=False)
     server = uvicorn.Server(config)
-    # uvicorn re-raises the signal that stopped it once it has shut down; with
-    # Python's default SIGTERM disposition that kills the process before the
-    # clean-up below, leaving every instance running. Turn it into an exit.
-    signal.signal(signal.SIGTERM, _exit_on_signal)
     loop.start()
     try:
         server.run()
     finally:
         loop.stop()
-        if isinstance(driver, ProcessDriver):
-            driver.close()  # every instance stops with the control plane
-        store.close()
+
+
+def _lock_data_dir(data_dir: Path) -> IO[str]:
+    """Hold ``<data-dir>/serve.lock`` for the life of the process: one control plane per
+    data directory, or two would drive (and adopt) the same instances."""
+    handle = open(data_dir / "serve.lock", "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown"
+        handle.close()
+        raise SystemExit(f"another scaleset serve (pid {holder}) is using the data directory "
+                         f"{data_dir}; stop it first or pass another --data-dir") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
