@@ -55,3 +55,25 @@ def test_a_manual_upgrade_that_fails_stays_failed(fleet: Fleet) -> None:
     assert on_new, "the first batch should have been left on the failing version"
     assert all(fleet.health(i) == "HealthState/unhealthy" for i in on_new)
     assert all("webapp 1.2.0" in fleet.page(i) for i in on_new)
+
+
+HEALTH_EXTENSION = {"name": "health", "properties": {
+    "publisher": "Microsoft.ManagedServices", "type": "ApplicationHealthLinux",
+    "typeHandlerVersion": "1.0", "settings": {
+        "protocol": "http", "port": 8080, "requestPath": "/health", "intervalInSeconds": 1,
+        "numberOfProbes": 1, "gracePeriod": 30}}}
+
+
+def test_the_application_health_extension_gates_the_rollout_without_a_probe(
+        fleet: Fleet) -> None:
+    fleet.publish("1.1.0")
+    fleet.create_scale_set("web", capacity=2, probe=False, extensions=[HEALTH_EXTENSION])
+    wait_for(lambda: fleet.all_healthy("web", 2), what="2 instances healthy by the extension")
+    item = fleet.instances("web")[0]
+    (status,) = item["properties"]["instanceView"]["extensions"]
+    assert status["name"] == "health"
+    assert status["statuses"][0]["code"] == "ProvisioningState/succeeded"
+    fleet.publish("1.2.0")  # rich health says Unhealthy: rolled back like with a probe
+    wait_for(lambda: fleet.latest_status("web") == "Faulted", what="the run to fault")
+    wait_for(lambda: fleet.all_healthy("web", 2), what="rolled-back instances healthy")
+    assert all("webapp 1.1.0" in fleet.page(i) for i in fleet.instances("web"))
