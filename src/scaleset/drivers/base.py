@@ -169,6 +169,10 @@ class Driver(Protocol):
         """
         ...
 
+    def scale_set_ids(self) -> frozenset[str]:
+        """The scale sets this driver has instances of."""
+        ...
+
     def console_log(self, scale_set_id: str, instance_id: str) -> bytes | None:
         """The instance's serial console output (boot diagnostics), ``None`` if unknown."""
         ...

@@ -276,6 +276,9 @@ class SimulatedDriver:
     def configure_probe(self, scale_set_id: str, probe: ProbeSpec | None) -> None:
         """Simulated applications answer whatever probes them: nothing to set up."""
 
+    def scale_set_ids(self) -> frozenset[str]:
+        return frozenset(sid for sid, ss in self._sets.items() if ss.instances)
+
     def console_log(self, scale_set_id: str, instance_id: str) -> bytes | None:
         """A simulated instance's console: one line per OS disk it booted."""
         inst = self._sets.get(scale_set_id, _ScaleSet()).instances.get(instance_id)

@@ -294,6 +294,11 @@ class Reconciler:
             return found.get(version)
         return digest
 
+    def remove_orphans(self, scale_set_id: str) -> None:
+        """Delete every instance the driver runs for a scale set the store does not have."""
+        for iid in self.driver.observe(scale_set_id, self.clock.now()).instances:
+            self.driver.delete_instance(scale_set_id, iid)
+
     # -- membership --------------------------------------------------------------
     def _converge_membership(
         self,

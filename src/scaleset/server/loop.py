@@ -54,8 +54,15 @@ class ReconcileLoop:
         """One round over every scale set; seconds until the next is due."""
         now = self.clock.now()
         due = now + self.resync
+        # The driver's scale sets first: one the store does not know by the time it is
+        # read is an orphan (a scale set is recorded before its first instance exists
+        # and forgotten only after its last is gone).
+        driven = self.reconciler.driver.scale_set_ids()
         with self.store.transaction() as tx:
             ids = tx.scale_set_ids()
+        for sid in sorted(driven - set(ids)):
+            log.warning("removing the instances of %s: no such scale set in the store", sid)
+            self.reconciler.remove_orphans(sid)
         for sid in ids:
             try:
                 result = self.reconciler.reconcile(sid)

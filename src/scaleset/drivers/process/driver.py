@@ -230,6 +230,10 @@ class ProcessDriver:
             if live.busy is None and live.process_alive():
                 self._watch(live)
 
+    def scale_set_ids(self) -> frozenset[str]:
+        with self._lock:
+            return frozenset(sid for sid, _ in self._live)
+
     def console_log(self, scale_set_id: str, instance_id: str) -> bytes | None:
         live = self._live.get((scale_set_id, instance_id))
         if live is None:
