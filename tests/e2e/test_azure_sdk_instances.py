@@ -1,0 +1,126 @@
+"""The official SDKs against real instances: a load balancer made with azure-mgmt-network,
+a scale set of real webapp processes made with azure-mgmt-compute, their addresses,
+extension statuses and boot diagnostics read back through the SDK's own models."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+pytest.importorskip("azure.mgmt.compute")
+pytest.importorskip("azure.mgmt.network")
+from azure.core.credentials import AccessToken  # noqa: E402
+from azure.mgmt.compute import ComputeManagementClient  # noqa: E402
+from azure.mgmt.compute import models as m  # noqa: E402
+from azure.mgmt.network import NetworkManagementClient  # noqa: E402
+from azure.mgmt.network import models as n  # noqa: E402
+
+from tests.e2e.server import Server, running_server  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+SUB = "00000000-0000-0000-0000-0000000000bb"
+RG = "rg-real"
+VERSIONS = (f"/subscriptions/{SUB}/providers/Microsoft.Compute/locations/westus/publishers/"
+            "Contoso/artifacttypes/vmimage/offers/WebApp/skus/1/versions")
+
+
+class StaticCredential:
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        return AccessToken(self.token, int(time.time()) + 3600)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    with running_server(tmp_path, driver="process", health_timeout="10") as s:
+        yield s
+
+
+def _wait(predicate: Any, timeout: float = 30) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
+    return value
+
+
+def test_the_sdks_drive_real_instances(server: Server) -> None:
+    credential = StaticCredential(server.token)
+    network = NetworkManagementClient(credential, SUB, base_url=server.endpoint,
+                                      connection_verify=str(server.ca), retry_total=0)
+    compute = ComputeManagementClient(credential, SUB, base_url=server.endpoint,
+                                      connection_verify=str(server.ca), retry_total=0)
+    lb = network.load_balancers.begin_create_or_update(RG, "lb", n.LoadBalancer(
+        location="westus", sku=n.LoadBalancerSku(name="Standard"),
+        probes=[n.Probe(name="http", protocol="Http", port=8080, request_path="/health",
+                        interval_in_seconds=1, number_of_probes=1)])).result()
+    assert lb.probes is not None and lb.probes[0].id is not None
+    assert lb.probes[0].id.lower().endswith("/loadbalancers/lb/probes/http")
+    assert [x.name for x in network.load_balancers.list(RG)] == ["lb"]
+
+    with server.http() as http:
+        r = http.put(f"{VERSIONS}/1.0.0?api-version=2026-04-01", json={
+            "location": "westus",
+            "properties": {"source": {"path": str(ROOT / "examples/images/webapp/1.0.0")}}})
+        assert r.status_code == 201, r.text
+        assert r.json()["properties"]["artifact"]["digest"].startswith("sha256:")
+
+    health = m.VirtualMachineScaleSetExtension(
+        name="health", properties=m.VirtualMachineScaleSetExtensionProperties(
+            publisher="Microsoft.ManagedServices", type="ApplicationHealthLinux",
+            type_handler_version="1.0",
+            settings={"protocol": "http", "port": 8080, "requestPath": "/health",
+                      "intervalInSeconds": 1}))
+    vmss = m.VirtualMachineScaleSet(
+        location="westus", sku=m.Sku(name="Standard_D2s_v3", tier="Standard", capacity=2),
+        upgrade_policy=m.UpgradePolicy(
+            mode="Rolling", automatic_os_upgrade_policy=m.AutomaticOSUpgradePolicy(
+                enable_automatic_os_upgrade=True)),
+        virtual_machine_profile=m.VirtualMachineScaleSetVMProfile(
+            os_profile=m.VirtualMachineScaleSetOSProfile(computer_name_prefix="web",
+                                                         admin_username="azureuser"),
+            storage_profile=m.VirtualMachineScaleSetStorageProfile(
+                image_reference=m.ImageReference(publisher="Contoso", offer="WebApp", sku="1",
+                                                 version="latest")),
+            network_profile=m.VirtualMachineScaleSetNetworkProfile(
+                health_probe=m.ApiEntityReference(id=lb.probes[0].id)),
+            extension_profile=m.VirtualMachineScaleSetExtensionProfile(extensions=[health])))
+    compute.virtual_machine_scale_sets.begin_create_or_update(RG, "web", vmss).result()
+
+    def healthy() -> list[m.VirtualMachineScaleSetVM]:
+        vms = list(compute.virtual_machine_scale_set_vms.list(RG, "web", expand="instanceView"))
+        ok = [vm for vm in vms if vm.instance_view and vm.instance_view.vm_health
+              and vm.instance_view.vm_health.status
+              and vm.instance_view.vm_health.status.code == "HealthState/healthy"]
+        return vms if len(ok) == 2 else []
+
+    vms = _wait(healthy)
+    for vm in vms:
+        view = vm.instance_view
+        assert view is not None and view.extensions is not None
+        (extension,) = view.extensions
+        assert extension.name == "health"
+        assert extension.statuses and extension.statuses[0].code == \
+            "ProvisioningState/succeeded"
+        # Not an ARM field: the SDK's models are mappings of the wire JSON, so it is kept.
+        address = view["privateIPAddress"]
+        assert address.startswith("127.")
+        page = httpx.get(f"http://{address}:8080/", timeout=3, trust_env=False).text
+        assert "webapp 1.0.0" in page
+        diagnostics = compute.virtual_machine_scale_set_vms.retrieve_boot_diagnostics_data(
+            RG, "web", vm.instance_id)
+        assert diagnostics.serial_console_log_blob_uri
+        with server.http() as http:
+            log = http.get(diagnostics.serial_console_log_blob_uri)
+        assert log.status_code == 200 and "webapp 1.0.0 listening" in log.text
+
+    compute.virtual_machine_scale_sets.begin_delete(RG, "web").result()
+    network.load_balancers.begin_delete(RG, "lb").result()
+    assert list(network.load_balancers.list(RG)) == []
