@@ -14,13 +14,13 @@ import pytest
 
 pytest.importorskip("azure.mgmt.compute")
 pytest.importorskip("azure.mgmt.network")
-from azure.core.credentials import AccessToken  # noqa: E402
-from azure.mgmt.compute import ComputeManagementClient  # noqa: E402
-from azure.mgmt.compute import models as m  # noqa: E402
-from azure.mgmt.network import NetworkManagementClient  # noqa: E402
-from azure.mgmt.network import models as n  # noqa: E402
+from azure.core.credentials import AccessToken
+from azure.mgmt.compute import ComputeManagementClient
+from azure.mgmt.compute import models as m
+from azure.mgmt.network import NetworkManagementClient
+from azure.mgmt.network import models as n
 
-from tests.e2e.server import Server, running_server  # noqa: E402
+from tests.e2e.server import Server, running_server
 
 ROOT = Path(__file__).resolve().parents[2]
 SUB = "00000000-0000-0000-0000-0000000000bb"
