@@ -237,3 +237,44 @@ def test_a_second_serve_on_the_same_data_directory_is_refused(tmp_path: Path) ->
             env={**os.environ, "SCALESET_CONFIG": str(tmp_path / "second-config.json")})
         assert second.returncode != 0
         assert "another scaleset serve" in second.stdout + second.stderr
+
+
+SLOW_EXTENSION = {"name": "warmup", "properties": {
+    "publisher": "Microsoft.Azure.Extensions", "type": "CustomScript",
+    "typeHandlerVersion": "2.1", "settings": {"commandToExecute": "sleep 2"}}}
+
+
+def test_a_server_stopped_mid_upgrade_resumes_the_run_without_rolling_back(
+        data_dir: Path) -> None:
+    with serve(data_dir) as server, client(server) as http:
+        create_web(http)
+        body = call(http, "GET", SET)
+        profile = body["properties"]["virtualMachineProfile"]
+        # Each new OS disk takes 2 s to provision: time to stop the server mid-batch.
+        call(http, "PATCH", SET, {"properties": {"virtualMachineProfile": {
+            "extensionProfile": {"extensions": [SLOW_EXTENSION]}}}})
+        assert profile["storageProfile"]["imageReference"]["version"] == "latest"
+        wait_for(lambda: all_healthy(http, 3), timeout=30, what="the model applied")
+        call(http, "PUT", f"{VERSIONS}/1.1.0", {
+            "location": "westus", "properties": {"source": {"path": str(WEBAPP / "1.1.0")}}})
+
+        def upgrading() -> bool:
+            return any(i["properties"]["provisioningState"] == "Updating"
+                       for i in instances(http))
+        wait_for(upgrading, timeout=20, what="a batch in progress")
+    # Stopped (SIGTERM) in the middle of the batch; the next server picks it up.
+    with serve(data_dir) as server, client(server) as http:
+        def ended() -> dict[str, Any] | None:
+            latest = call(http, "GET", f"{SET}/rollingUpgrades/latest")["properties"]
+            code = latest["runningStatus"]["code"]
+            return latest if code in ("Completed", "Faulted", "Cancelled") else None
+        latest = wait_for(ended, timeout=60, what="the run to end")
+        assert latest["runningStatus"]["code"] == "Completed", latest
+        assert latest["progress"]["failedInstanceCount"] == 0
+        assert (latest.get("rollbackInfo") or {}).get(
+            "successfullyRolledbackInstanceCount", 0) == 0
+        ips = wait_for(lambda: all_healthy(http, 3), timeout=20, what="3 healthy instances")
+        assert all("webapp 1.1.0" in (page(ip) or httpx.Response(0)).text for ip in ips)
+    consoles = [p.read_text() for p in (data_dir / "instances").glob("*/*/console.log")]
+    assert any("resuming operation" in text for text in consoles), \
+        "the interrupted upgrade should have been resumed, not redone or failed"

@@ -51,6 +51,7 @@ CONSOLE_ROTATE = 4 << 20
 MONITOR_PERIOD = 0.05
 BACKOFF_FIRST, BACKOFF_MAX = 0.5, 30.0
 STABLE_AFTER = 60.0  # seconds of running after which the back-off starts again from the first
+STOPPING = "interrupted: the control plane is stopping"
 _SEVERITY = {HealthState.UNHEALTHY: 3, HealthState.INITIALIZING: 2, HealthState.UNKNOWN: 1,
              HealthState.HEALTHY: 0}
 
@@ -257,6 +258,11 @@ class ProcessDriver:
         self._monitor.join(5)
         with self._lock:
             everything = list(self._live.values())
+        # Kill first, without waiting for the instances' locks: an operation in progress
+        # (a long CustomScript, say) ends as soon as its command is gone, and starts
+        # nothing new once stopping is set.
+        for live in everything:
+            processes.stop_all(live.key, sorted(live.groups), grace=self.stop_grace)
         list(self._pool.map(self._stop_for_shutdown, everything))
         self._pool.shutdown(wait=True, cancel_futures=True)
         self._prober.stop()
@@ -318,13 +324,24 @@ class ProcessDriver:
             self._finish(live, op.op_id, OperationState.FAILED,
                          f"building OS disk {op.os_disk_id} failed: {exc}")
             return
-        if live.state.previous is not None:
-            shutil.rmtree(live.disk_path(live.state.previous), ignore_errors=True)
+        older = live.state.previous
         live.state.previous, live.state.os_disk = live.state.os_disk, new
         live.state.failed, live.state.running = False, True
-        live.save()
+        live.record(op.op_id, OpState(OperationState.RUNNING.value, disk_id=new.disk_id))
+        if older is not None:
+            shutil.rmtree(live.disk_path(older), ignore_errors=True)
+        self._complete(live, op.op_id)
+
+    def _complete(self, live: _Live, op_id: str) -> None:
+        """Boot the disk an operation swapped in and record how that went.
+
+        Interrupted by a shutdown, the operation stays Running: the next driver on
+        this directory resumes it (``_adopt``) instead of failing it.
+        """
         failure = self._boot(live)
-        self._finish(live, op.op_id, OperationState.FAILED if failure else
+        if failure == STOPPING:
+            return
+        self._finish(live, op_id, OperationState.FAILED if failure else
                      OperationState.SUCCEEDED, failure)
 
     def _rollback(self, live: _Live, op: RollbackOperation) -> None:
@@ -333,6 +350,8 @@ class ProcessDriver:
         if state.previous is not None:
             failed_disk = state.os_disk
             state.os_disk, state.previous = state.previous, None
+            live.record(op.op_id, OpState(OperationState.RUNNING.value,
+                                          disk_id=state.os_disk.disk_id))
             shutil.rmtree(live.disk_path(failed_disk), ignore_errors=True)
         # With no kept disk (the replacement failed before the swap) restoring is booting
         # the disk the instance still has.
@@ -342,12 +361,11 @@ class ProcessDriver:
             state.failed, state.running = True, False
             return
         state.failed, state.running = False, True
-        live.save()
+        live.record(op.op_id, OpState(OperationState.RUNNING.value,
+                                      disk_id=state.os_disk.disk_id))
         self._console(live, f"rolled back to OS disk {state.os_disk.disk_id} "
                             f"(image {state.os_disk.image_version})")
-        failure = self._boot(live)
-        self._finish(live, op.op_id, OperationState.FAILED if failure else
-                     OperationState.SUCCEEDED, failure)
+        self._complete(live, op.op_id)
 
     def _release(self, live: _Live) -> None:
         previous = live.state.previous
@@ -398,7 +416,8 @@ class ProcessDriver:
             return failure
         if not first_boot:
             self._watch(live)
-            return None
+            failed = [x for x in disk.statuses() if x.state == "Failed"]
+            return _extension_failure(failed[0]) if failed else None
         with self._console_file(live) as console:
             if custom_data.startswith(b"#!"):
                 self._run_custom_data(live, path, env, console)
@@ -406,19 +425,23 @@ class ProcessDriver:
                                      spawn_group=live.groups.add)
             statuses: list[ExtensionStatus] = []
             for spec in disk.extension_specs():
+                if self._stopping.is_set():
+                    break
                 disk.extension_statuses = [_status_dict(s) for s in statuses] + [
                     _status_dict(ExtensionStatus(spec.name, f"{spec.publisher}.{spec.type}",
                                                  "Creating", None, spec.type_handler_version))]
                 statuses.append(extensions.run(spec, ctx))
+        if self._stopping.is_set():
+            # Not provisioned: custom data and extensions run again at the next start,
+            # rather than a shutdown's killed command being remembered as a failure.
+            disk.extension_statuses = []
+            return STOPPING
         disk.extension_statuses = [_status_dict(s) for s in statuses]
         disk.provisioned = True
         live.save()
         self._watch(live)
         failed = [s for s in statuses if s.state == "Failed"]
-        if failed:
-            return (f"VM has reported a failure when processing extension '{failed[0].name}'. "
-                    f"Error message: {failed[0].message}")
-        return None
+        return _extension_failure(failed[0]) if failed else None
 
     def _run_custom_data(self, live: _Live, os_disk: Path, env: dict[str, str],
                          console: IO[bytes]) -> None:
@@ -439,6 +462,8 @@ class ProcessDriver:
 
     def _spawn(self, live: _Live, env: dict[str, str] | None = None) -> str | None:
         """Start the entrypoint; why it could not start (then a retry is scheduled)."""
+        if self._stopping.is_set():
+            return STOPPING
         path = live.disk_path(live.state.os_disk)
         with self._console_file(live) as console:
             console.write(f"[scaleset] booting OS disk {live.state.os_disk.disk_id} (image "
@@ -604,15 +629,27 @@ class ProcessDriver:
                 processes.stop_all(live.key, (), grace=self.stop_grace)
                 shutil.rmtree(state_file.parent, ignore_errors=True)
                 continue
-            for op_id, op in state.ops.items():
-                if op.state == OperationState.RUNNING.value:
-                    state.ops[op_id] = OpState(OperationState.FAILED.value, _now().isoformat(),
-                                               "interrupted: the control plane stopped during "
-                                               "the operation")
+            resume = None
+            for op_id, op in list(state.ops.items()):
+                if op.state != OperationState.RUNNING.value:
+                    continue
+                if op.disk_id is not None and op.disk_id == state.os_disk.disk_id:
+                    resume = op_id  # its disk is in place: boot it and finish the operation
+                else:
+                    # It changed nothing that lasts: forget it, and the shell asks again.
+                    del state.ops[op_id]
             self._live[(state.scale_set_id, state.instance_id)] = live
             if not self._claims.claim(state.private_ip, live.directory):
                 log.warning("instance %s keeps %s, which another control plane claims",
                             live.key, state.private_ip)
+            if resume is not None:
+                processes.stop_all(live.key, (), grace=self.stop_grace)
+                state.pid = state.pid_started = None
+                live.save()
+                self._console(live, f"resuming operation {resume} after a control-plane "
+                                    "restart")
+                self._pool.submit(self._guarded, live, resume, self._complete, live, resume)
+                continue
             if state.running and not state.failed and state.pid is not None and \
                     processes.alive(state.pid, state.pid_started):
                 live.groups.add(state.pid)
@@ -661,6 +698,11 @@ def _disk_state(disk_id: str, image_version: str | None, generation: int, digest
 def _status_dict(status: ExtensionStatus) -> dict[str, object]:
     return {"name": status.name, "type": status.type, "state": status.state,
             "message": status.message, "type_handler_version": status.type_handler_version}
+
+
+def _extension_failure(status: ExtensionStatus) -> str:
+    return (f"VM has reported a failure when processing extension '{status.name}'. "
+            f"Error message: {status.message}")
 
 
 def _health_extension(disk: DiskState) -> HealthExtensionSpec | None:

@@ -57,6 +57,8 @@ class OpState:
     state: str  # an OperationState value
     finished_at: str | None = None
     message: str | None = None
+    disk_id: str | None = None
+    """Set once the operation swapped this disk in: from then on it is resumed, not redone."""
 
 
 @dataclass
