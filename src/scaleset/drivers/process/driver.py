@@ -90,13 +90,15 @@ class _Live:
         with self.save_lock:
             records.save(self.state_file, self.state)
 
-    def record(self, op_id: str, outcome: OpState, *, only_if_new: bool = False) -> bool:
-        """Log an operation's outcome and persist it; ``False`` if ``only_if_new`` and known."""
+    def record(self, op_id: str, outcome: OpState, *, only_if_new: bool = False,
+               persist: bool = True) -> bool:
+        """Log an operation's outcome (and persist it); ``False`` if ``only_if_new`` and known."""
         with self.save_lock:
             if only_if_new and op_id in self.state.ops:
                 return False
             self.state.remember(op_id, outcome)
-            records.save(self.state_file, self.state)
+            if persist:
+                records.save(self.state_file, self.state)
             return True
 
     def process_alive(self) -> bool:
@@ -195,8 +197,11 @@ class ProcessDriver:
             ops.setdefault(operation.op_id, OperationObservation(
                 operation.op_id, OperationState.FAILED, _now(), "instance does not exist"))
             return
+        # Not written to disk yet: until the operation swaps a disk in it changes nothing
+        # that lasts, and a restart forgets it (the shell then asks again). That keeps
+        # submitting a batch free of one fsync per instance.
         if not live.record(operation.op_id, OpState(OperationState.RUNNING.value),
-                           only_if_new=True):
+                           only_if_new=True, persist=False):
             return  # the same id is the same operation: never run it twice
         if isinstance(operation, UpgradeOperation):
             self._pool.submit(self._guarded, live, operation.op_id, self._upgrade, live,
