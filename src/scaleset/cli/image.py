@@ -149,7 +149,7 @@ def show(
 
 
 def publish_body(*, location: str, os_type: OsType | None, source: Path | None,
-                 simulate_unhealthy: bool) -> dict[str, Any]:
+                 simulate_unhealthy: bool, source_uri: str | None = None) -> dict[str, Any]:
     """The PUT body that publishes a version.
 
     Without ``--os-type`` an artifact's ``image.json`` decides (Linux when there is none).
@@ -159,10 +159,12 @@ def publish_body(*, location: str, os_type: OsType | None, source: Path | None,
     {'healthy': False}
     """
     properties: dict[str, Any] = {}
-    if os_type is not None or source is None:
+    if os_type is not None or (source is None and source_uri is None):
         properties["osDiskImage"] = {"operatingSystem": (os_type or OsType.Linux).value}
     if source is not None:
         properties["source"] = {"path": str(source.resolve())}
+    elif source_uri is not None:
+        properties["source"] = {"uri": source_uri}
     if simulate_unhealthy:
         properties["simulation"] = {"healthy": False}
     return {"location": location, "properties": properties}
@@ -182,6 +184,8 @@ def publish(
         help="The image: a directory or .tar.gz holding image.json and its files "
              "(the server copies it into its artifact store).",
         exists=True)] = None,
+    source_uri: Annotated[str | None, typer.Option(
+        help="Or: an http(s):// or file:// URL of a .tar.gz the server downloads.")] = None,
     simulate_unhealthy: Annotated[bool, typer.Option(
         "--simulate-unhealthy",
         help="Simulation: instances on this version never become healthy.")] = False,
@@ -189,8 +193,10 @@ def publish(
     subscription: SubscriptionOption = None, fmt: OutputOption = OutputFormat.json,
 ) -> None:
     """Publish an image version; scale sets on 'latest' of this sku may start upgrading."""
+    if source is not None and source_uri is not None:
+        raise typer.BadParameter("give --source or --source-uri, not both")
     body = publish_body(location=location, os_type=os_type, source=source,
-                        simulate_unhealthy=simulate_unhealthy)
+                        simulate_unhealthy=simulate_unhealthy, source_uri=source_uri)
     with output.reporting(), _connect(ctx, endpoint, token, ca_file, subscription) as client:
         path = version_path(client.subscription, location, publisher, offer, sku, version)
         output.emit(client.put(path, body), fmt, columns=VERSION_COLUMNS)

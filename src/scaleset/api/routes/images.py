@@ -9,6 +9,7 @@ that asked for ``latest`` of that sku.
 from __future__ import annotations
 
 from collections.abc import Callable
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from scaleset.api.auth import READ, WRITE
 from scaleset.api.context import ApiContext, get_context
 from scaleset.api.routes.common import compute_version
 from scaleset.catalog import versions as version_rules
-from scaleset.artifacts import Artifact, ArtifactError, ArtifactStore, ImageManifest
+from scaleset.artifacts import Artifact, ArtifactError, ArtifactStore, ImageManifest, fetch
 from scaleset.errors import Conflict, InvalidParameter, NotFound
 from scaleset.model.base import ArmModel
 from scaleset.reconcile import commands, images
@@ -38,12 +39,16 @@ VERSIONS = SKUS + "/{sku}/versions"
 VERSION = VERSIONS + "/{version}"
 
 
-def _ingest(artifacts: ArtifactStore, path: Path,
+def _ingest(artifacts: ArtifactStore, source: dict[str, Any],
             accept: Callable[[str, ImageManifest], None] | None = None) -> Artifact:
+    target = "properties.source.path" if "path" in source else "properties.source.uri"
     try:
-        return artifacts.ingest(path, accept=accept)
+        if "path" in source:
+            return artifacts.ingest(Path(source["path"]), accept=accept)
+        with fetch.fetched(source["uri"], artifacts.root / ".tmp") as path:
+            return artifacts.ingest(path, accept=accept)
     except ArtifactError as exc:
-        exc.target = "properties.source.path"
+        exc.target = target
         raise
 
 
@@ -193,10 +198,11 @@ def publish_version(subscription: str, location: str, publisher: str, offer: str
         raise InvalidParameter(f"osDiskImage.operatingSystem must be Linux or Windows, not "
                                f"'{os_type}'", target="properties.osDiskImage.operatingSystem")
     source = props.get("source")
-    if source is not None and (not isinstance(source, dict)
-                               or not isinstance(source.get("path"), str)):
+    if source is not None and (not isinstance(source, dict) or not (
+            isinstance(source.get("path"), str) ^ isinstance(source.get("uri"), str))):
         raise InvalidParameter("properties.source must be {\"path\": \"<directory or .tar.gz "
-                               "on the server>\"}", target="properties.source.path")
+                               "on the server>\"} or {\"uri\": \"<http(s):// or file:// URL "
+                               "of a .tar.gz>\"}", target="properties.source")
     if source is not None and context.artifacts is not None:
         def acceptable(digest: str, manifest: ImageManifest) -> None:
             # Checked before the artifact is stored, so a refused version stores nothing.
@@ -210,7 +216,11 @@ def publish_version(subscription: str, location: str, publisher: str, offer: str
                         None, digest):
                     raise _changed(publisher, offer, sku, version, row)
 
-        artifact = _ingest(context.artifacts, Path(source["path"]), accept=acceptable)
+        artifact = _ingest(context.artifacts, source, accept=acceptable)
+        if "uri" in source:  # kept for the record, without a signature in its query
+            parts = urllib.parse.urlsplit(source["uri"])
+            props["source"] = {"uri": urllib.parse.urlunsplit(
+                (parts.scheme, parts.netloc, parts.path, "", ""))}
         manifest_os = artifact.manifest.os_type
         os_type = manifest_os
         props["osDiskImage"] = {**os_disk, "operatingSystem": os_type}
