@@ -854,3 +854,17 @@ def test_the_verbs_drive_the_real_api_end_to_end(sqlite_store: Any, tmp_path: Pa
     run("vmss", "delete", "-g", "rg1", "-n", "vmss1")
     gone = CliRunner().invoke(vmss.app, ["show", "-g", "rg1", "-n", "vmss1"], obj=factory)
     assert (gone.exit_code, gone.stderr.split(":")[0]) == (1, "error (ResourceNotFound)")
+
+
+def test_image_publish_from_a_url_under_the_short_verb(
+        fake: FakeArm, cli: Callable[..., Result]) -> None:
+    path = f"{IMAGES}/publishers/Contoso/artifacttypes/vmimage/offers/WebApp/skus/1/" \
+           "versions/1.1.0"
+    fake.on("PUT", path, lambda r: httpx.Response(201, json={
+        "name": "1.1.0", "location": "westus", **json.loads(r.content)}))
+    result = cli("image", "publish", "-p", "Contoso", "-f", "WebApp", "-s", "1",
+                 "--version", "1.1.0", "--source-uri", "https://example.test/w.tar.gz")
+    assert result.exit_code == 0, result.output
+    # No --os-type: the image's own image.json decides on the server.
+    assert fake.body("PUT", path) == {"location": "westus", "properties": {
+        "source": {"uri": "https://example.test/w.tar.gz"}}}

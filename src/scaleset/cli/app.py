@@ -25,6 +25,7 @@ app.command("serve")(serve_cmd.serve)
 app.command("demo")(demo_cmd.demo)
 app.add_typer(vmss_cmd.app, name="vmss")
 app.add_typer(image_cmd.app, name="vm")
+app.add_typer(image_cmd.images, name="image")  # `scaleset image ...` = `scaleset vm image ...`
 app.add_typer(network_cmd.app, name="network")
 app.add_typer(token_cmd.app, name="token")
 
