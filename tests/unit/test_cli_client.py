@@ -127,7 +127,7 @@ def client(fake: FakeArm, sleeps: list[float]) -> ArmClient:
 @pytest.fixture
 def cli(fake: FakeArm, sleeps: list[float], tmp_path: Path) -> Callable[..., Result]:
     """Run ``scaleset vmss|vm ...`` against the fake, with a token from the environment."""
-    root_apps = {"vmss": vmss.app, "vm": image.app}
+    root_apps = {"vmss": vmss.app, "vm": image.app, "image": image.images}
 
     def run(*args: str, env: dict[str, str] | None = None) -> Result:
         environ = {"HOME": str(tmp_path), "SCALESET_ENDPOINT": ENDPOINT,
