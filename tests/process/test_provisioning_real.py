@@ -6,7 +6,7 @@ import os
 import signal
 from typing import Any
 
-from tests.process.fleet import Fleet, wait_for
+from tests.process.fleet import VERSIONS, Fleet, wait_for
 
 CUSTOM_DATA = """#!/bin/sh
 # cwd is the OS disk; the first data disk is the first entry of SCALESET_DATA_DISKS.
@@ -114,3 +114,18 @@ def test_an_unknown_extension_type_fails_naming_the_type(fleet: Fleet) -> None:
     # As Azure shows a VM whose extension failed: provisioning Failed, not Succeeded.
     assert instance["properties"]["provisioningState"] == "Failed"
     assert "extension 'mystery' failed" in fleet.console("web", "0")
+
+
+def test_a_version_published_without_files_boots_the_base_image(fleet: Fleet) -> None:
+    fleet.call("PUT", f"{VERSIONS}/1.0.0", {"location": "westus", "properties": {
+        "osDiskImage": {"operatingSystem": "Linux"}}})
+    script = "#!/bin/sh\necho base-os > \"${SCALESET_DATA_DISKS%%:*}/booted\"\n"
+    fleet.create_scale_set("web", capacity=1, probe=False, custom_data=script)
+    # No health source: running with its (zero) extensions provisioned is healthy.
+    wait_for(lambda: fleet.all_healthy("web", 1), timeout=15, what="a base-image instance")
+    (sid,) = fleet.driver.scale_set_ids()
+    directory = fleet.driver.instance_directory(sid, "0")
+    assert directory is not None
+    wait_for(lambda: (directory / "disks" / "lun0" / "booted").exists(), timeout=5,
+             what="custom data to run on the base image")
+    assert "the base image" in fleet.console("web", "0")

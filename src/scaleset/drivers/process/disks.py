@@ -20,10 +20,17 @@ from pathlib import Path
 
 MARKER_DIR = ".scaleset"
 CUSTOM_DATA = "customdata"
+def _idle() -> list[str]:
+    """A process that waits to be stopped: coreutils' sleep (about 1 MB) where there is one."""
+    sleep = shutil.which("sleep")
+    if sleep is not None and sys.platform.startswith("linux"):
+        return [sleep, "infinity"]
+    return [sys.executable, "-c", "import signal; signal.sigwait({signal.SIGTERM, signal.SIGINT})"]
+
+
 BASE_IMAGE_MANIFEST = {
     "osType": "Linux",
-    "entrypoint": [sys.executable, "-c",
-                   "import signal; signal.sigwait({signal.SIGTERM, signal.SIGINT})"],
+    "entrypoint": _idle(),
     "description": "base image: no application installed",
 }
 

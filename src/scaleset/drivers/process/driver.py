@@ -387,7 +387,8 @@ class ProcessDriver:
         tree = self.artifacts.get(disk.digest).path if disk.digest else None
         disks.build_os_disk(live.disk_path(disk), tree)
         self._console(live, f"OS disk {disk.disk_id} built from image "
-                            f"{disk.image_version or '(base)'} {disk.digest or ''}".rstrip())
+                            f"{disk.image_version or '(none)'} " + (
+                                disk.digest or "(published without files: the base image)"))
 
     def _env(self, live: _Live) -> dict[str, str]:
         # The server's own settings (tokens among them) never reach an instance.
