@@ -151,6 +151,7 @@ INSTANCE_COLUMNS: Final = (
     Column("LatestModel", "properties.latestModelApplied"),
     Column("Image", "properties.storageProfile.imageReference.exactVersion"),
     Column("Health", _health),
+    Column("PrivateIp", "properties.instanceView.privateIPAddress"),
     Column("ProtectScaleIn", "properties.protectionPolicy.protectFromScaleIn"),
     Column("ProtectActions", "properties.protectionPolicy.protectFromScaleSetActions"),
 )
