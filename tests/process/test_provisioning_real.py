@@ -6,6 +6,8 @@ import os
 import signal
 from typing import Any
 
+import pytest
+
 from tests.process.fleet import VERSIONS, Fleet, wait_for
 
 CUSTOM_DATA = """#!/bin/sh
@@ -129,3 +131,21 @@ def test_a_version_published_without_files_boots_the_base_image(fleet: Fleet) ->
     wait_for(lambda: (directory / "disks" / "lun0" / "booted").exists(), timeout=5,
              what="custom data to run on the base image")
     assert "the base image" in fleet.console("web", "0")
+
+
+def test_an_instance_does_not_see_the_control_planes_environment(
+        fleet: Fleet, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_PASSWORD", "hunter2")
+    monkeypatch.setenv("SCALESET_BOOTSTRAP_TOKEN", "sst_secret")
+    fleet.publish("1.0.0")
+    script = "#!/bin/sh\nenv > \"${SCALESET_DATA_DISKS%%:*}/env\"\n"
+    fleet.create_scale_set("web", capacity=1, probe=False, custom_data=script)
+    (sid,) = wait_for(fleet.driver.scale_set_ids, timeout=10, what="the instance")
+    directory = fleet.driver.instance_directory(sid, "0")
+    assert directory is not None
+    seen = wait_for(lambda: (directory / "disks" / "lun0" / "env").exists()
+                    and (directory / "disks" / "lun0" / "env").read_text(), timeout=10,
+                    what="custom data to dump its environment")
+    assert "SCALESET_PRIVATE_IP=127." in seen and "SCALESET_INSTANCE_ID=0" in seen
+    assert "PATH=" in seen
+    assert "hunter2" not in seen and "sst_secret" not in seen

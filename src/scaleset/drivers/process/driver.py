@@ -52,6 +52,9 @@ MONITOR_PERIOD = 0.05
 BACKOFF_FIRST, BACKOFF_MAX = 0.5, 30.0
 STABLE_AFTER = 60.0  # seconds of running after which the back-off starts again from the first
 STOPPING = "interrupted: the control plane is stopping"
+INHERITED = frozenset({"PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "TZ", "TMPDIR",
+                       "TERM"})
+INHERITED_PREFIXES = ("LC_", "PYENV_")  # locale; pyenv's shims find their interpreter
 _SEVERITY = {HealthState.UNHEALTHY: 3, HealthState.INITIALIZING: 2, HealthState.UNKNOWN: 1,
              HealthState.HEALTHY: 0}
 
@@ -391,8 +394,10 @@ class ProcessDriver:
                                 disk.digest or "(published without files: the base image)"))
 
     def _env(self, live: _Live) -> dict[str, str]:
-        # The server's own settings (tokens among them) never reach an instance.
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SCALESET_")}
+        # Like a VM, an instance does not see the control plane's environment (its
+        # tokens, database URL, cloud credentials): only what finds programs and locale.
+        env = {k: v for k, v in os.environ.items()
+               if k in INHERITED or k.startswith(INHERITED_PREFIXES)}
         data = disks.ensure_data_disks(live.directory, [lun for lun, _ in live.state.data_disks])
         os_disk = live.disk_path(live.state.os_disk)
         env.update({
