@@ -14,15 +14,12 @@ import logging
 import os
 import secrets
 import shutil
-import subprocess
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO
 
 from scaleset.artifacts import ArtifactStore
 from scaleset.drivers.base import (
@@ -36,7 +33,15 @@ from scaleset.drivers.base import (
     RollbackOperation,
     UpgradeOperation,
 )
-from scaleset.drivers.process import addresses, disks, extensions, processes, records
+from scaleset.drivers.process import (
+    addresses,
+    disks,
+    extensions,
+    processes,
+    provision,
+    records,
+)
+from scaleset.drivers.process.instance import BACKOFF_FIRST, BACKOFF_MAX, LiveInstance
 from scaleset.drivers.process.probes import HealthExtensionSpec, Prober
 from scaleset.drivers.process.records import DiskState, InstanceState, OpState
 from scaleset.health import aggregate
@@ -45,11 +50,7 @@ from scaleset.upgrade.observations import OperationObservation, OperationState
 
 log = logging.getLogger("scaleset.driver.process")
 
-CONSOLE = "console.log"
-CONSOLE_KEEP = 1 << 20  # bytes of console output kept across boots
-CONSOLE_ROTATE = 4 << 20
 MONITOR_PERIOD = 0.05
-BACKOFF_FIRST, BACKOFF_MAX = 0.5, 30.0
 STABLE_AFTER = 60.0  # seconds of running after which the back-off starts again from the first
 STOPPING = "interrupted: the control plane is stopping"
 INHERITED = frozenset({"PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "TZ", "TMPDIR",
@@ -57,58 +58,6 @@ INHERITED = frozenset({"PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "TZ",
 INHERITED_PREFIXES = ("LC_", "PYENV_")  # locale; pyenv's shims find their interpreter
 _SEVERITY = {HealthState.UNHEALTHY: 3, HealthState.INITIALIZING: 2, HealthState.UNKNOWN: 1,
              HealthState.HEALTHY: 0}
-
-
-@dataclass(eq=False)
-class _Live:
-    """An instance as this process sees it: its state plus what only exists in memory."""
-
-    state: InstanceState
-    directory: Path
-    lock: threading.RLock = field(default_factory=threading.RLock)
-    """Held by whatever changes the instance (an operation, the supervisor)."""
-    save_lock: threading.Lock = field(default_factory=threading.Lock)
-    """Held while ``state.json`` is written or the operation log changes."""
-    busy: str | None = None  # "create" or the id of the operation in progress
-    popen: subprocess.Popen[bytes] | None = None
-    groups: set[int] = field(default_factory=set)
-    restart_at: float | None = None
-    backoff: float = BACKOFF_FIRST
-    started_at: float = 0.0
-
-    @property
-    def key(self) -> str:
-        """The environment marker every process of this instance carries."""
-        return (f"{records.scale_set_key(self.state.scale_set_id)}/{self.state.instance_id}/"
-                f"{self.state.incarnation}")
-
-    @property
-    def state_file(self) -> Path:
-        return self.directory / records.STATE_FILE
-
-    def disk_path(self, disk: DiskState) -> Path:
-        return self.directory / "os" / disk.disk_id
-
-    def save(self) -> None:
-        with self.save_lock:
-            records.save(self.state_file, self.state)
-
-    def record(self, op_id: str, outcome: OpState, *, only_if_new: bool = False,
-               persist: bool = True) -> bool:
-        """Log an operation's outcome (and persist it); ``False`` if ``only_if_new`` and known."""
-        with self.save_lock:
-            if only_if_new and op_id in self.state.ops:
-                return False
-            self.state.remember(op_id, outcome)
-            if persist:
-                records.save(self.state_file, self.state)
-            return True
-
-    def process_alive(self) -> bool:
-        if self.popen is not None:
-            return self.popen.poll() is None
-        pid = self.state.pid
-        return pid is not None and processes.alive(pid, self.state.pid_started)
 
 
 class ProcessDriver:
@@ -131,7 +80,7 @@ class ProcessDriver:
         self._block = addresses.block_for(root)
         self._claims = claims or addresses.default_claims()
         self._lock = threading.RLock()
-        self._live: dict[tuple[str, str], _Live] = {}
+        self._live: dict[tuple[str, str], LiveInstance] = {}
         self._missing_ops: dict[str, dict[str, OperationObservation]] = {}
         self._probes: dict[str, ProbeSpec | None] = {}
         self._prober = Prober(on_change=lambda _key: self._on_change())
@@ -161,7 +110,7 @@ class ProcessDriver:
                                     spec.health_source),
                 data_disks=[(d.lun, d.disk_id) for d in spec.data_disks],
                 incarnation=secrets.token_hex(6))
-            live = _Live(state, directory, busy="create")
+            live = LiveInstance(state, directory, busy="create")
             live.save()
             self._live[key] = live
         self._pool.submit(self._guarded, live, "create", self._create, live)
@@ -182,7 +131,7 @@ class ProcessDriver:
         live.directory = graveyard
         self._pool.submit(self._remove, live)
 
-    def _remove(self, live: _Live) -> None:
+    def _remove(self, live: LiveInstance) -> None:
         with live.lock:
             live.state.running = False
             self._stop(live)
@@ -245,15 +194,7 @@ class ProcessDriver:
 
     def console_log(self, scale_set_id: str, instance_id: str) -> bytes | None:
         live = self._live.get((scale_set_id, instance_id))
-        if live is None:
-            return None
-        try:
-            with open(live.directory / CONSOLE, "rb") as f:
-                f.seek(0, os.SEEK_END)
-                f.seek(max(0, f.tell() - CONSOLE_KEEP))
-                return f.read()
-        except FileNotFoundError:
-            return b""
+        return live.console_tail() if live is not None else None
 
     # -- life cycle of the driver ----------------------------------------------
     def next_event_time(self) -> datetime | None:
@@ -292,7 +233,7 @@ class ProcessDriver:
         return live.state.pid
 
     # -- operations ------------------------------------------------------------
-    def _guarded(self, live: _Live, busy: str | None, work: Callable[..., object],
+    def _guarded(self, live: LiveInstance, busy: str | None, work: Callable[..., object],
                  *args: object) -> None:
         """Run ``work`` holding the instance; record an unexpected failure instead of losing it."""
         with live.lock:
@@ -310,17 +251,17 @@ class ProcessDriver:
                     live.save()
         self._on_change()
 
-    def _create(self, live: _Live) -> None:
+    def _create(self, live: LiveInstance) -> None:
         disks.ensure_data_disks(live.directory, [lun for lun, _ in live.state.data_disks])
         try:
             self._build(live, live.state.os_disk)
         except (disks.DiskError, LookupError) as exc:
             live.state.failed, live.state.running = True, False
-            self._console(live, f"provisioning failed: {exc}")
+            live.note(f"provisioning failed: {exc}")
             return
         self._boot(live)
 
-    def _upgrade(self, live: _Live, op: UpgradeOperation) -> None:
+    def _upgrade(self, live: LiveInstance, op: UpgradeOperation) -> None:
         self._stop(live)
         new = _disk_state(op.os_disk_id, op.image_version, op.generation, op.image_digest,
                           op.extensions, op.custom_data, op.health_source)
@@ -328,7 +269,7 @@ class ProcessDriver:
             self._build(live, new)
         except (disks.DiskError, LookupError) as exc:
             live.state.failed, live.state.running = True, False
-            self._console(live, f"OS disk replacement failed: {exc}")
+            live.note(f"OS disk replacement failed: {exc}")
             self._finish(live, op.op_id, OperationState.FAILED,
                          f"building OS disk {op.os_disk_id} failed: {exc}")
             return
@@ -340,7 +281,7 @@ class ProcessDriver:
             shutil.rmtree(live.disk_path(older), ignore_errors=True)
         self._complete(live, op.op_id)
 
-    def _complete(self, live: _Live, op_id: str) -> None:
+    def _complete(self, live: LiveInstance, op_id: str) -> None:
         """Boot the disk an operation swapped in and record how that went.
 
         Interrupted by a shutdown, the operation stays Running: the next driver on
@@ -352,7 +293,7 @@ class ProcessDriver:
         self._finish(live, op_id, OperationState.FAILED if failure else
                      OperationState.SUCCEEDED, failure)
 
-    def _rollback(self, live: _Live, op: RollbackOperation) -> None:
+    def _rollback(self, live: LiveInstance, op: RollbackOperation) -> None:
         self._stop(live)
         state = live.state
         if state.previous is not None:
@@ -371,29 +312,29 @@ class ProcessDriver:
         state.failed, state.running = False, True
         live.record(op.op_id, OpState(OperationState.RUNNING.value,
                                       disk_id=state.os_disk.disk_id))
-        self._console(live, f"rolled back to OS disk {state.os_disk.disk_id} "
+        live.note(f"rolled back to OS disk {state.os_disk.disk_id} "
                             f"(image {state.os_disk.image_version})")
         self._complete(live, op.op_id)
 
-    def _release(self, live: _Live) -> None:
+    def _release(self, live: LiveInstance) -> None:
         previous = live.state.previous
         if previous is not None:
             shutil.rmtree(live.disk_path(previous), ignore_errors=True)
             live.state.previous = None
 
-    def _finish(self, live: _Live, op_id: str, state: OperationState, message: str | None
+    def _finish(self, live: LiveInstance, op_id: str, state: OperationState, message: str | None
                 ) -> None:
         live.record(op_id, OpState(state.value, _now().isoformat(), message))
 
     # -- disks and boots ---------------------------------------------------------
-    def _build(self, live: _Live, disk: DiskState) -> None:
+    def _build(self, live: LiveInstance, disk: DiskState) -> None:
         tree = self.artifacts.get(disk.digest).path if disk.digest else None
         disks.build_os_disk(live.disk_path(disk), tree)
-        self._console(live, f"OS disk {disk.disk_id} built from image "
+        live.note(f"OS disk {disk.disk_id} built from image "
                             f"{disk.image_version or '(none)'} " + (
                                 disk.digest or "(published without files: the base image)"))
 
-    def _env(self, live: _Live) -> dict[str, str]:
+    def _env(self, live: LiveInstance) -> dict[str, str]:
         # Like a VM, an instance does not see the control plane's environment (its
         # tokens, database URL, cloud credentials): only what finds programs and locale.
         env = {k: v for k, v in os.environ.items()
@@ -410,7 +351,7 @@ class ProcessDriver:
         })
         return env
 
-    def _boot(self, live: _Live) -> str | None:
+    def _boot(self, live: LiveInstance) -> str | None:
         """Start the instance's OS disk; on a new disk, run custom data and extensions.
 
         Returns why provisioning failed, or ``None``.
@@ -429,54 +370,19 @@ class ProcessDriver:
             self._watch(live)
             failed = [x for x in disk.statuses() if x.state == "Failed"]
             return _extension_failure(failed[0]) if failed else None
-        with self._console_file(live) as console:
-            if custom_data.startswith(b"#!"):
-                self._run_custom_data(live, path, env, console)
-            ctx = extensions.Context(os_disk=path, env=env, console=console,
-                                     spawn_group=live.groups.add)
-            statuses: list[ExtensionStatus] = []
-            for spec in disk.extension_specs():
-                if self._stopping.is_set():
-                    break
-                disk.extension_statuses = [_status_dict(s) for s in statuses] + [
-                    _status_dict(ExtensionStatus(spec.name, f"{spec.publisher}.{spec.type}",
-                                                 "Creating", None, spec.type_handler_version))]
-                statuses.append(extensions.run(spec, ctx))
-        if self._stopping.is_set():
-            # Not provisioned: custom data and extensions run again at the next start,
-            # rather than a shutdown's killed command being remembered as a failure.
-            disk.extension_statuses = []
+        statuses = provision.provision(live, custom_data, env, self._stopping)
+        if statuses is None:
             return STOPPING
-        disk.extension_statuses = [_status_dict(s) for s in statuses]
-        disk.provisioned = True
-        live.save()
         self._watch(live)
         failed = [s for s in statuses if s.state == "Failed"]
         return _extension_failure(failed[0]) if failed else None
 
-    def _run_custom_data(self, live: _Live, os_disk: Path, env: dict[str, str],
-                         console: IO[bytes]) -> None:
-        script = disks.custom_data_path(os_disk)
-        script.chmod(0o755)
-        console.write(b"[scaleset] running custom data\n")
-        console.flush()
-        process = processes.spawn([str(script)], cwd=os_disk, env=env, log=console)
-        live.groups.add(process.pid)
-        try:
-            code = process.wait(timeout=extensions.DEFAULT_BUDGET)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            code = process.wait()
-        # Like cloud-init, a failing user script is reported, not fatal to provisioning.
-        console.write(f"[scaleset] custom data exited with status {code}\n".encode())
-        console.flush()
-
-    def _spawn(self, live: _Live, env: dict[str, str] | None = None) -> str | None:
+    def _spawn(self, live: LiveInstance, env: dict[str, str] | None = None) -> str | None:
         """Start the entrypoint; why it could not start (then a retry is scheduled)."""
         if self._stopping.is_set():
             return STOPPING
         path = live.disk_path(live.state.os_disk)
-        with self._console_file(live) as console:
+        with live.console_file() as console:
             console.write(f"[scaleset] booting OS disk {live.state.os_disk.disk_id} (image "
                           f"{live.state.os_disk.image_version or 'base'}) at "
                           f"{live.state.private_ip}\n".encode())
@@ -503,7 +409,7 @@ class ProcessDriver:
         live.save()
         return None
 
-    def _stop(self, live: _Live) -> None:
+    def _stop(self, live: LiveInstance) -> None:
         self._prober.unwatch(self._probe_key(live))
         groups = set(live.groups)
         if live.state.pid is not None and processes.alive(live.state.pid,
@@ -516,12 +422,12 @@ class ProcessDriver:
         live.groups.clear()
         live.restart_at = None
 
-    def _stop_for_shutdown(self, live: _Live) -> None:
+    def _stop_for_shutdown(self, live: LiveInstance) -> None:
         with live.lock:
             self._stop(live)
             live.save()
 
-    def _watch(self, live: _Live) -> None:
+    def _watch(self, live: LiveInstance) -> None:
         extension = _health_extension(live.state.os_disk)
         probe = self._probes.get(live.state.scale_set_id)
         if live.state.os_disk.health_source and (probe is not None or extension is not None):
@@ -530,17 +436,17 @@ class ProcessDriver:
         else:
             self._prober.unwatch(self._probe_key(live))
 
-    def _home(self, live: _Live) -> Path:
+    def _home(self, live: LiveInstance) -> Path:
         """The instance's own directory (it moves aside when the instance is deleted)."""
         return self.root / records.scale_set_key(live.state.scale_set_id) / \
             live.state.instance_id
 
     @staticmethod
-    def _probe_key(live: _Live) -> tuple[str, str]:
+    def _probe_key(live: LiveInstance) -> tuple[str, str]:
         return (live.state.scale_set_id, live.state.instance_id)
 
     # -- what the shell sees -----------------------------------------------------
-    def _seen(self, live: _Live) -> DriverInstance:
+    def _seen(self, live: LiveInstance) -> DriverInstance:
         state = live.state
         disk = state.os_disk
         busy = live.busy
@@ -567,7 +473,7 @@ class ProcessDriver:
             data_disk_ids=tuple(d for _, d in state.data_disks), private_ip=state.private_ip,
             extensions=statuses)
 
-    def _application_health(self, live: _Live) -> HealthState | None:
+    def _application_health(self, live: LiveInstance) -> HealthState | None:
         disk = live.state.os_disk
         if not disk.health_source:
             return None
@@ -596,7 +502,7 @@ class ProcessDriver:
                 finally:
                     live.lock.release()
 
-    def _supervise(self, live: _Live) -> None:
+    def _supervise(self, live: LiveInstance) -> None:
         state = live.state
         if not state.running or state.failed or self._stopping.is_set():
             return
@@ -607,7 +513,7 @@ class ProcessDriver:
                     live.backoff = BACKOFF_FIRST
                 return
             code = live.popen.poll() if live.popen is not None else None
-            self._console(live, f"process exited (status {code}); restarting in "
+            live.note(f"process exited (status {code}); restarting in "
                                 f"{live.backoff:.1f} s")
             self._prober.unwatch(self._probe_key(live))
             processes.stop_all(live.key, sorted(live.groups), grace=self.stop_grace)
@@ -635,7 +541,7 @@ class ProcessDriver:
             except (OSError, ValueError, TypeError, KeyError) as exc:
                 log.error("cannot read %s (%s): instance left alone", state_file, exc)
                 continue
-            live = _Live(state, state_file.parent)
+            live = LiveInstance(state, state_file.parent)
             if state_file.parent.name.startswith(".deleted-"):  # deleted before a crash
                 processes.stop_all(live.key, (), grace=self.stop_grace)
                 shutil.rmtree(state_file.parent, ignore_errors=True)
@@ -657,7 +563,7 @@ class ProcessDriver:
                 processes.stop_all(live.key, (), grace=self.stop_grace)
                 state.pid = state.pid_started = None
                 live.save()
-                self._console(live, f"resuming operation {resume} after a control-plane "
+                live.note(f"resuming operation {resume} after a control-plane "
                                     "restart")
                 self._pool.submit(self._guarded, live, resume, self._complete, live, resume)
                 continue
@@ -666,7 +572,7 @@ class ProcessDriver:
                 live.groups.add(state.pid)
                 live.started_at = time.monotonic()
                 self._watch(live)
-                self._console(live, "adopted by a new control plane")
+                live.note("adopted by a new control plane")
                 live.save()
                 continue
             # Anything of it that survived without its main process goes: it boots anew.
@@ -675,23 +581,6 @@ class ProcessDriver:
             live.save()
             if state.running and not state.failed:
                 self._pool.submit(self._guarded, live, None, self._boot, live)
-
-    # -- console -------------------------------------------------------------------
-    def _console_file(self, live: _Live) -> IO[bytes]:
-        path = live.directory / CONSOLE
-        try:
-            if path.stat().st_size > CONSOLE_ROTATE:
-                with open(path, "rb") as f:
-                    f.seek(-CONSOLE_KEEP, os.SEEK_END)
-                    tail = f.read()
-                path.write_bytes(tail)
-        except FileNotFoundError:
-            pass
-        return open(path, "ab")
-
-    def _console(self, live: _Live, line: str) -> None:
-        with self._console_file(live) as console:
-            console.write(f"[scaleset] {line}\n".encode())
 
 
 def _now() -> datetime:
@@ -704,11 +593,6 @@ def _disk_state(disk_id: str, image_version: str | None, generation: int, digest
     return DiskState(disk_id=disk_id, image_version=image_version, generation=generation,
                      digest=digest, extensions=[records.extension_dict(e) for e in specs],
                      custom_data=custom_data, health_source=health_source)
-
-
-def _status_dict(status: ExtensionStatus) -> dict[str, object]:
-    return {"name": status.name, "type": status.type, "state": status.state,
-            "message": status.message, "type_handler_version": status.type_handler_version}
 
 
 def _extension_failure(status: ExtensionStatus) -> str:

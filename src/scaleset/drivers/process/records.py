@@ -91,6 +91,12 @@ def extension_dict(spec: ExtensionSpec) -> dict[str, Any]:
             "settings": dict(spec.settings), "protected_settings": dict(spec.protected_settings)}
 
 
+def status_dict(status: ExtensionStatus) -> dict[str, Any]:
+    """An extension status as ``DiskState.extension_statuses`` keeps it."""
+    return {"name": status.name, "type": status.type, "state": status.state,
+            "message": status.message, "type_handler_version": status.type_handler_version}
+
+
 def _disk(data: dict[str, Any] | None) -> DiskState | None:
     return DiskState(**data) if data is not None else None
 
