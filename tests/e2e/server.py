@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import ssl
 import subprocess
@@ -89,3 +90,22 @@ def running_server(data_dir: Path, *, health_timeout: str = "3",
             process.kill()
             process.wait(5)
         log.close()
+        kill_instances(data_dir)  # a test must not leave instances behind, whatever happened
+
+
+def kill_instances(data_dir: Path) -> None:
+    """SIGKILL every process of an instance whose OS disk lies under ``data_dir``."""
+    root = os.path.realpath(data_dir)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            marked = b"SCALESET_INSTANCE_KEY=" in (entry / "environ").read_bytes()
+            cwd = os.readlink(entry / "cwd")
+        except OSError:
+            continue
+        if marked and (cwd == root or cwd.startswith(root + os.sep)):
+            try:
+                os.kill(int(entry.name), signal.SIGKILL)
+            except ProcessLookupError:
+                pass

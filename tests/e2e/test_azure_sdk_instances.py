@@ -4,6 +4,7 @@ extension statuses and boot diagnostics read back through the SDK's own models."
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -124,3 +125,46 @@ def test_the_sdks_drive_real_instances(server: Server) -> None:
     compute.virtual_machine_scale_sets.begin_delete(RG, "web").result()
     network.load_balancers.begin_delete(RG, "lb").result()
     assert list(network.load_balancers.list(RG)) == []
+
+
+def test_sigterm_stops_serve_and_its_instances_promptly_with_an_sdk_connection_open(
+        server: Server) -> None:
+    """An idle TLS keep-alive connection (the SDK keeps one) must not hold the shutdown."""
+    network = NetworkManagementClient(StaticCredential(server.token), SUB,
+                                      base_url=server.endpoint,
+                                      connection_verify=str(server.ca), retry_total=0)
+    network.load_balancers.begin_create_or_update(RG, "lb", n.LoadBalancer(
+        location="westus", probes=[n.Probe(name="http", protocol="Http", port=8080,
+                                           request_path="/health")])).result()
+    with server.http() as http:
+        r = http.put(f"{VERSIONS}/1.0.0?api-version=2026-04-01", json={
+            "location": "westus",
+            "properties": {"source": {"path": str(ROOT / "examples/images/webapp/1.0.0")}}})
+        assert r.status_code == 201, r.text
+    compute = ComputeManagementClient(StaticCredential(server.token), SUB,
+                                      base_url=server.endpoint,
+                                      connection_verify=str(server.ca), retry_total=0)
+    compute.virtual_machine_scale_sets.begin_create_or_update(RG, "web", m.VirtualMachineScaleSet(
+        location="westus", sku=m.Sku(name="Standard_D2s_v3", capacity=1),
+        virtual_machine_profile=m.VirtualMachineScaleSetVMProfile(
+            storage_profile=m.VirtualMachineScaleSetStorageProfile(
+                image_reference=m.ImageReference(publisher="Contoso", offer="WebApp", sku="1",
+                                                 version="latest"))))).result()
+    vm = _wait(lambda: [v for v in compute.virtual_machine_scale_set_vms.list(
+        RG, "web", expand="instanceView") if v.instance_view
+        and v.instance_view.get("privateIPAddress")])[0]
+    address = vm.instance_view["privateIPAddress"]
+    _wait(lambda: _answers(address))
+    started = time.monotonic()
+    server.process.send_signal(signal.SIGTERM)
+    server.process.wait(15)
+    assert time.monotonic() - started < 10
+    assert server.process.returncode == 0
+    assert not _answers(address)  # the instance stopped with the control plane
+
+
+def _answers(address: str) -> bool:
+    try:
+        return httpx.get(f"http://{address}:8080/", timeout=1, trust_env=False).status_code == 200
+    except httpx.HTTPError:
+        return False

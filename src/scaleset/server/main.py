@@ -54,6 +54,9 @@ def _known_bad_images(store: Store) -> set[str]:
         return {r.version for r in rows if simulated_unhealthy(r.properties)}
 
 
+GRACEFUL_SHUTDOWN_SECONDS = 3
+
+
 def _exit_on_signal(signum: int, _frame: object) -> None:
     raise SystemExit(0)
 
@@ -162,8 +165,12 @@ def _run(settings: ServeSettings, store: Store, clock: SystemClock,
     print(f"scaleset listening on {endpoint} (driver: {settings.driver}, database: "
           f"{store.engine.url.render_as_string(hide_password=True)})", file=out, flush=True)
 
+    # A bounded graceful shutdown: an idle TLS keep-alive connection (the Azure SDK's)
+    # otherwise holds the shutdown for asyncio's 30 s TLS close timeout, and whoever
+    # stopped us may give up and SIGKILL before the instances are stopped.
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning",
-                            ssl_certfile=certfile, ssl_keyfile=keyfile, access_log=False)
+                            ssl_certfile=certfile, ssl_keyfile=keyfile, access_log=False,
+                            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS)
     server = uvicorn.Server(config)
     loop.start()
     try:
