@@ -89,8 +89,8 @@ def running_server(data_dir: Path, *, health_timeout: str = "3",
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(5)
+            kill_instances(data_dir)  # it could not stop them itself: no orphans
         log.close()
-        kill_instances(data_dir)  # a test must not leave instances behind, whatever happened
 
 
 def kill_instances(data_dir: Path) -> None:
