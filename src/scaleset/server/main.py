@@ -57,6 +57,17 @@ def _known_bad_images(store: Store) -> set[str]:
 GRACEFUL_SHUTDOWN_SECONDS = 3
 
 
+class _QuietIdleCut(logging.Filter):
+    """Drop uvicorn's error line for cutting idle connections at the graceful-shutdown bound.
+
+    "Cancel 0 running task(s)" means no request was cut, only idle keep-alive
+    connections: nothing an operator needs to act on.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.getMessage().startswith("Cancel 0 running task(s)"))
+
+
 def _exit_on_signal(signum: int, _frame: object) -> None:
     raise SystemExit(0)
 
@@ -172,6 +183,7 @@ def _run(settings: ServeSettings, store: Store, clock: SystemClock,
                             ssl_certfile=certfile, ssl_keyfile=keyfile, access_log=False,
                             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS)
     server = uvicorn.Server(config)
+    logging.getLogger("uvicorn.error").addFilter(_QuietIdleCut())
     loop.start()
     try:
         server.run()
