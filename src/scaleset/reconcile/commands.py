@@ -19,6 +19,7 @@ from scaleset.errors import InvalidParameter, NotFound, OperationNotAllowed
 from scaleset.model import sequencing
 from scaleset.model.instance import InstanceRecord
 from scaleset.model.scaleset import ScaleSet
+from scaleset.reconcile import images
 from scaleset.reconcile.probes import check_health_probe
 from scaleset.reconcile.settings import ShellSettings
 from scaleset.reconcile.shell import run_id_for
@@ -54,31 +55,6 @@ def _image_identity(model: ScaleSet) -> tuple[str | None, ...]:
     ref = model.image_reference
     return tuple((v or "").lower() or None for v in
                  (ref.publisher, ref.offer, ref.sku, ref.version, ref.id))
-
-
-def resolve_image_version(tx: Tx, location: str, model: ScaleSet) -> str | None:
-    """The concrete image version ``model`` asks for: ``latest`` resolved now, or as pinned."""
-    ref = model.image_reference
-    if ref.version is None:
-        return None
-    if not (ref.publisher and ref.offer and ref.sku):
-        return None if ref.version.lower() == "latest" else ref.version
-    found = tx.image_versions(location, ref.publisher, ref.offer, ref.sku)
-    if ref.version.lower() != "latest":
-        if ref.version not in {v.version for v in found}:
-            raise InvalidParameter(
-                f"image {ref.publisher}/{ref.offer}/{ref.sku} has no version '{ref.version}' "
-                f"in '{location}'; use a published version or 'latest'",
-                target="properties.virtualMachineProfile.storageProfile.imageReference.version")
-        return ref.version
-    latest = versions.latest(v.version for v in found)
-    if latest is None:
-        raise InvalidParameter(
-            f"no version of image {ref.publisher}/{ref.offer}/{ref.sku} is published in "
-            f"'{location}', so 'latest' cannot be resolved; publish one first",
-            target="properties.virtualMachineProfile.storageProfile.imageReference",
-        )
-    return latest
 
 
 CUSTOM_DATA_LIMIT = 64 * 1024  # bytes, decoded
@@ -123,6 +99,10 @@ def validate_model(model: ScaleSet) -> None:
                 target="properties.virtualMachineProfile.osProfile.customData")
 
 
+def _auto(model: ScaleSet) -> bool:
+    return model.automatic_os_upgrade.enable_automatic_os_upgrade
+
+
 def create_scale_set(store: Store, *, scale_set_id: str, model: ScaleSet, now: datetime
                      ) -> ScaleSetRow:
     """Record a new scale set; the reconciler creates its instances."""
@@ -132,11 +112,12 @@ def create_scale_set(store: Store, *, scale_set_id: str, model: ScaleSet, now: d
         if tx.get_scale_set(scale_set_id) is not None:
             raise OperationNotAllowed(f"scale set '{name}' already exists", target="name")
         check_health_probe(tx, model)
-        image_version = resolve_image_version(tx, model.location, model)
+        image_version = images.resolve_image_version(tx, model.location, model, now)
         row = ScaleSetRow(
             id=scale_set_id, name=name, location=model.location, model=model, generation=1,
             image_version=image_version, next_instance_id=0,
             etag=_etag(f"{scale_set_id}/1/{now.isoformat()}"), created_at=now, updated_at=now,
+            auto_os_upgrade_since=now if _auto(model) else None,
         )
         tx.insert_scale_set(row)
         tx.append_events(scale_set_id, None, [Event(
@@ -160,10 +141,12 @@ def update_scale_set(store: Store, *, scale_set_id: str, model: ScaleSet, now: d
         image_version = row.image_version
         if _image_identity(model) != _image_identity(row.model):
             # A different image (or pinned version): resolved now, refused if unknown.
-            image_version = resolve_image_version(tx, row.location, model)
+            image_version = images.resolve_image_version(tx, row.location, model, now)
+        since = row.auto_os_upgrade_since if _auto(row.model) else None
         updated = row.replace(model=model, generation=generation, image_version=image_version,
                               etag=_etag(f"{scale_set_id}/{generation}/{now.isoformat()}"),
-                              updated_at=now)
+                              updated_at=now,
+                              auto_os_upgrade_since=(since or now) if _auto(model) else None)
         tx.update_scale_set(updated)
         if generation != row.generation:
             tx.append_events(scale_set_id, None, [Event(
@@ -253,7 +236,7 @@ def start_os_upgrade(store: Store, *, scale_set_id: str, now: datetime,
                 "imageReference.version to 'latest'.",
                 target="properties.virtualMachineProfile.storageProfile.imageReference.version",
             )
-        target = resolve_image_version(tx, row.location, row.model)
+        target = images.resolve_image_version(tx, row.location, row.model, now)
         records = tx.instances(scale_set_id)
         run = run_machine.start_run(
             run_id=run_id_for(row.id, len(tx.past_runs(row.id)) + 1),

@@ -23,7 +23,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from scaleset.catalog import versions
 from scaleset.clock import Clock
 from scaleset.drivers.base import (
     Driver,
@@ -284,13 +283,8 @@ class Reconciler:
             if version is None:
                 return None
             if found is None:
-                ref = row.model.image_reference
-                found = {}
-                if ref.publisher and ref.offer and ref.sku:
-                    with self.store.transaction() as tx:
-                        found = {v.version: images.artifact_digest(v.properties) for v in
-                                 tx.image_versions(row.location, ref.publisher, ref.offer,
-                                                   ref.sku)}
+                with self.store.transaction() as tx:
+                    found = images.digests(tx, row.location, row.model)
             return found.get(version)
         return digest
 
@@ -367,7 +361,8 @@ class Reconciler:
         row = tx_row
         with self.store.transaction() as tx:
             runs = tx.past_runs(row.id)
-            latest = self._latest_image_version(tx, row)
+            chosen = images.latest(tx, row.location, row.model, now)
+        latest = chosen.version if chosen is not None else None
         past = [trigger.PastRun(r.kind, r.started_by, r.target.image_version, r.status,
                                 r.target.generation) for r in runs]
         model = row.model
@@ -401,14 +396,6 @@ class Reconciler:
         """The policy a new run of this scale set follows."""
         return Policy.from_model(row.model.rolling_upgrade_policy,
                                  health_timeout=self.settings.health_timeout)
-
-    @staticmethod
-    def _latest_image_version(tx: Tx, row: ScaleSetRow) -> str | None:
-        ref = row.model.image_reference
-        if (ref.version or "").lower() != "latest" or not (ref.publisher and ref.offer and ref.sku):
-            return None
-        found = tx.image_versions(row.location, ref.publisher, ref.offer, ref.sku)
-        return versions.latest(v.version for v in found)
 
     @staticmethod
     def _image_reference(row: ScaleSetRow, run: Run) -> dict[str, str] | None:

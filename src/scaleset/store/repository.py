@@ -70,6 +70,8 @@ class ScaleSetRow:
     created_at: datetime
     updated_at: datetime
     revision: int = 0
+    auto_os_upgrade_since: datetime | None = None
+    """When ``enableAutomaticOSUpgrade`` last turned on; None while it is off."""
 
     def replace(self, **changes: Any) -> ScaleSetRow:
         return dataclasses.replace(self, **changes)
@@ -99,6 +101,31 @@ class LoadBalancerRow:
     model: LoadBalancer
     created_at: datetime
     updated_at: datetime
+
+
+@dataclass(frozen=True)
+class ResourceRow:
+    """A stored ARM resource: ``body`` as GET returns it, ``state`` the server's own facts.
+
+    ``id`` and ``parent_id`` are canonical ARM ids (any casing; the store keys
+    them lower-cased); ``type`` is the full resource type, e.g.
+    ``Microsoft.Compute/galleries/images/versions``.
+    """
+
+    id: str
+    type: str
+    parent_id: str | None
+    subscription: str
+    resource_group: str
+    name: str
+    location: str
+    body: Mapping[str, Any]
+    state: Mapping[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+    def replace(self, **changes: Any) -> ResourceRow:
+        return dataclasses.replace(self, **changes)
 
 
 @dataclass(frozen=True)
@@ -233,7 +260,15 @@ def _scale_set_from_row(row: Any) -> ScaleSetRow:
         created_at=row.created_at,
         updated_at=row.updated_at,
         revision=row.revision,
+        auto_os_upgrade_since=row.auto_os_upgrade_since,
     )
+
+
+def _resource_from_row(row: Any) -> ResourceRow:
+    return ResourceRow(
+        id=row.id, type=row.type, parent_id=row.parent_id, subscription=row.subscription,
+        resource_group=row.resource_group, name=row.name, location=row.location,
+        body=row.body, state=row.state, created_at=row.created_at, updated_at=row.updated_at)
 
 
 def _load_balancer_from_row(row: Any) -> LoadBalancerRow:
@@ -269,6 +304,7 @@ class Tx:
             generation=row.generation, image_version=row.image_version,
             next_instance_id=row.next_instance_id, etag=row.etag,
             created_at=row.created_at, updated_at=row.updated_at, revision=row.revision,
+            auto_os_upgrade_since=row.auto_os_upgrade_since,
         ))
 
     def update_scale_set(self, row: ScaleSetRow) -> None:
@@ -277,6 +313,7 @@ class Tx:
             model=_model_json(row.model),
             generation=row.generation, image_version=row.image_version,
             next_instance_id=row.next_instance_id, etag=row.etag, updated_at=row.updated_at,
+            auto_os_upgrade_since=row.auto_os_upgrade_since,
         ))
 
     def touch(self, scale_set_id: str) -> int | None:
@@ -428,6 +465,55 @@ class Tx:
         if resource_group is not None:
             query = query.where(c.resource_group == resource_group.lower())
         return [_load_balancer_from_row(r) for r in self.conn.execute(query.order_by(c.id))]
+
+    # -- generic resources -----------------------------------------------------
+    def put_resource(self, row: ResourceRow) -> None:
+        """Insert or replace a resource (``created_at`` of an existing one is kept)."""
+        c = t.resources.c
+        values = dict(type=row.type.lower(),
+                      parent_id=row.parent_id.lower() if row.parent_id else None,
+                      subscription=row.subscription.lower(),
+                      resource_group=row.resource_group.lower(), name=row.name,
+                      location=row.location, body=dict(row.body), state=dict(row.state),
+                      updated_at=row.updated_at)
+        result = self.conn.execute(update(t.resources).where(c.id == row.id.lower())
+                                   .values(**values))
+        if result.rowcount == 0:
+            self.conn.execute(insert(t.resources).values(
+                id=row.id.lower(), created_at=row.created_at, **values))
+
+    def get_resource(self, resource_id: str, *, for_update: bool = False) -> ResourceRow | None:
+        """The resource with this id (any casing), or None; ``for_update`` locks it
+        (see ``get_load_balancer``)."""
+        c = t.resources.c
+        if for_update:
+            self.conn.execute(update(t.resources).where(c.id == resource_id.lower())
+                              .values(updated_at=c.updated_at))
+        row = self.conn.execute(select(t.resources).where(c.id == resource_id.lower())).first()
+        return _resource_from_row(row) if row else None
+
+    def delete_resource(self, resource_id: str) -> bool:
+        """Delete a resource and everything below it; False when there was none."""
+        c = t.resources.c
+        key = resource_id.lower()
+        children = list(self.conn.execute(select(c.id).where(c.parent_id == key)).scalars())
+        for child in children:
+            self.delete_resource(child)
+        return bool(self.conn.execute(delete(t.resources).where(c.id == key)).rowcount)
+
+    def resources(self, resource_type: str, *, subscription: str | None = None,
+                  resource_group: str | None = None, parent_id: str | None = None
+                  ) -> list[ResourceRow]:
+        """Resources of one type, optionally within a subscription, group or parent, by id."""
+        c = t.resources.c
+        query = select(t.resources).where(c.type == resource_type.lower())
+        if subscription is not None:
+            query = query.where(c.subscription == subscription.lower())
+        if resource_group is not None:
+            query = query.where(c.resource_group == resource_group.lower())
+        if parent_id is not None:
+            query = query.where(c.parent_id == parent_id.lower())
+        return [_resource_from_row(r) for r in self.conn.execute(query.order_by(c.id))]
 
     # -- runs ------------------------------------------------------------------
     def insert_run(self, run: Run, *, target_image_reference: Mapping[str, Any] | None) -> None:

@@ -68,6 +68,9 @@ scale_sets = Table(
     Column("etag", String(64), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
+    # When enableAutomaticOSUpgrade last turned on (None while off): the first
+    # rollout's delay counts from here.
+    Column("auto_os_upgrade_since", UTCDateTime()),
 )
 
 instances = Table(
@@ -182,6 +185,26 @@ load_balancers = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
     Index(None, "subscription", "resource_group"),
+)
+
+# ARM resources that only need to be stored, listed and looked up by id or parent:
+# galleries, gallery image definitions and versions, Service Fabric clusters.
+resources = Table(
+    "resources",
+    metadata,
+    Column("id", String(768), primary_key=True),  # canonical ARM id, lower-cased
+    Column("type", String(128), nullable=False),  # e.g. microsoft.compute/galleries/images
+    Column("parent_id", String(768)),  # lower-cased id of the parent resource, if any
+    Column("subscription", String(128), nullable=False),  # lower-cased, for listing
+    Column("resource_group", String(128), nullable=False),  # lower-cased, for listing
+    Column("name", String(128), nullable=False),  # as the client spelled it
+    Column("location", String(64), nullable=False),
+    Column("body", JSON, nullable=False),  # the resource as GET returns it
+    Column("state", JSON, nullable=False),  # server-owned facts never shown as written
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Index(None, "type", "subscription", "resource_group"),
+    Index(None, "parent_id"),
 )
 
 tokens = Table(
