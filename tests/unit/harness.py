@@ -111,6 +111,8 @@ class Harness:
     passes: list[Pass] = field(default_factory=list)
     breached: bool = False  # a settled batch breached maxUnhealthyUpgradedInstancePercent
     freeze_operations: bool = False  # copy the driver's (live) operation view at each pass
+    cluster: Callable[[datetime, Mapping[str, InstanceObservation]], bool] | None = None
+    """Service Fabric: the cluster's reported health at a time, given the fleet (None: none)."""
 
     # -- construction -----------------------------------------------------------
     @classmethod
@@ -169,7 +171,8 @@ class Harness:
                 generation=seen.generation, protected=where.protected,
             )
         ops = dict(snapshot.operations) if self.freeze_operations else snapshot.operations
-        return Observations(fleet, ops)
+        cluster = None if self.cluster is None else self.cluster(self.clock.now(), fleet)
+        return Observations(fleet, ops, cluster)
 
     def submit(self, action: Action) -> None:
         match action:
@@ -332,8 +335,13 @@ def check_pass(p: Pass, *, breached_before: bool = False) -> None:
         size = len(batch.instance_ids)
         outside = unhealthy(obs, [i for i in obs.instances if i not in batch.instance_ids])
         limit = rules.batch_limit(total, after.policy.max_batch_instance_percent)
-        assert size == 1 or size + outside <= limit, (size, outside, limit)
-        if not after.policy.enable_cross_zone_upgrade:
+        if after.policy.by_update_domain:
+            # Service Fabric: one whole update domain, only on a healthy cluster.
+            assert obs.cluster_healthy is not False, "a domain started on an unhealthy cluster"
+            assert len({obs.instances[i].update_domain for i in batch.instance_ids}) == 1
+        else:
+            assert size == 1 or size + outside <= limit, (size, outside, limit)
+        if not after.policy.enable_cross_zone_upgrade and not after.policy.by_update_domain:
             assert len({obs.instances[i].zone for i in batch.instance_ids}) == 1
         assert all(not obs.instances[i].protected for i in batch.instance_ids)
     # A settled batch that breaches the upgraded-unhealthy rule stops the run.

@@ -15,6 +15,8 @@ from scaleset.model.base import ArmModel
 from scaleset.model.durations import Duration
 
 UpgradeMode = Literal["Automatic", "Manual", "Rolling"]
+SERVICE_FABRIC_PUBLISHER = "microsoft.azure.servicefabric"
+SERVICE_FABRIC_TYPES = frozenset({"servicefabricnode", "servicefabriclinuxnode"})
 
 
 class Sku(ArmModel):
@@ -194,6 +196,15 @@ class ScaleSet(ArmModel):
     def extensions(self) -> list[Extension]:
         profile = self.properties.virtual_machine_profile.extension_profile
         return list(profile.extensions) if profile else []
+
+    @property
+    def service_fabric_extension(self) -> Extension | None:
+        """The Service Fabric node extension, if this scale set is a Service Fabric node type."""
+        for e in self.extensions:
+            if (e.properties.publisher.lower() == SERVICE_FABRIC_PUBLISHER
+                    and e.properties.type.lower() in SERVICE_FABRIC_TYPES):
+                return e
+        return None
 
     @property
     def data_disks(self) -> list[DataDisk]:

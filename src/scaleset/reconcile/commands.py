@@ -22,7 +22,7 @@ from scaleset.model.scaleset import ScaleSet
 from scaleset.reconcile import images
 from scaleset.reconcile.probes import check_health_probe
 from scaleset.reconcile.settings import ShellSettings
-from scaleset.reconcile.shell import run_id_for
+from scaleset.reconcile.shell import run_id_for, run_policy
 from scaleset.store.repository import ImageVersionRow, ScaleSetRow, Store, Tx
 from scaleset.upgrade import run as run_machine
 from scaleset.upgrade.actions import Decision, Event
@@ -242,8 +242,7 @@ def start_os_upgrade(store: Store, *, scale_set_id: str, now: datetime,
             run_id=run_id_for(row.id, len(tx.past_runs(row.id)) + 1),
             scale_set_id=row.id, kind=RunKind.OS_IMAGE, started_by=started_by,
             target=Target(target, row.generation),
-            policy=Policy.from_model(row.model.rolling_upgrade_policy,
-                                     health_timeout=settings.health_timeout),
+            policy=run_policy(row.model, settings),
             fleet=_fleet(records), now=now,
             disable_automatic_rollback=row.model.automatic_os_upgrade.disable_automatic_rollback,
         )

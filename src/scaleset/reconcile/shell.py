@@ -32,7 +32,8 @@ from scaleset.drivers.base import (
     RollbackOperation,
     UpgradeOperation,
 )
-from scaleset.model.instance import InstanceRecord
+from scaleset.model.instance import HealthState, InstanceRecord
+from scaleset.model.scaleset import ScaleSet
 from scaleset.reconcile import images, membership, probes
 from scaleset.reconcile.settings import ShellSettings
 from scaleset.store.repository import ConflictError, ScaleSetRow, Store, Tx
@@ -82,7 +83,8 @@ def run_id_for(scale_set_id: str, sequence: int) -> str:
     return hashlib.sha1(f"{scale_set_id}/run/{sequence}".encode()).hexdigest()[:20]
 
 
-def observations(records: Mapping[str, InstanceRecord], snapshot: DriverSnapshot) -> Observations:
+def observations(records: Mapping[str, InstanceRecord], snapshot: DriverSnapshot,
+                 cluster_healthy: bool | None = None) -> Observations:
     """The core's view of the fleet: the store's placement and protection, the driver's state."""
     fleet: dict[str, InstanceObservation] = {}
     for iid, record in records.items():
@@ -98,7 +100,21 @@ def observations(records: Mapping[str, InstanceRecord], snapshot: DriverSnapshot
             generation=seen.generation,
             protected=record.protect_from_scale_set_actions,
         )
-    return Observations(fleet, snapshot.operations)
+    return Observations(fleet, snapshot.operations, cluster_healthy)
+
+
+def run_policy(model: ScaleSet, settings: ShellSettings) -> Policy:
+    """The policy a new run of a scale set with this model follows."""
+    return Policy.from_model(model.rolling_upgrade_policy, health_timeout=settings.health_timeout,
+                             by_update_domain=model.service_fabric_extension is not None)
+
+
+def cluster_endpoint(model: ScaleSet) -> str | None:
+    """The Service Fabric cluster a node type's extension joins (lower-cased), if any."""
+    extension = model.service_fabric_extension
+    if extension is None:
+        return None
+    return str((extension.properties.settings or {}).get("clusterEndpoint") or "").lower()
 
 
 def _refreshed(record: InstanceRecord, seen: DriverInstance) -> InstanceRecord:
@@ -210,7 +226,7 @@ class Reconciler:
             for iid, r in records.items()
         }
         changed_records = [r for iid, r in refreshed.items() if r is not records[iid]]
-        obs = observations(refreshed, snapshot)
+        obs = observations(refreshed, snapshot, self._cluster_healthy(row, snapshot))
 
         decision: Decision | None = None
         new_run = False
@@ -394,8 +410,29 @@ class Reconciler:
 
     def policy_for(self, row: ScaleSetRow) -> Policy:
         """The policy a new run of this scale set follows."""
-        return Policy.from_model(row.model.rolling_upgrade_policy,
-                                 health_timeout=self.settings.health_timeout)
+        return run_policy(row.model, self.settings)
+
+    def _cluster_healthy(self, row: ScaleSetRow, snapshot: DriverSnapshot) -> bool | None:
+        """Service Fabric: every node of the cluster reports healthy (None: not a node type).
+
+        A node's report is its instance's health, which counts the Service Fabric
+        extension's provisioning status. This node type is read from the driver;
+        other node types of the same cluster from their last stored observation.
+        """
+        endpoint = cluster_endpoint(row.model)
+        if endpoint is None:
+            return None
+        if any(i.health is not HealthState.HEALTHY for i in snapshot.instances.values()):
+            return False
+        with self.store.transaction() as tx:
+            for other_id in tx.scale_set_ids():
+                other = tx.get_scale_set(other_id) if other_id != row.id else None
+                if other is None or cluster_endpoint(other.model) != endpoint:
+                    continue
+                if any(r.health_state is not HealthState.HEALTHY
+                       for r in tx.instances(other_id).values()):
+                    return False
+        return True
 
     @staticmethod
     def _image_reference(row: ScaleSetRow, run: Run) -> dict[str, str] | None:

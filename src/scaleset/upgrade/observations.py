@@ -51,6 +51,8 @@ class Observations:
 
     instances: Mapping[str, InstanceObservation]
     operations: Mapping[str, OperationObservation] = field(default_factory=dict)
+    cluster_healthy: bool | None = None
+    """Service Fabric: whether every node of the cluster reports healthy (None: no cluster)."""
 
     def operation(self, op_id: str) -> OperationObservation:
         return self.operations.get(op_id) or OperationObservation(op_id, _UNKNOWN)

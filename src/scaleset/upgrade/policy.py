@@ -46,9 +46,12 @@ def exceeds(count: int, total: int, percent: int) -> bool:
     return count * 100 > percent * total
 
 
-def _natural(instance_id: str) -> tuple[int, int, str]:
-    # "10" sorts after "9"; non-numeric ids after numeric ones.
+def natural_key(instance_id: str) -> tuple[int, int, str]:
+    """Sort key for instance ids: "10" after "9"; non-numeric ids after numeric ones."""
     return (0, int(instance_id), "") if instance_id.isdigit() else (1, 0, instance_id)
+
+
+_natural = natural_key
 
 
 def upgrade_order(
@@ -115,6 +118,20 @@ def plan_batch(
         chosen.append(o.instance_id)
         unhealthy_inside = inside
     return chosen
+
+
+def update_domain_batch(candidates: Sequence[InstanceObservation]) -> list[str]:
+    """Service Fabric's batch: every candidate in the lowest update domain left.
+
+    >>> fleet = [InstanceObservation(str(i), update_domain=i % 3) for i in range(7)]
+    >>> update_domain_batch(fleet), update_domain_batch(fleet[1:3] + fleet[4:6])
+    (['0', '3', '6'], ['1', '4'])
+    """
+    if not candidates:
+        return []
+    domain = min(o.update_domain for o in candidates)
+    return sorted((o.instance_id for o in candidates if o.update_domain == domain),
+                  key=natural_key)
 
 
 def describe_unhealthy(count: int, total: int, percent: int, *, what: str) -> str:

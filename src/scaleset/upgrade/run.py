@@ -22,6 +22,10 @@ This module owns every rule of a run's life that is not arithmetic:
 5. Otherwise the next batch waits ``pauseTimeBetweenBatches``.
 6. A batch that has not settled within ``policy.batch_timeout`` (an operation
    that never finishes) faults the run with ``RollingUpgradeTimeoutError``.
+7. Service Fabric (``policy.by_update_domain``): a batch is one whole update
+   domain, lowest first, and starts only while the cluster reports healthy;
+   a cluster still unhealthy ``policy.health_timeout`` after the batch became
+   due faults the run (``ServiceFabricClusterUnhealthy``), instances untouched.
 
 The pass is level-triggered: it reads the whole run and the whole
 observation and never depends on which event woke it. An operation the
@@ -69,6 +73,9 @@ IN_ROLLING_UPGRADE: Final = "MaxUnhealthyInstancePercentExceededInRollingUpgrade
 UPGRADED_UNHEALTHY: Final = "MaxUnhealthyUpgradedInstancePercentExceededInRollingUpgrade"
 FINISHED_WITH_FAILURES: Final = "RollingUpgradeInProgressWithFailedUpgradedVMs"
 TIMED_OUT: Final = "RollingUpgradeTimeoutError"
+CLUSTER_UNHEALTHY: Final = "ServiceFabricClusterUnhealthy"
+CLUSTER_RECHECK: Final = timedelta(seconds=1)
+"""How soon an unhealthy cluster is looked at again (the driver's events also wake the shell)."""
 
 
 def on_target(observed: InstanceObservation, target: Target) -> bool:
@@ -314,6 +321,11 @@ class _Pass:
             if error := self.whole_set_gate(code):
                 self.finish(RunStatus.FAULTED, error)
                 return
+        if run.policy.by_update_domain and not run.all_at_once:
+            if not self.cluster_gate():
+                return
+            chosen = policy_rules.update_domain_batch(candidates)
+        elif not run.all_at_once:
             chosen = policy_rules.plan_batch(
                 candidates, obs.instances,
                 max_batch_instance_percent=run.policy.max_batch_instance_percent,
@@ -331,6 +343,31 @@ class _Pass:
         self.event("BatchStarted", f"batch {index + 1}: {len(chosen)} instances",
                    batch=index, instances=list(chosen))
         self.wake.append(self.now + run.policy.batch_timeout)  # look again if it never settles
+
+
+    def cluster_gate(self) -> bool:
+        """Whether the next update domain may start: the cluster reports healthy.
+
+        Waiting is bounded by the health timeout, counted from when the batch
+        became due; past it the run faults before touching another instance.
+        """
+        if self.obs.cluster_healthy is not False:
+            return True
+        due = self.run.next_batch_at or self.now
+        limit = due + self.run.policy.health_timeout
+        if self.now >= limit:
+            unhealthy = sorted((o.instance_id for o in self.obs.instances.values()
+                                if not o.healthy), key=policy_rules.natural_key)
+            shown = ", ".join(unhealthy[:10]) or "nodes of other node types"
+            self.finish(RunStatus.FAULTED, RunError(
+                CLUSTER_UNHEALTHY,
+                f"the Service Fabric cluster did not report healthy within "
+                f"{_seconds(self.run.policy.health_timeout)} before update domain "
+                f"{len(self.run.batches) + 1} (unhealthy nodes: {shown}); repair the "
+                "cluster's nodes, then start the upgrade again"))
+            return False
+        self.wake.append(min(limit, self.now + CLUSTER_RECHECK))
+        return False
 
 
 def _close(batch: Batch, now: datetime) -> Batch:

@@ -114,10 +114,13 @@ class Policy:
     batch_timeout: timedelta = DEFAULT_BATCH_TIMEOUT
     """A batch not settled by then (a reimage or rollback that never finishes) faults the
     run with RollingUpgradeTimeoutError instead of waiting forever."""
+    by_update_domain: bool = False
+    """Service Fabric: one update domain per batch, each started only on a healthy cluster."""
 
     @classmethod
     def from_model(
-        cls, policy: RollingUpgradePolicy, *, health_timeout: timedelta = DEFAULT_HEALTH_TIMEOUT
+        cls, policy: RollingUpgradePolicy, *, health_timeout: timedelta = DEFAULT_HEALTH_TIMEOUT,
+        by_update_domain: bool = False,
     ) -> Policy:
         return cls(
             max_batch_instance_percent=policy.max_batch_instance_percent,
@@ -130,6 +133,7 @@ class Policy:
                 policy.rollback_failed_instances_on_policy_breach
             ),
             health_timeout=health_timeout,
+            by_update_domain=by_update_domain,
         )
 
 

@@ -11,6 +11,12 @@ Built in:
 * ``Microsoft.ManagedServices/ApplicationHealthLinux`` and
   ``ApplicationHealthWindows``: validate the settings; the driver's prober
   then watches the application through them.
+* ``Microsoft.Azure.ServiceFabric/ServiceFabricNode`` (and
+  ``ServiceFabricLinuxNode``): join the node to its cluster: check the
+  settings (``clusterEndpoint``, ``nodeTypeRef``, ``durabilityLevel``) and
+  record the node's membership in the OS disk. The node then reports healthy
+  while its instance runs; the reconciler reads the cluster's health from
+  these reports.
 
 Settings and protected settings are merged, protected ones winning, as the
 guest agent does.
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import shutil
 import subprocess
 import urllib.parse
@@ -39,6 +46,8 @@ CUSTOM_SCRIPT = frozenset({"microsoft.azure.extensions/customscript",
                            "microsoft.compute/customscriptextension"})
 APPLICATION_HEALTH = frozenset({"microsoft.managedservices/applicationhealthlinux",
                                 "microsoft.managedservices/applicationhealthwindows"})
+SERVICE_FABRIC = frozenset({"microsoft.azure.servicefabric/servicefabricnode",
+                            "microsoft.azure.servicefabric/servicefabriclinuxnode"})
 DEFAULT_BUDGET = 90 * 60.0  # seconds: Azure's extensions time budget
 DOWNLOAD_TIMEOUT = 30.0
 OUTPUT_LIMIT = 4096  # characters of a script's output kept in its status message
@@ -81,8 +90,10 @@ def run(spec: ExtensionSpec, ctx: Context) -> ExtensionStatus:
         elif spec.handler in APPLICATION_HEALTH:
             health_spec(spec)
             message = "Application health probe configured"
+        elif spec.handler in SERVICE_FABRIC:
+            message = _service_fabric_node(spec, ctx)
         else:
-            known = sorted(CUSTOM_SCRIPT | APPLICATION_HEALTH)
+            known = sorted(CUSTOM_SCRIPT | APPLICATION_HEALTH | SERVICE_FABRIC)
             raise ExtensionFailed(
                 f"no handler for extension type '{spec.publisher}.{spec.type}' on this control "
                 f"plane; built-in handlers: {', '.join(known)}")
@@ -98,6 +109,23 @@ def run(spec: ExtensionSpec, ctx: Context) -> ExtensionStatus:
 def _console(ctx: Context, line: str) -> None:
     ctx.console.write(f"[scaleset] {line}\n".encode())
     ctx.console.flush()
+
+
+# -- Service Fabric --------------------------------------------------------------
+def _service_fabric_node(spec: ExtensionSpec, ctx: Context) -> str:
+    settings = merged_settings(spec)
+    missing = [k for k in ("clusterEndpoint", "nodeTypeRef", "durabilityLevel")
+               if not isinstance(settings.get(k), str) or not settings[k]]
+    if missing:
+        raise ExtensionFailed(f"Service Fabric settings lack {', '.join(missing)}; set them "
+                              "to the cluster's endpoint, the node type's name and its "
+                              "durability level")
+    node = {k: settings[k] for k in ("clusterEndpoint", "nodeTypeRef", "durabilityLevel")}
+    state = ctx.os_disk / ".scaleset"
+    state.mkdir(exist_ok=True)
+    (state / "servicefabric-node.json").write_text(json.dumps(node, indent=2) + "\n")
+    return (f"node of type '{node['nodeTypeRef']}' joined cluster {node['clusterEndpoint']} "
+            f"(durability {node['durabilityLevel']})")
 
 
 # -- CustomScript --------------------------------------------------------------
