@@ -12,6 +12,7 @@ from scaleset.api import envelope
 from scaleset.api.context import ApiContext
 from scaleset.api.paths import CanonicalPathMiddleware
 from scaleset.api.routes import (
+    galleries,
     images,
     instances,
     loadbalancers,
@@ -35,7 +36,8 @@ def create_app(context: ApiContext) -> FastAPI:
     )
     app.state.context = context
     envelope.install(app)
-    for module in (scalesets, upgrades, instances, images, operations, loadbalancers):
+    for module in (scalesets, upgrades, instances, images, operations, loadbalancers,
+                   galleries):
         app.include_router(module.router)
 
     @app.get("/healthz", tags=["service"])

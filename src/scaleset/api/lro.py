@@ -5,7 +5,8 @@ Starting one records an operation row and answers with ``Azure-AsyncOperation``
 ``Retry-After: 1``. The status is *derived* when polled, level-triggered
 from the state of the world: a scale-set PUT is done when every instance
 exists and has provisioned; ``osRollingUpgrade`` when its run has ended; a
-delete when the resource is gone. The first terminal answer is written back
+delete when the resource is gone; a gallery image version's PUT when its
+replication to every target region has ended. The first terminal answer is written back
 so it never changes afterwards.
 """
 
@@ -21,6 +22,7 @@ from sqlalchemy import insert, select, update
 
 from scaleset.api.context import ApiContext
 from scaleset.model.instance import ProvisioningState
+from scaleset.reconcile import galleries
 from scaleset.store import tables as t
 from scaleset.store.repository import NotFoundError, Tx
 from scaleset.upgrade.state import RunStatus
@@ -36,6 +38,7 @@ SCALE_SET_DELETE: Final = "scaleSetDelete"
 RUN: Final = "run"  # osRollingUpgrade, manualupgrade, reimage: when the run ends
 CANCEL: Final = "cancel"  # rollingUpgrades/cancel: when the run has stopped
 INSTANCE_DELETE: Final = "instanceDelete"
+GALLERY_IMAGE_VERSION_PUT: Final = "galleryImageVersionPut"  # when replication has ended
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,8 @@ def _derive(tx: Tx, op: Operation) -> tuple[str, str | None, str | None]:
         error = run.error
         return FAILED, error.code if error else "RollingUpgradeFailed", \
             error.message if error else "the rolling upgrade faulted"
+    if op.kind == GALLERY_IMAGE_VERSION_PUT:
+        return galleries.put_outcome(tx.get_resource(op.resource_id))
     return FAILED, "InternalServerError", f"unknown operation kind {op.kind}"
 
 

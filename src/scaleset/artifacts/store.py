@@ -29,6 +29,9 @@ from scaleset.artifacts.manifest import ImageManifest, load_manifest
 
 _DIGEST = re.compile(r"sha256:([0-9a-f]{64})")
 
+Progress = Callable[[int, int], None]
+"""``(bytes copied, bytes in all)`` while a directory source is copied."""
+
 
 @dataclass(frozen=True)
 class Artifact:
@@ -52,7 +55,8 @@ class ArtifactStore:
         self._tmp.mkdir(exist_ok=True)
 
     def ingest(self, source: Path, *,
-               accept: Callable[[str, ImageManifest], None] | None = None) -> Artifact:
+               accept: Callable[[str, ImageManifest], None] | None = None,
+               progress: Progress | None = None) -> Artifact:
         """Store the image version at ``source``: a directory or a ``.tar.gz``/``.tgz`` file.
 
         Returns the stored artifact; the same content ingested again returns the
@@ -60,6 +64,8 @@ class ArtifactStore:
         message and ``.entry``) when the source is refused; nothing is stored then.
         ``accept``, when given, is called with the digest and the manifest before
         anything is stored; whatever it raises refuses the ingest the same way.
+        ``progress(copied, total)`` (bytes), when given, is called as a directory
+        source is copied; whatever it raises stops the ingest, storing nothing.
         """
         source = Path(source)
         if source.is_dir():
@@ -79,7 +85,7 @@ class ArtifactStore:
         try:
             staged = work / "tree"
             if source.is_dir():
-                _copy_directory(source, staged)
+                _copy_directory(source, staged, progress)
             else:
                 staged.mkdir()
                 tarballs.unpack(source, staged)
@@ -132,11 +138,26 @@ class ArtifactStore:
         return self._trees / match.group(1)
 
 
-def _copy_directory(source: Path, staged: Path) -> None:
+def _copy_directory(source: Path, staged: Path, progress: Progress | None = None) -> None:
     # Checked before copying: copytree would read a device forever and a link
     # out of the tree could pull host files in; the staged copy is checked again.
     tree.scan(source)
+    copy: Callable[[str, str], object] = shutil.copy2
+    if progress is not None:
+        report = progress
+        total = sum(p.stat().st_size for p in source.rglob("*")
+                    if p.is_file() and not p.is_symlink())
+        copied = 0
+        report(0, total)
+
+        def copy_counting(src: str, dst: str) -> object:
+            nonlocal copied
+            result = shutil.copy2(src, dst)
+            copied += os.path.getsize(dst)
+            report(min(copied, total), total)
+            return result
+        copy = copy_counting
     try:
-        shutil.copytree(source, staged, symlinks=True)
+        shutil.copytree(source, staged, symlinks=True, copy_function=copy)
     except (OSError, shutil.Error) as exc:
         raise ArtifactError(f"could not copy {source}: {exc}", entry=str(source)) from exc

@@ -33,6 +33,10 @@ def serve(
     insecure_http: Annotated[bool, typer.Option(
         "--insecure-http", envvar="SCALESET_INSECURE_HTTP", help="Plain HTTP (no TLS).")]
     = False,
+    replication_delay: Annotated[str, typer.Option(
+        envvar="SCALESET_REPLICATION_DELAY",
+        help="Simulated driver: how long a gallery image version takes to replicate to a "
+             "region, seconds or ISO 8601 (the process driver really copies).")] = "2",
 ) -> None:
     """Run the API, the reconcile loop and the driver until interrupted."""
     import os
@@ -46,12 +50,18 @@ def serve(
                                  else health_timeout)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--health-timeout") from exc
+    try:
+        replication = parse_duration(float(replication_delay) if _is_number(replication_delay)
+                                     else replication_delay)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--replication-delay") from exc
     if (tls_cert is None) != (tls_key is None):
         raise typer.BadParameter("give both --tls-cert and --tls-key, or neither")
     settings = ServeSettings(
         host=host, port=port, data_dir=data_dir, database_url=database_url, driver=driver,
         health_timeout=timeout, tls_cert=tls_cert, tls_key=tls_key, insecure_http=insecure_http,
         bootstrap_token=os.environ.get("SCALESET_BOOTSTRAP_TOKEN") or None,
+        replication_delay=replication,
     )
     def write_config(endpoint: str, ca_file: Path | None, token: str | None) -> None:
         path = clientconfig.default_config_path()

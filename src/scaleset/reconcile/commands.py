@@ -193,12 +193,7 @@ def _fleet(records: Mapping[str, InstanceRecord]) -> dict[str, InstanceObservati
 
 
 def _insert_started_run(tx: Tx, row: ScaleSetRow, run: Run, now: datetime) -> None:
-    ref = row.model.image_reference
-    reference = None
-    if run.target.image_version is not None:
-        reference = {k: v for k, v in (("publisher", ref.publisher), ("offer", ref.offer),
-                                       ("sku", ref.sku), ("id", ref.id)) if v}
-        reference["version"] = run.target.image_version
+    reference = images.target_reference(row.model, run.target.image_version)
     tx.insert_run(run, target_image_reference=reference)
     tx.append_events(row.id, run.run_id, [Event(
         "RunStarted", f"{run.kind} run started by {run.started_by}: "
@@ -229,11 +224,12 @@ def start_os_upgrade(store: Store, *, scale_set_id: str, now: datetime,
         row = _get(tx, scale_set_id)
         _ensure_idle(tx, row, "osRollingUpgrade")
         ref = row.model.image_reference
-        if (ref.version or "").lower() != "latest":
+        if not images.wants_latest(row.model):  # a gallery image's id without /versions/
             raise OperationNotAllowed(
                 "The OS Rolling Upgrade API needs a platform or gallery image with version "
-                f"'latest'; scale set '{row.name}' pins version '{ref.version}'. Set "
-                "imageReference.version to 'latest'.",
+                f"'latest'; scale set '{row.name}' pins version '{ref.version or ref.id}'. Set "
+                "imageReference.version to 'latest' (for a gallery image: imageReference.id "
+                "to the image definition's id).",
                 target="properties.virtualMachineProfile.storageProfile.imageReference.version",
             )
         target = images.resolve_image_version(tx, row.location, row.model, now)

@@ -436,13 +436,7 @@ class Reconciler:
 
     @staticmethod
     def _image_reference(row: ScaleSetRow, run: Run) -> dict[str, str] | None:
-        ref = row.model.image_reference
-        if run.target.image_version is None:
-            return None
-        out = {k: v for k, v in (("publisher", ref.publisher), ("offer", ref.offer),
-                                 ("sku", ref.sku), ("id", ref.id)) if v}
-        out["version"] = run.target.image_version
-        return out
+        return images.target_reference(row.model, run.target.image_version)
 
     def _on_run_end(self, tx: Tx, row: ScaleSetRow, run: Run, now: datetime) -> None:
         if run.status is RunStatus.COMPLETED and run.kind is RunKind.OS_IMAGE:

@@ -2,7 +2,8 @@
 
 It wakes when a pass asked for it (``wake_at``), when the driver has an event
 due, when the API rings the doorbell (``notify``), and at least every
-``resync`` as the safety net. A pass that fails is logged and retried after
+``resync`` as the safety net. Each round first lets the replicator move gallery
+image versions' replication along (``replicate``). A pass that fails is logged and retried after
 a short back-off; it never takes the loop down.
 """
 
@@ -26,8 +27,12 @@ SHORTEST_WAIT = 0.01
 class ReconcileLoop:
     def __init__(self, *, reconciler: Reconciler, store: Store, clock: Clock,
                  driver_next_event: Callable[[], datetime | None] | None = None,
-                 resync: timedelta = timedelta(seconds=1)) -> None:
+                 resync: timedelta = timedelta(seconds=1),
+                 replicate: Callable[[datetime], datetime | None] | None = None) -> None:
         self.reconciler = reconciler
+        self._replicate = replicate
+        """Moves gallery image versions' replication along (``Replicator.replicate_pending``);
+        it answers when it is next due."""
         self.store = store
         self.clock = clock
         self.resync = resync
@@ -54,6 +59,16 @@ class ReconcileLoop:
         """One round over every scale set; seconds until the next is due."""
         now = self.clock.now()
         due = now + self.resync
+        if self._replicate is not None:
+            # Before the scale sets: a region that completes now is seen by this round's
+            # trigger. A failure must not stop the scale sets' passes.
+            try:
+                replication_due = self._replicate(now)
+            except Exception:
+                log.exception("replication round failed")
+                replication_due = now + BACKOFF
+            if replication_due is not None:
+                due = min(due, replication_due)
         # The driver's scale sets first: one the store does not know by the time it is
         # read is an orphan (a scale set is recorded before its first instance exists
         # and forgotten only after its last is gone).

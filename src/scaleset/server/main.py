@@ -22,6 +22,7 @@ from scaleset.clock import SystemClock
 from scaleset.artifacts import ArtifactStore
 from scaleset.drivers.process.driver import ProcessDriver
 from scaleset.drivers.simulated import SimulatedDriver, Timings
+from scaleset.reconcile.replication import Replicator
 from scaleset.reconcile.settings import ShellSettings
 from scaleset.reconcile.shell import Reconciler
 from scaleset.security import tls, tokens
@@ -154,8 +155,13 @@ def _run(settings: ServeSettings, store: Store, clock: SystemClock,
          on_ready: Ready | None, out: TextIO) -> None:
     reconciler = Reconciler(store=store, driver=driver, clock=clock,
                             settings=ShellSettings(health_timeout=settings.health_timeout))
+    # Real copies into per-region stores with real instances; a simulated delay otherwise.
+    replicator = Replicator(store=store, clock=clock,
+                            artifacts=artifacts if isinstance(driver, ProcessDriver) else None,
+                            delay=settings.replication_delay, notify=lambda _: wake.ring())
     loop = ReconcileLoop(reconciler=reconciler, store=store, clock=clock,
-                         driver_next_event=driver.next_event_time, resync=settings.resync)
+                         driver_next_event=driver.next_event_time, resync=settings.resync,
+                         replicate=replicator.replicate_pending)
     wake.target = loop.notify
 
     context = ApiContext(store=store, clock=clock, settings=reconciler.settings,
@@ -189,6 +195,7 @@ def _run(settings: ServeSettings, store: Store, clock: SystemClock,
         server.run()
     finally:
         loop.stop()
+        replicator.close()  # a copy cut short resumes at the next start
 
 
 def _lock_data_dir(data_dir: Path) -> IO[str]:

@@ -31,6 +31,9 @@ class ServeSettings:
     """SCALESET_BOOTSTRAP_TOKEN: the first contributor token (never logged)."""
     resync: timedelta = timedelta(seconds=1)
     """The reconcile loop looks at every scale set at least this often."""
+    replication_delay: timedelta = timedelta(seconds=2)
+    """Simulated driver: how long a gallery image version takes to replicate to a region
+    (the process driver really copies the artifact instead)."""
 
     @property
     def url(self) -> str:

@@ -25,6 +25,20 @@ def compute_version(api_version: str | None = Query(default=None, alias="api-ver
     return versions.check(api_version, versions.COMPUTE, provider="Microsoft.Compute")
 
 
+def gallery_version(api_version: str | None = Query(default=None, alias="api-version")) -> str:
+    """The api-version of a gallery request (``Microsoft.Compute/galleries``), on the
+    Gallery calendar."""
+    return versions.check(api_version, versions.GALLERY, provider="Microsoft.Compute/galleries")
+
+
+def operation_version(api_version: str | None = Query(default=None, alias="api-version")
+                      ) -> str:
+    """An operation's status is polled with the api-version of the request that started
+    it: a Compute one, or a Gallery one for gallery image versions."""
+    accepted = tuple(sorted(set(versions.COMPUTE) | set(versions.GALLERY)))
+    return versions.check(api_version, accepted, provider="Microsoft.Compute")
+
+
 def network_version(api_version: str | None = Query(default=None, alias="api-version")) -> str:
     """The api-version of a ``Microsoft.Network`` request, checked against its own calendar."""
     return versions.check(api_version, versions.NETWORK, provider="Microsoft.Network")

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse, Response
 from scaleset.api import lro
 from scaleset.api.auth import READ
 from scaleset.api.context import ApiContext, get_context
-from scaleset.api.routes.common import compute_version
+from scaleset.api.routes.common import operation_version
 from scaleset.errors import NotFound
 
 router = APIRouter(tags=["operations"])
@@ -22,7 +22,7 @@ OPERATION = "/subscriptions/{subscription}/providers/Microsoft.Compute/locations
 @router.get(OPERATION, response_model=None)
 def operation_status(subscription: str, location: str, operation_id: str,
                      monitor: bool = Query(default=False),
-                     _v: str = Depends(compute_version), _a: object = Depends(READ),
+                     _v: str = Depends(operation_version), _a: object = Depends(READ),
                      context: ApiContext = Depends(get_context)) -> Response:
     """InProgress (with ``Retry-After: 1``), then Succeeded, Failed or Canceled.
 
