@@ -64,6 +64,18 @@ def test_the_sdk_publishes_a_gallery_version_and_a_scale_set_uses_it(
         ("West US", "Completed", 100), ("eastus", "Completed", 100)}
     assert client.gallery_image_versions.get(RG, "gal", "app", "1.0.0").replication_status \
         is None
+
+    # Read, modify, write: one more target region, replicated before the poller returns.
+    version.publishing_profile.target_regions.append(m.TargetRegion(name="northeurope"))
+    updated = client.gallery_image_versions.begin_create_or_update(
+        RG, "gal", "app", "1.0.0", version, polling_interval=0.1).result()
+    assert updated.provisioning_state == "Succeeded"
+    assert updated.publishing_profile.published_date == \
+        version.publishing_profile.published_date
+    regions = client.gallery_image_versions.get(RG, "gal", "app", "1.0.0",
+                                                expand="ReplicationStatus").replication_status
+    assert {s.region: s.state for s in regions.summary} == {
+        "West US": "Completed", "eastus": "Completed", "northeurope": "Completed"}
     assert [v.name for v in client.gallery_image_versions.list_by_gallery_image(
         RG, "gal", "app")] == ["1.0.0"]
 

@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 
 from scaleset.api.app import create_app
 from scaleset.api.context import ApiContext
+from scaleset.errors import OperationNotAllowed
 from scaleset.model.scaleset import ScaleSet
 from scaleset.reconcile import commands
 from scaleset.reconcile.replication import Replicator
@@ -321,6 +322,8 @@ def test_galleries_list_per_group_and_subscription(api: Galleries) -> None:
     assert api.put(other, {"location": "westus"}).status_code == 201
     moved = api.put(other, {"location": "eastus"})
     assert moved.status_code == 400 and moved.json()["error"]["target"] == "location"
+    nowhere = api.put(f"{PROVIDER}/galleries/g4", {"location": "west/us"})
+    assert nowhere.status_code == 400 and "not a region name" in nowhere.text
     in_group = api.get(f"{PROVIDER}/galleries").json()
     assert [g["name"] for g in in_group["value"]] == ["gal1", "gal2"]
     everything = api.get(f"/subscriptions/{SUB}/providers/Microsoft.Compute/galleries").json()
@@ -342,3 +345,27 @@ def test_a_restarted_replicator_resumes_pending_regions(api: Galleries) -> None:
     api.replicate(DELAY / 2)
     status = api.get(f"{DEFINITION}/versions/1.0.0", "&$expand=ReplicationStatus").json()
     assert status["properties"]["replicationStatus"]["aggregatedState"] == "Completed"
+
+
+def test_a_manual_upgrade_goes_to_the_gallery_images_latest(api: Galleries) -> None:
+    api.publish("1.0.0", BOTH)
+    api.replicate()
+    sid = api.scale_set(automatic=False)
+    api.publish("1.1.0", BOTH)
+    api.replicate()
+    run = api.world.start_upgrade(sid)
+    assert (run.started_by, run.target.image_version) == (StartedBy.USER, "1.1.0")
+    api.world.settle(sid)
+    pinned = api.scale_set("pinned", image_id=f"{DEFINITION}/versions/1.0.0", automatic=False)
+    with pytest.raises(OperationNotAllowed, match="pins version"):
+        api.world.start_upgrade(pinned)
+
+
+def test_a_managed_image_reference_resolves_to_no_version_without_failing(
+        api: Galleries) -> None:
+    sid = api.scale_set(image_id=f"{PROVIDER}/images/my-managed-image", automatic=False)
+    assert api.image_version(sid) is None
+    api.publish("1.0.0", BOTH)
+    api.replicate()
+    api.world.reconciler.reconcile(sid)
+    assert active_run(api, sid) is None

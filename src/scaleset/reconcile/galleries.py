@@ -132,6 +132,10 @@ def put_gallery(store: Store, *, subscription: str, resource_group: str, name: s
         raise InvalidParameter(
             f"gallery name '{name}' is not valid: use 1-80 letters, digits, '.', '_' or '-', "
             "starting and ending with a letter or digit", target="name")
+    if not rules.is_region(body.location):
+        raise InvalidParameter(
+            f"location '{body.location}' is not a region name: use letters, digits and "
+            "spaces, e.g. 'westus' or 'West US 2'", target="location")
     key = gallery_id(subscription, resource_group, name)
     with store.transaction() as tx:
         existing = tx.get_resource(key, for_update=True)

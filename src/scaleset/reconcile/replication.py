@@ -42,7 +42,7 @@ from scaleset.catalog.gallery import RegionReplication
 from scaleset.clock import Clock
 from scaleset.errors import ScalesetError
 from scaleset.reconcile import galleries
-from scaleset.store.repository import ResourceRow, Store
+from scaleset.store.repository import ResourceRow, Store, StoreError
 
 log = logging.getLogger("scaleset.replication")
 
@@ -155,9 +155,14 @@ class Replicator:
             except Exception as exc:  # a worker thread's boundary: report, never die silently
                 log.exception("replication of %s to %s failed", version_id, region)
                 outcome = f"replication failed: {exc}"
-            self._update(version_id, lambda r: (
-                r if r.key != region or r.state != rules.REPLICATING else
-                r.completed(self.clock.now()) if outcome is None else r.failed(outcome)))
+            try:
+                self._update(version_id, lambda r: (
+                    r if r.key != region or r.state != rules.REPLICATING else
+                    r.completed(self.clock.now()) if outcome is None else r.failed(outcome)))
+            except Exception:  # the store did not answer: the next round copies again
+                log.exception("recording the replication of %s to %s failed", version_id,
+                              region)
+                return
         finally:
             # Only now: until the store says Completed (or Failed), no second copy starts.
             with self._lock:
@@ -180,10 +185,14 @@ class Replicator:
             percent = min(99, copied * 100 // total) if total else 0
             if percent >= written[0] + PROGRESS_STEP:
                 written[0] = percent
-                self._update(version_id, lambda r: r if r.key != region or
-                             r.state != rules.REPLICATING else
-                             RegionReplication(r.name, r.state, percent, r.details,
-                                               r.started_at, r.completed_at))
+                try:
+                    self._update(version_id, lambda r: r if r.key != region or
+                                 r.state != rules.REPLICATING else
+                                 RegionReplication(r.name, r.state, percent, r.details,
+                                                   r.started_at, r.completed_at))
+                except StoreError:  # progress is for people; the copy goes on
+                    log.warning("could not record the progress of %s to %s", version_id,
+                                region)
 
         def same_digest(found: str, _manifest: ImageManifest) -> None:
             if found != digest:
