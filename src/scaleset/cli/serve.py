@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -9,6 +11,7 @@ import typer
 
 from scaleset.model.durations import parse_duration
 from scaleset.server.settings import DEFAULT_PORT, ServeSettings
+from scaleset.upgrade import timing
 
 
 def serve(
@@ -37,6 +40,23 @@ def serve(
         envvar="SCALESET_REPLICATION_DELAY",
         help="Simulated driver: how long a gallery image version takes to replicate to a "
              "region, seconds or ISO 8601 (the process driver really copies).")] = "2",
+    rollout_timing: Annotated[str, typer.Option(
+        envvar="SCALESET_ROLLOUT_TIMING",
+        help="Delays of automatic OS upgrades: 'immediate' (no delay) or 'azure' (first "
+             "rollout 3 h after configuration, later ones 30-60 min after publish); the "
+             "three flags below override it.")] = timing.DEFAULT_PRESET,
+    first_rollout_delay: Annotated[str | None, typer.Option(
+        envvar="SCALESET_FIRST_ROLLOUT_DELAY",
+        help="A scale set's first automatic rollout waits this long after automatic OS "
+             "upgrade is turned on: seconds or ISO 8601.")] = None,
+    rollout_delay: Annotated[str | None, typer.Option(
+        envvar="SCALESET_ROLLOUT_DELAY",
+        help="An automatic rollout waits this long after its version is available: seconds "
+             "or ISO 8601.")] = None,
+    rollout_jitter: Annotated[str | None, typer.Option(
+        envvar="SCALESET_ROLLOUT_JITTER",
+        help="Plus up to this much, fixed per scale set and version: seconds or ISO 8601.")]
+    = None,
 ) -> None:
     """Run the API, the reconcile loop and the driver until interrupted."""
     import os
@@ -57,10 +77,13 @@ def serve(
         raise typer.BadParameter(str(exc), param_hint="--replication-delay") from exc
     if (tls_cert is None) != (tls_key is None):
         raise typer.BadParameter("give both --tls-cert and --tls-key, or neither")
+    rollout = rollout_settings(rollout_timing, first_rollout_delay, rollout_delay,
+                               rollout_jitter)
     settings = ServeSettings(
         host=host, port=port, data_dir=data_dir, database_url=database_url, driver=driver,
         health_timeout=timeout, tls_cert=tls_cert, tls_key=tls_key, insecure_http=insecure_http,
         bootstrap_token=os.environ.get("SCALESET_BOOTSTRAP_TOKEN") or None,
+        rollout_timing=rollout,
         replication_delay=replication,
     )
     def write_config(endpoint: str, ca_file: Path | None, token: str | None) -> None:
@@ -74,6 +97,33 @@ def serve(
             typer.echo(f"Client config: {path}")
 
     run(settings, on_ready=write_config)
+
+
+def rollout_settings(preset: str, first: str | None, delay: str | None, jitter: str | None
+                     ) -> timing.RolloutTiming:
+    """The rollout timing of ``--rollout-timing`` with the explicit flags laid over it.
+
+    >>> rollout_settings("azure", None, "PT10M", None).rollout_delay
+    datetime.timedelta(seconds=600)
+    >>> rollout_settings("azure", None, "PT10M", None).first_rollout_delay
+    datetime.timedelta(seconds=10800)
+    """
+    base = timing.PRESETS.get(preset.strip().lower())
+    if base is None:
+        raise typer.BadParameter(
+            f"'{preset}' is not a rollout timing preset; use one of "
+            f"{', '.join(timing.PRESETS)}", param_hint="--rollout-timing")
+    changes: dict[str, timedelta] = {}
+    for name, text in (("first_rollout_delay", first), ("rollout_delay", delay),
+                       ("rollout_jitter", jitter)):
+        if text is not None:
+            flag = "--" + name.replace("_", "-")
+            try:
+                changes[name] = parse_duration(float(text) if _is_number(text) else text)
+            except ValueError as exc:
+                raise typer.BadParameter(f"{exc} (e.g. '1800' or 'PT30M')",
+                                         param_hint=flag) from exc
+    return dataclasses.replace(base, **changes)
 
 
 def _is_number(text: str) -> bool:

@@ -83,7 +83,7 @@ class VariadicCommand(TyperCommand):
 app = typer.Typer(name="vmss", help="Manage virtual machine scale sets (like az vmss).",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 rolling_upgrade = typer.Typer(name="rolling-upgrade", no_args_is_help=True,
-                              help="Start, follow and cancel rolling OS image upgrades.")
+                              help="Start, follow, approve and cancel rolling OS image upgrades.")
 app.add_typer(rolling_upgrade, name="rolling-upgrade")
 
 ResourceGroupOption = Annotated[str, typer.Option("--resource-group", "-g",
@@ -798,6 +798,29 @@ def cancel(
         path = scale_set_path(client.subscription, resource_group, name)
         response = client.send("POST", path + "/rollingUpgrades/cancel")
         if no_wait:
+            return
+        client.wait(response)
+        output.emit(client.get(path + "/rollingUpgrades/latest"), fmt,
+                    columns=ROLLING_UPGRADE_COLUMNS)
+
+
+@rolling_upgrade.command("approve", cls=VariadicCommand)
+def approve(
+    ctx: typer.Context, resource_group: ResourceGroupOption, name: NameOption,
+    instance_ids: InstanceIdsOption = None, no_wait: NoWaitOption = False,
+    endpoint: EndpointOption = None, token: TokenOption = None, ca_file: CaFileOption = None,
+    subscription: SubscriptionOption = None, fmt: OutputOption = OutputFormat.json,
+) -> None:
+    """Start the OS upgrade osRollingUpgradeDeferral holds (approveRollingUpgrade); then,
+    unless --no-wait, wait for it to end and print its status."""
+    with output.reporting(), _connect(ctx, endpoint, token, ca_file, subscription) as client:
+        path = scale_set_path(client.subscription, resource_group, name)
+        body = {"instanceIds": list(instance_ids)} if instance_ids and instance_ids != ["*"] \
+            else None
+        response = client.send("POST", path + "/approveRollingUpgrade", json=body)
+        if no_wait:
+            output.error(f"approved; follow it with: scaleset vmss rolling-upgrade get-latest "
+                         f"-g {resource_group} -n {name}")
             return
         client.wait(response)
         output.emit(client.get(path + "/rollingUpgrades/latest"), fmt,

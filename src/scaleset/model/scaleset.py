@@ -13,6 +13,7 @@ from pydantic import Field
 
 from scaleset.model.base import ArmModel
 from scaleset.model.durations import Duration
+from scaleset.model.maintenance import MAX_WINDOWS, MaintenanceWindow
 
 UpgradeMode = Literal["Automatic", "Manual", "Rolling"]
 SERVICE_FABRIC_PUBLISHER = "microsoft.azure.servicefabric"
@@ -30,6 +31,9 @@ class AutomaticOSUpgradePolicy(ArmModel):
     disable_automatic_rollback: bool = False
     use_rolling_upgrade_policy: bool = False
     os_rolling_upgrade_deferral: bool = False
+    maintenance_windows: list[MaintenanceWindow] | None = Field(default=None,
+                                                                max_length=MAX_WINDOWS)
+    """scaleset's weekly schedule for automatic runs; None: any time (``model/maintenance.py``)."""
 
 
 class RollingUpgradePolicy(ArmModel):

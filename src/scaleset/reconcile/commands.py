@@ -19,12 +19,13 @@ from scaleset.errors import InvalidParameter, NotFound, OperationNotAllowed
 from scaleset.model import sequencing
 from scaleset.model.instance import InstanceRecord
 from scaleset.model.scaleset import ScaleSet
-from scaleset.reconcile import images
+from scaleset.reconcile import automatic, images
 from scaleset.reconcile.probes import check_health_probe
 from scaleset.reconcile.settings import ShellSettings
 from scaleset.reconcile.shell import run_id_for, run_policy
 from scaleset.store.repository import ImageVersionRow, ScaleSetRow, Store, Tx
 from scaleset.upgrade import run as run_machine
+from scaleset.upgrade import trigger
 from scaleset.upgrade.actions import Decision, Event
 from scaleset.upgrade.observations import InstanceObservation
 from scaleset.upgrade.state import Policy, Run, RunKind, StartedBy, Target
@@ -298,6 +299,51 @@ def cancel(store: Store, *, scale_set_id: str, now: datetime) -> Run:
         tx.save_decision(active, Decision(cancelled, events=(
             Event("CancelRequested", "cancel requested; the run stops after this batch"),)), now)
     return cancelled
+
+
+def approve_rolling_upgrade(store: Store, *, scale_set_id: str,
+                            instance_ids: Iterable[str] | None, now: datetime,
+                            settings: ShellSettings | None = None) -> Run:
+    """Start the Platform OS run ``osRollingUpgradeDeferral`` holds (``approveRollingUpgrade``).
+
+    It starts at once, maintenance windows notwithstanding, and follows the rules
+    of a Platform run (automatic rollback unless disabled). ``instance_ids``
+    limits it to those instances; the others stay pending. Refused (409) when no
+    deferred upgrade awaits approval.
+    """
+    settings = settings or ShellSettings()
+    with store.transaction() as tx:
+        row = _get(tx, scale_set_id)
+        records = tx.instances(scale_set_id)
+        fleet = _fleet(records)
+        assessed = automatic.assess(tx, row, fleet, now, settings,
+                                    active=tx.active_run(scale_set_id) is not None)
+        pending = assessed.decision.pending
+        start = trigger.approved(pending, row.generation)
+        if start is None:
+            raise OperationNotAllowed(automatic.nothing_to_approve(row, pending))
+        ids = None if instance_ids is None else list(instance_ids)
+        missing = [i for i in ids or () if i not in records]
+        if missing:
+            raise NotFound(f"instances {', '.join(missing)} are not in scale set '{row.name}'",
+                           target="instanceIds", code="NotFound")
+        run = run_machine.start_run(
+            run_id=run_id_for(row.id, len(assessed.runs) + 1),
+            scale_set_id=row.id, kind=start.kind, started_by=StartedBy.PLATFORM,
+            target=start.target, policy=run_policy(row.model, settings), fleet=fleet, now=now,
+            disable_automatic_rollback=row.model.automatic_os_upgrade.disable_automatic_rollback,
+            only=ids)
+        if not run.instances:
+            raise OperationNotAllowed(
+                f"instances {', '.join(ids or ())} of scale set '{row.name}' have no deferred "
+                f"OS upgrade (they run {start.target.image_version} already, or are protected "
+                "from scale-set actions); name instances that are behind, or omit instanceIds",
+                target="instanceIds")
+        _insert_started_run(tx, row, run, now)
+        tx.append_events(row.id, run.run_id, [Event(
+            "OSUpgradeApproved", f"deferred OS upgrade to {start.target.image_version} "
+                                 f"approved for {len(run.instances)} instances")], now)
+    return run
 
 
 def set_protection(store: Store, *, scale_set_id: str, instance_id: str,

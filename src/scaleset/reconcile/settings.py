@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from scaleset.upgrade.state import DEFAULT_HEALTH_TIMEOUT
+from scaleset.upgrade.timing import NO_DELAY, RolloutTiming
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,3 +19,6 @@ class ShellSettings:
 
     fault_domains: int = 5
     """Fault domains when the model does not set ``platformFaultDomainCount``."""
+
+    rollout_timing: RolloutTiming = NO_DELAY
+    """Delays before automatic OS upgrade runs (``upgrade/timing.py``); default: none."""

@@ -34,11 +34,10 @@ from scaleset.drivers.base import (
 )
 from scaleset.model.instance import HealthState, InstanceRecord
 from scaleset.model.scaleset import ScaleSet
-from scaleset.reconcile import images, membership, probes
+from scaleset.reconcile import automatic, images, membership, probes
 from scaleset.reconcile.settings import ShellSettings
 from scaleset.store.repository import ConflictError, ScaleSetRow, Store, Tx
 from scaleset.upgrade import run as run_machine
-from scaleset.upgrade import trigger
 from scaleset.upgrade.actions import (
     Action,
     Decision,
@@ -174,6 +173,7 @@ class Reconciler:
         self.settings = settings or ShellSettings()
         self.checkpoint = checkpoint
         self._cache: dict[str, _Cached] = {}
+        self._pending_seen: dict[str, tuple[str, str]] = {}  # what automatic.note recorded
 
     # -- the pass ----------------------------------------------------------------
     def reconcile(self, scale_set_id: str) -> PassResult:
@@ -230,10 +230,11 @@ class Reconciler:
 
         decision: Decision | None = None
         new_run = False
+        trigger_wake: datetime | None = None  # an automatic run that is not due yet
         if run is not None:
             decision = run_machine.decide(run, obs, now)
         else:
-            started = self._maybe_start(tx_row=row, obs=obs, now=now)
+            started, trigger_wake = self._maybe_start(tx_row=row, obs=obs, now=now)
             if started is not None:
                 new_run = True
                 run = started
@@ -273,7 +274,7 @@ class Reconciler:
 
         if active is None:
             self._release_kept_disks(refreshed)
-        wake = decision.wake_at if decision is not None else None
+        wake = decision.wake_at if decision is not None else trigger_wake
         if decision is not None and decision.run.status.is_terminal:
             wake = now  # a finished run may let the next one start: look again at once
         return PassResult(
@@ -373,30 +374,20 @@ class Reconciler:
 
     # -- runs --------------------------------------------------------------------
     def _maybe_start(self, *, tx_row: ScaleSetRow, obs: Observations, now: datetime
-                     ) -> Run | None:
+                     ) -> tuple[Run | None, datetime | None]:
+        """The run the trigger starts now, else when to look again (a delay ends, a
+        maintenance window opens)."""
         row = tx_row
         with self.store.transaction() as tx:
-            runs = tx.past_runs(row.id)
-            chosen = images.latest(tx, row.location, row.model, now)
-        latest = chosen.version if chosen is not None else None
-        past = [trigger.PastRun(r.kind, r.started_by, r.target.image_version, r.status,
-                                r.target.generation) for r in runs]
-        model = row.model
-        start = trigger.next_run(
-            fleet=obs.instances,
-            generation=row.generation,
-            upgrade_mode=model.properties.upgrade_policy.mode,
-            automatic_os_upgrade=model.automatic_os_upgrade.enable_automatic_os_upgrade,
-            latest_image_version=latest,
-            past_runs=past,
-            active=False,
-            model_image_version=row.image_version,
-        )
+            assessed = automatic.assess(tx, row, obs.instances, now, self.settings, active=False)
+            automatic.note(tx, row, assessed.decision.pending, now, self._pending_seen)
+        start = assessed.decision.start
         if start is None:
-            return None
+            return None, assessed.decision.wake_at
+        model = row.model
         started_by = StartedBy.PLATFORM
         return run_machine.start_run(
-            run_id=run_id_for(row.id, len(runs) + 1),
+            run_id=run_id_for(row.id, len(assessed.runs) + 1),
             scale_set_id=row.id,
             kind=start.kind,
             started_by=started_by,
@@ -406,7 +397,7 @@ class Reconciler:
             now=now,
             disable_automatic_rollback=model.automatic_os_upgrade.disable_automatic_rollback,
             all_at_once=start.all_at_once,
-        )
+        ), None
 
     def policy_for(self, row: ScaleSetRow) -> Policy:
         """The policy a new run of this scale set follows."""

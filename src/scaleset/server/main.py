@@ -154,7 +154,9 @@ def _run(settings: ServeSettings, store: Store, clock: SystemClock,
          certfile: str | None, keyfile: str | None, issued: tokens.IssuedToken | None,
          on_ready: Ready | None, out: TextIO) -> None:
     reconciler = Reconciler(store=store, driver=driver, clock=clock,
-                            settings=ShellSettings(health_timeout=settings.health_timeout))
+                            settings=ShellSettings(
+                                health_timeout=settings.health_timeout,
+                                rollout_timing=settings.rollout_timing))
     # Real copies into per-region stores with real instances; a simulated delay otherwise.
     replicator = Replicator(store=store, clock=clock,
                             artifacts=artifacts if isinstance(driver, ProcessDriver) else None,

@@ -7,6 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from scaleset.upgrade.state import DEFAULT_HEALTH_TIMEOUT
+from scaleset.upgrade.timing import NO_DELAY, RolloutTiming
 
 DEFAULT_PORT = 8443
 
@@ -31,6 +32,9 @@ class ServeSettings:
     """SCALESET_BOOTSTRAP_TOKEN: the first contributor token (never logged)."""
     resync: timedelta = timedelta(seconds=1)
     """The reconcile loop looks at every scale set at least this often."""
+    rollout_timing: RolloutTiming = NO_DELAY
+    """Delays of automatic OS upgrade runs (``--rollout-timing`` preset, then the
+    ``--first-rollout-delay``/``--rollout-delay``/``--rollout-jitter`` flags); default none."""
     replication_delay: timedelta = timedelta(seconds=2)
     """Simulated driver: how long a gallery image version takes to replicate to a region
     (the process driver really copies the artifact instead)."""

@@ -680,6 +680,13 @@ class Tx:
             query = query.where(c.run_id == run_id)
         return [dict(r._mapping) for r in self.conn.execute(query.order_by(c.id))]
 
+    def last_event(self, scale_set_id: str, kind: str) -> dict[str, Any] | None:
+        """The newest event of ``kind`` for a scale set, if any."""
+        c = t.events.c
+        row = self.conn.execute(select(t.events).where(
+            c.scale_set_id == scale_set_id, c.kind == kind).order_by(c.id.desc()).limit(1)).first()
+        return dict(row._mapping) if row is not None else None
+
 
 class Store:
     """A database holding scale sets, instances, image versions, runs and events."""

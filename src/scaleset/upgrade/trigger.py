@@ -11,15 +11,41 @@ Two kinds of run start without a user asking:
   again, a generation whose run ended Faulted or Cancelled is not retried.
   Manual mode waits for a manual-upgrade command.
 
-At most one run is active per scale set; while one is, nothing starts.
+At most one run is active per scale set; while one is, nothing starts, and a
+version published meanwhile waits for it to end.
+
+A Platform OS run does not start the moment its version appears. In order:
+
+1. **delays** (:mod:`scaleset.upgrade.timing`): it is due at
+   ``available_at + rolloutDelay + jitter``, the first rollout since
+   automatic upgrade was turned on no earlier than ``since +
+   firstRolloutDelay``;
+2. **maintenance windows** (:mod:`scaleset.upgrade.windows`), when the scale
+   set has any: it starts only inside one (a run already started runs to its
+   end whatever the clock says);
+3. **deferral** (``osRollingUpgradeDeferral``): once it would start, it waits
+   for the user's ``approveRollingUpgrade`` instead, which starts it at once
+   (the approval is the user's choice of time, as with ``osRollingUpgrade``).
+   It stays pending across window closings until approved, superseded by a
+   newer version, or automatic upgrade is turned off.
+
+Model runs are the user's own model changes: no delays, windows or deferral.
+
+:func:`decide` answers with the run to start now, or the pending OS upgrade
+and the instant to look again (``wake_at``: when the delay ends or the
+window opens), so the shell's loop wakes exactly then instead of polling.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
 
 from scaleset.catalog import versions
+from scaleset.catalog.latest import Candidate
+from scaleset.upgrade import timing, windows
 from scaleset.upgrade.observations import InstanceObservation
 from scaleset.upgrade.state import RunKind, RunStatus, StartedBy, Target
 
@@ -31,6 +57,7 @@ class PastRun:
     target_image_version: str | None
     status: RunStatus
     target_generation: int = 0
+    start_time: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,55 +67,181 @@ class StartRun:
     all_at_once: bool = False
 
 
-def next_run(
+@dataclass(frozen=True, slots=True)
+class Automatic:
+    """A scale set's automatic OS upgrade settings, as the trigger needs them."""
+
+    enabled: bool = False
+    since: datetime | None = None
+    """When automatic OS upgrade was turned on (None: unknown, no first-rollout delay)."""
+    deferral: bool = False
+    """``osRollingUpgradeDeferral``: a due run waits for ``approveRollingUpgrade``."""
+    windows: tuple[windows.Window, ...] = ()
+    """Maintenance windows; empty: any time."""
+
+
+class WaitingFor(StrEnum):
+    """Why a pending Platform OS run has not started (values read well in a status)."""
+
+    FIRST_ROLLOUT_DELAY = "FirstRolloutDelay"
+    ROLLOUT_DELAY = "RolloutDelay"
+    MAINTENANCE_WINDOW = "MaintenanceWindow"
+    APPROVAL = "Approval"
+    RUN_IN_PROGRESS = "RunInProgress"
+    NOTHING = "Nothing"
+    """Ready: it starts in this pass."""
+
+
+@dataclass(frozen=True, slots=True)
+class PendingUpgrade:
+    """A Platform OS run the trigger wants but has not started."""
+
+    target_image_version: str
+    waiting_for: WaitingFor
+    due: datetime
+    """When its delays end (available_at + delay + jitter, first-rollout rule applied)."""
+    at: datetime | None
+    """When it starts (or, deferred, becomes ready for approval) on its own; None: not
+    by itself (it awaits approval, or the run in progress)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TriggerDecision:
+    """What the trigger wants: a run to start now, and/or a pending OS upgrade and when to
+    look again."""
+
+    start: StartRun | None = None
+    pending: PendingUpgrade | None = None
+    wake_at: datetime | None = None
+
+
+def _given_up(past_runs: Sequence[PastRun], version: str) -> bool:
+    # A Faulted or Cancelled run to this version, automatic or manual, is not retried by
+    # the platform: someone must act (a newer version, or a manual start).
+    return any(r.kind is RunKind.OS_IMAGE and r.target_image_version == version
+               and r.status in (RunStatus.FAULTED, RunStatus.CANCELLED) for r in past_runs)
+
+
+def first_rollout(automatic: Automatic, past_runs: Iterable[PastRun]) -> bool:
+    """Whether no Platform OS run has started since automatic upgrade was turned on."""
+    if automatic.since is None:
+        return False
+    since = automatic.since
+    return not any(r.kind is RunKind.OS_IMAGE and r.started_by is StartedBy.PLATFORM
+                   and r.start_time is not None and r.start_time >= since for r in past_runs)
+
+
+def pending_os_upgrade(
     *,
+    scale_set_id: str,
+    fleet: Mapping[str, InstanceObservation],
+    automatic: Automatic,
+    latest: Candidate | None,
+    past_runs: Sequence[PastRun],
+    active: bool,
+    now: datetime,
+    rollout: timing.RolloutTiming,
+) -> PendingUpgrade | None:
+    """The Platform OS run automatic upgrade wants, and what it waits for (None: none).
+
+    One that waits for ``NOTHING`` starts now (:func:`decide` starts it).
+    """
+    if not automatic.enabled or latest is None:
+        return None
+    version = latest.version
+    eligible = [o for o in fleet.values() if not o.protected]
+    if not any(versions.newer(version, o.image_version) for o in eligible):
+        return None
+    if _given_up(past_runs, version):
+        return None
+    first = first_rollout(automatic, past_runs)
+    due = timing.due_at(timing=rollout, scale_set_id=scale_set_id, version=version,
+                        available_at=latest.available_at or latest.published_at,
+                        first_rollout=first, configured_at=automatic.since)
+    if active:
+        return PendingUpgrade(version, WaitingFor.RUN_IN_PROGRESS, due, None)
+    if now < due:
+        delay = WaitingFor.FIRST_ROLLOUT_DELAY if first and automatic.since is not None \
+            and due == automatic.since + rollout.first_rollout_delay else WaitingFor.ROLLOUT_DELAY
+        return PendingUpgrade(version, delay, due, windows.earliest_start(automatic.windows, due))
+    ready = windows.earliest_start(automatic.windows, due)
+    if now < ready:
+        return PendingUpgrade(version, WaitingFor.MAINTENANCE_WINDOW, due, ready)
+    if automatic.deferral:
+        # Pending from the first instant it would have started; it stays pending (the
+        # window may close) until the user approves.
+        return PendingUpgrade(version, WaitingFor.APPROVAL, due, None)
+    if automatic.windows and not windows.inside(automatic.windows, now):
+        # It became ready inside a window that closed before a pass saw it (the server
+        # was down): wait for the next one.
+        return PendingUpgrade(version, WaitingFor.MAINTENANCE_WINDOW, due,
+                              windows.earliest_start(automatic.windows, now))
+    return PendingUpgrade(version, WaitingFor.NOTHING, due, now)
+
+
+def decide(
+    *,
+    scale_set_id: str,
     fleet: Mapping[str, InstanceObservation],
     generation: int,
     upgrade_mode: str,
-    automatic_os_upgrade: bool,
-    latest_image_version: str | None,
+    automatic: Automatic,
+    latest: Candidate | None,
     past_runs: Iterable[PastRun],
     active: bool,
+    now: datetime,
+    rollout: timing.RolloutTiming = timing.NO_DELAY,
     model_image_version: str | None = None,
-) -> StartRun | None:
-    """The run that should start now, if any.
+) -> TriggerDecision:
+    """The run that should start now, if any; else the pending OS upgrade and when to wake.
 
+    >>> from datetime import UTC, timedelta
+    >>> t0 = datetime(2026, 1, 1, tzinfo=UTC)
     >>> fleet = {"0": InstanceObservation("0", image_version="1.0.0", generation=1)}
-    >>> next_run(fleet=fleet, generation=1, upgrade_mode="Manual", automatic_os_upgrade=True,
-    ...          latest_image_version="1.1.0", past_runs=[], active=False)
+    >>> new = Candidate("1.1.0", published_at=t0, available_at=t0)
+    >>> auto = Automatic(enabled=True, since=t0 - timedelta(days=1))
+    >>> half_hour = timing.RolloutTiming(rollout_delay=timedelta(minutes=30))
+    >>> d = decide(scale_set_id="s", fleet=fleet, generation=1, upgrade_mode="Manual",
+    ...            automatic=auto, latest=new, past_runs=[], active=False, now=t0,
+    ...            rollout=half_hour)
+    >>> d.start is None, d.wake_at - t0, d.pending.waiting_for
+    (True, datetime.timedelta(seconds=1800), <WaitingFor.ROLLOUT_DELAY: 'RolloutDelay'>)
+    >>> decide(scale_set_id="s", fleet=fleet, generation=1, upgrade_mode="Manual",
+    ...        automatic=auto, latest=new, past_runs=[], active=False,
+    ...        now=t0 + timedelta(minutes=30), rollout=half_hour).start
     StartRun(kind=<RunKind.OS_IMAGE: 'OSImage'>, target=Target(image_version='1.1.0', generation=1), all_at_once=False)
-    >>> failed = PastRun(RunKind.OS_IMAGE, StartedBy.PLATFORM, "1.1.0", RunStatus.FAULTED)
-    >>> next_run(fleet=fleet, generation=1, upgrade_mode="Manual", automatic_os_upgrade=True,
-    ...          latest_image_version="1.1.0", past_runs=[failed], active=False) is None
-    True
     """
+    runs = list(past_runs)
+    pending = pending_os_upgrade(scale_set_id=scale_set_id, fleet=fleet, automatic=automatic,
+                                 latest=latest, past_runs=runs, active=active, now=now,
+                                 rollout=rollout)
     if active:
-        return None
+        return TriggerDecision(pending=pending)
+    if pending is not None and pending.waiting_for is WaitingFor.NOTHING:
+        return TriggerDecision(start=StartRun(
+            RunKind.OS_IMAGE, Target(pending.target_image_version, generation)))
+    wake = pending.at if pending is not None else None
     eligible = [o for o in fleet.values() if not o.protected]
-    if automatic_os_upgrade and latest_image_version is not None:
-        behind = any(versions.newer(latest_image_version, o.image_version) for o in eligible)
-        # A Faulted or Cancelled run to this version, automatic or manual, is
-        # not retried by the platform: someone must act (a newer version, or a
-        # manual start).
-        given_up = any(
-            r.kind is RunKind.OS_IMAGE
-            and r.target_image_version == latest_image_version
-            and r.status in (RunStatus.FAULTED, RunStatus.CANCELLED)
-            for r in past_runs
-        )
-        if behind and not given_up:
-            return StartRun(RunKind.OS_IMAGE, Target(latest_image_version, generation))
     model_given_up = any(
         r.kind is RunKind.MODEL
         and r.target_generation == generation
         and r.status in (RunStatus.FAULTED, RunStatus.CANCELLED)
-        for r in past_runs
+        for r in runs
     )
     if upgrade_mode in ("Automatic", "Rolling") and not model_given_up and any(
         o.generation < generation for o in eligible
     ):
         # Applying a new model gives the instance the model's image too (a changed or
-        # pinned image reference is part of the model).
-        return StartRun(RunKind.MODEL, Target(model_image_version, generation),
-                        all_at_once=upgrade_mode == "Automatic")
-    return None
+        # pinned image reference is part of the model). A pending OS upgrade waits for it.
+        return TriggerDecision(
+            start=StartRun(RunKind.MODEL, Target(model_image_version, generation),
+                           all_at_once=upgrade_mode == "Automatic"),
+            pending=pending, wake_at=wake)
+    return TriggerDecision(pending=pending, wake_at=wake)
+
+
+def approved(pending: PendingUpgrade | None, generation: int) -> StartRun | None:
+    """The Platform OS run ``approveRollingUpgrade`` starts (None: nothing awaits approval)."""
+    if pending is None or pending.waiting_for is not WaitingFor.APPROVAL:
+        return None
+    return StartRun(RunKind.OS_IMAGE, Target(pending.target_image_version, generation))

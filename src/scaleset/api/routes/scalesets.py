@@ -22,7 +22,7 @@ from scaleset.api.routes.common import (
 )
 from scaleset.errors import InvalidParameter
 from scaleset.model.scaleset import ScaleSet
-from scaleset.reconcile import commands, views
+from scaleset.reconcile import automatic, commands, views
 from scaleset.store.repository import ScaleSetRow
 
 router = APIRouter(tags=["virtualMachineScaleSets"])
@@ -171,4 +171,11 @@ def instance_view(subscription: str, resource_group: str, name: str,
     row = load_scale_set(context.store, subscription, resource_group, name)
     with context.store.transaction() as tx:
         records = tx.instances(row.id)
-    return views.scale_set_instance_view(row, records)
+        # An automatic OS upgrade that has not started (delayed, outside a maintenance
+        # window, deferred for approval) shows as an OSUpgrade/... status.
+        pending = automatic.pending_status(tx, row, records, context.clock.now(),
+                                          context.settings)
+    view = views.scale_set_instance_view(row, records)
+    if pending is not None:
+        view["statuses"].append(pending)
+    return view

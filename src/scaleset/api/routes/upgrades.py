@@ -1,4 +1,5 @@
-"""Rolling upgrades: start, cancel, latest status, OS upgrade history, manual upgrade, reimage."""
+"""Rolling upgrades: start, cancel, approve a deferred one, latest status, OS upgrade history,
+manual upgrade, reimage."""
 
 from __future__ import annotations
 
@@ -47,6 +48,21 @@ def cancel(subscription: str, resource_group: str, name: str, request: Request,
     run = commands.cancel(context.store, scale_set_id=row.id, now=context.clock.now())
     return _accepted(context, request, subscription, row.id, row.location,
                      f"{row.model.id}/rollingUpgrades/latest", lro.CANCEL, run.run_id)
+
+
+@router.post(SCALE_SET + "/approveRollingUpgrade", status_code=202, responses=ACCEPTED)
+def approve_rolling_upgrade(subscription: str, resource_group: str, name: str,
+                            request: Request, body: Any = Body(default=None),
+                            _v: str = Depends(compute_version), _a: object = Depends(WRITE),
+                            context: ApiContext = Depends(get_context)) -> Response:
+    """Start the OS upgrade ``osRollingUpgradeDeferral`` holds (optionally for
+    ``instanceIds`` only); the operation ends with the run. 409 when none awaits approval."""
+    row = load_scale_set(context.store, subscription, resource_group, name)
+    run = commands.approve_rolling_upgrade(
+        context.store, scale_set_id=row.id, instance_ids=_instance_ids(body, required=False),
+        now=context.clock.now(), settings=context.settings)
+    return _accepted(context, request, subscription, row.id, row.location,
+                     f"{row.model.id}/rollingUpgrades/latest", lro.RUN, run.run_id)
 
 
 @router.get(SCALE_SET + "/rollingUpgrades/latest",

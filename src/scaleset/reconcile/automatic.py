@@ -1,0 +1,169 @@
+"""Automatic OS upgrade seen from the store: the trigger's inputs, what is pending, approval.
+
+The pure trigger (:mod:`scaleset.upgrade.trigger`) decides; this module reads
+what it needs in the caller's transaction (past runs, the ``latest``
+candidate, the scale set's settings), and turns a pending upgrade into what a
+user sees: an event when it is first scheduled or deferred, and a status in
+the scale set's instance view (``OSUpgrade/...``). The shell, the
+``approveRollingUpgrade`` command and the instance view all call
+:func:`assess`, so they agree on what is pending.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from scaleset.model.instance import InstanceRecord
+from scaleset.reconcile import images
+from scaleset.reconcile.settings import ShellSettings
+from scaleset.store.repository import ScaleSetRow, Tx
+from scaleset.upgrade import trigger, windows
+from scaleset.upgrade.actions import Event
+from scaleset.upgrade.observations import InstanceObservation
+from scaleset.upgrade.state import Run
+from scaleset.upgrade.trigger import PendingUpgrade, WaitingFor
+
+SCHEDULED = "OSUpgradeScheduled"
+DEFERRED = "OSUpgradeDeferred"
+APPROVE_HINT = ("approve it with POST .../approveRollingUpgrade (scaleset vmss rolling-upgrade "
+                "approve -g RG -n NAME)")
+
+
+@dataclass(frozen=True, slots=True)
+class Assessment:
+    """The trigger's decision and the scale set's past runs it was made from."""
+
+    decision: trigger.TriggerDecision
+    runs: Sequence[Run]
+
+
+def automatic_settings(row: ScaleSetRow) -> trigger.Automatic:
+    """The scale set's automatic OS upgrade settings, in the trigger's terms."""
+    policy = row.model.automatic_os_upgrade
+    return trigger.Automatic(
+        enabled=policy.enable_automatic_os_upgrade,
+        since=row.auto_os_upgrade_since,
+        deferral=policy.os_rolling_upgrade_deferral,
+        windows=windows.from_models(policy.maintenance_windows),
+    )
+
+
+def assess(tx: Tx, row: ScaleSetRow, fleet: Mapping[str, InstanceObservation], now: datetime,
+           settings: ShellSettings, *, active: bool) -> Assessment:
+    """What the trigger wants for this scale set now (read in ``tx``)."""
+    runs = tx.past_runs(row.id)
+    chosen = images.latest(tx, row.location, row.model, now)
+    decision = trigger.decide(
+        scale_set_id=row.id,
+        fleet=fleet,
+        generation=row.generation,
+        upgrade_mode=row.model.properties.upgrade_policy.mode,
+        automatic=automatic_settings(row),
+        latest=chosen,
+        past_runs=[trigger.PastRun(r.kind, r.started_by, r.target.image_version, r.status,
+                                   r.target.generation, r.start_time) for r in runs],
+        active=active,
+        now=now,
+        rollout=settings.rollout_timing,
+        model_image_version=row.image_version,
+    )
+    return Assessment(decision, runs)
+
+
+def _iso(at: datetime) -> str:
+    return at.isoformat().replace("+00:00", "Z")
+
+
+def describe(pending: PendingUpgrade) -> str:
+    """One sentence a user can act on."""
+    version = pending.target_image_version
+    match pending.waiting_for:
+        case WaitingFor.FIRST_ROLLOUT_DELAY:
+            return (f"image version {version} rolls out at {_iso(pending.at or pending.due)}: "
+                    "the first rollout waits firstRolloutDelay after automatic OS upgrade "
+                    "was turned on")
+        case WaitingFor.ROLLOUT_DELAY:
+            return (f"image version {version} rolls out at {_iso(pending.at or pending.due)}: "
+                    "rolloutDelay (plus jitter) after it became available")
+        case WaitingFor.MAINTENANCE_WINDOW:
+            return (f"image version {version} is due; it rolls out when the next maintenance "
+                    f"window opens, at {_iso(pending.at or pending.due)}")
+        case WaitingFor.APPROVAL:
+            return (f"image version {version} is due and osRollingUpgradeDeferral holds it: "
+                    f"{APPROVE_HINT}")
+        case WaitingFor.RUN_IN_PROGRESS:
+            return (f"image version {version} rolls out after the rolling upgrade in progress "
+                    "ends")
+        case WaitingFor.NOTHING:
+            return f"image version {version} is rolling out now"
+
+
+def instance_view_status(pending: PendingUpgrade | None) -> dict[str, Any] | None:
+    """The ``OSUpgrade/...`` status of the scale set's instance view (None: nothing pending).
+
+    ``time`` is when the upgrade starts, or becomes ready for approval, on its own.
+    """
+    if pending is None or pending.waiting_for is WaitingFor.NOTHING:
+        return None
+    code = {WaitingFor.APPROVAL: "OSUpgrade/AwaitingApproval",
+            WaitingFor.RUN_IN_PROGRESS: "OSUpgrade/WaitingForRollingUpgrade"}.get(
+        pending.waiting_for, "OSUpgrade/Scheduled")
+    status: dict[str, Any] = {
+        "code": code,
+        "level": "Warning" if pending.waiting_for is WaitingFor.APPROVAL else "Info",
+        "displayStatus": f"OS upgrade to {pending.target_image_version} pending "
+                         f"({pending.waiting_for})",
+        "message": describe(pending),
+    }
+    if pending.at is not None:
+        status["time"] = _iso(pending.at)
+    return status
+
+
+def pending_status(tx: Tx, row: ScaleSetRow, records: Mapping[str, InstanceRecord],
+                   now: datetime, settings: ShellSettings) -> dict[str, Any] | None:
+    """The ``OSUpgrade/...`` instance-view status of a scale set now, from its stored
+    instances (None: no automatic OS upgrade pending)."""
+    fleet = {iid: InstanceObservation(iid, r.zone, r.update_domain, r.health_state,
+                                      r.image_version, r.model_generation,
+                                      r.protect_from_scale_set_actions)
+             for iid, r in records.items()}
+    assessed = assess(tx, row, fleet, now, settings, active=tx.active_run(row.id) is not None)
+    return instance_view_status(assessed.decision.pending)
+
+
+def note(tx: Tx, row: ScaleSetRow, pending: PendingUpgrade | None, now: datetime,
+         seen: dict[str, tuple[str, str]]) -> None:
+    """Record a pending upgrade in the scale set's events the first time it is scheduled or
+    deferred (``seen``: the caller's memo, so the store is asked once per change)."""
+    if pending is None or pending.waiting_for in (WaitingFor.NOTHING,
+                                                  WaitingFor.RUN_IN_PROGRESS):
+        return
+    kind = DEFERRED if pending.waiting_for is WaitingFor.APPROVAL else SCHEDULED
+    key = (kind, pending.target_image_version)
+    if seen.get(row.id) == key:
+        return
+    last = tx.last_event(row.id, kind)
+    if last is None or (last.get("data") or {}).get("targetImageVersion") != key[1]:
+        data = {"targetImageVersion": pending.target_image_version,
+                "waitingFor": str(pending.waiting_for), "due": _iso(pending.due)}
+        if pending.at is not None:
+            data["startsAt"] = _iso(pending.at)
+        tx.append_events(row.id, None, [Event(kind, describe(pending), data=data)], now)
+    seen[row.id] = key
+
+
+def nothing_to_approve(row: ScaleSetRow, pending: PendingUpgrade | None) -> str:
+    """Why ``approveRollingUpgrade`` has nothing to approve, and what to do instead."""
+    head = f"Nothing to approve on scale set '{row.name}'"
+    if not row.model.automatic_os_upgrade.os_rolling_upgrade_deferral:
+        return (f"{head}: osRollingUpgradeDeferral is off, so automatic OS upgrades start "
+                "without approval. Set automaticOSUpgradePolicy.osRollingUpgradeDeferral to "
+                "true to hold them for approval, or start one now with osRollingUpgrade.")
+    if pending is None:
+        return (f"{head}: no deferred OS upgrade is pending (every eligible instance runs the "
+                "latest image version, or automatic OS upgrade is off).")
+    return f"{head} yet: {describe(pending)}."
