@@ -97,6 +97,7 @@ class ControlPlane:
         from scaleset.api.app import create_app
         from scaleset.api.context import ApiContext
         from scaleset.artifacts import ArtifactStore
+        from scaleset.catalog import auto_upgrade
         from scaleset.clock import SystemClock
         from scaleset.drivers.process.driver import ProcessDriver
         from scaleset.reconcile.settings import ShellSettings
@@ -117,7 +118,12 @@ class ControlPlane:
         clock = SystemClock()
         self.reconciler = Reconciler(
             store=self.store, driver=self.driver, clock=clock,
-            settings=ShellSettings(health_timeout=defaults.health_timeout))
+            settings=ShellSettings(
+                health_timeout=defaults.health_timeout,
+                # as serve --auto-upgrade-image Contoso:WebApp:1
+                auto_upgrade_images=auto_upgrade.merged(
+                    defaults.auto_upgrade_images,
+                    [auto_upgrade.parse_urn("Contoso:WebApp:1")])))
         self.loop = ReconcileLoop(reconciler=self.reconciler, store=self.store, clock=clock,
                                   driver_next_event=self.driver.next_event_time,
                                   resync=defaults.resync)

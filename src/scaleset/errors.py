@@ -22,10 +22,14 @@ class ScalesetError(Exception):
     code = "InternalServerError"
     status = 500
 
-    def __init__(self, message: str, *, target: str | None = None, code: str | None = None):
+    def __init__(self, message: str, *, target: str | None = None, code: str | None = None,
+                 details: list[dict[str, str]] | None = None):
         super().__init__(message)
         self.message = message
         self.target = target
+        self.details = details
+        """Further errors of the same request (``{code, target, message}``), e.g. every
+        broken requirement when the message names the first."""
         if code is not None:
             self.code = code
 

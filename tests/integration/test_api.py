@@ -113,7 +113,7 @@ def test_path_segments_are_case_insensitive(api: Api) -> None:
 
 
 @pytest.mark.parametrize(("query", "code"), [
-    ("?api-version=2017-03-30", "InvalidApiVersionParameter"),
+    ("?api-version=2016-04-30-preview", "InvalidApiVersionParameter"),
     ("", "MissingApiVersionParameter"),
 ])
 def test_api_versions_outside_the_documented_set_are_refused(api: Api, query: str,

@@ -171,8 +171,10 @@ def test_probe_names_are_unique_and_location_is_required(client: TestClient) -> 
     assert "unique" in error(r)["message"]
     r = client.put(f"{NET}/loadBalancers/lb1{NV}", json={"properties": {}})
     assert r.status_code == 400 and error(r)["target"] == "location"
-    r = client.put(f"{NET}/loadBalancers/lb1{NV}", json=lb_body(sku={"name": "Gateway"}))
+    r = client.put(f"{NET}/loadBalancers/lb1{NV}", json=lb_body(sku={"name": "Premium"}))
     assert r.status_code == 400 and error(r)["target"] == "sku.name"
+    r = client.put(f"{NET}/loadBalancers/lb1{NV}", json=lb_body(sku={"name": "gateway"}))
+    assert r.status_code == 201 and r.json()["sku"]["name"] == "Gateway"
 
 
 def test_the_location_cannot_change(client: TestClient) -> None:

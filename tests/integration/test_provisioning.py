@@ -31,14 +31,15 @@ def _with_profile(name: str, capacity: int, profile: dict) -> object:
     return type(model).model_validate(raw)
 
 
-def _roll_out(world: World, name: str, model: object) -> RunStatus:
-    """Create the scale set, publish 1.1.0, run a Platform upgrade to the end."""
+def _roll_out(world: World, name: str, model: object,
+              started_by: StartedBy = StartedBy.PLATFORM) -> RunStatus:
+    """Create the scale set, publish 1.1.0, run an upgrade (Platform's) to the end."""
     sid = scale_set_id(name)
     commands.create_scale_set(world.store, scale_set_id=sid, model=model,  # type: ignore[arg-type]
                               now=world.clock.now())
     world.reconciler.reconcile(sid)
     world.publish("1.1.0")
-    run = world.start_upgrade(sid, StartedBy.PLATFORM)
+    run = world.start_upgrade(sid, started_by)
     world.settle(sid)
     return world.run(run.run_id).status
 
@@ -91,8 +92,9 @@ def test_custom_data_over_64_kib_is_refused(store: Store) -> None:
         assert tx.get_scale_set(sid) is None
 
 
-def _without_probe(name: str, capacity: int, extensions: list | None = None) -> object:
-    model = scale_set_model(name, capacity=capacity)
+def _without_probe(name: str, capacity: int, extensions: list | None = None,
+                   automatic: bool = True) -> object:
+    model = scale_set_model(name, capacity=capacity, automatic=automatic)
     raw = model.model_dump(by_alias=True, exclude_none=True)
     raw["properties"]["virtualMachineProfile"].pop("networkProfile", None)
     if extensions is not None:
@@ -105,9 +107,11 @@ def test_without_a_health_source_a_running_instance_with_its_extensions_is_healt
     store: Store,
 ) -> None:
     # The application on 1.1.0 never answers, but nothing asks it: Azure's rule is
-    # "running with every extension provisioned", so the run completes.
+    # "running with every extension provisioned", so the run completes. Automatic OS
+    # upgrade needs a health signal, so this is a scale set without it, upgraded by a user.
     world = World.create(store, bad_images=frozenset({"1.1.0"}))
-    assert _roll_out(world, "noprobe", _without_probe("noprobe", 5)) is RunStatus.COMPLETED
+    model = _without_probe("noprobe", 5, automatic=False)
+    assert _roll_out(world, "noprobe", model, StartedBy.USER) is RunStatus.COMPLETED
 
 
 def test_with_the_health_extension_a_bad_image_is_caught(store: Store) -> None:

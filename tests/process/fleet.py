@@ -22,6 +22,8 @@ from scaleset.api.app import create_app
 from scaleset.api.routes.common import scale_set_key
 from scaleset.api.context import ApiContext
 from scaleset.artifacts import ArtifactStore
+from scaleset.catalog import auto_upgrade
+from scaleset.catalog.auto_upgrade import PlatformImage
 from scaleset.clock import SystemClock
 from scaleset.drivers.process.driver import ProcessDriver
 from scaleset.reconcile.settings import ShellSettings
@@ -41,6 +43,9 @@ NETWORK = {"api-version": "2024-05-01"}
 IMAGE = {"publisher": "Contoso", "offer": "WebApp", "sku": "1"}
 VERSIONS = (f"/subscriptions/{SUB}/providers/Microsoft.Compute/locations/westus/publishers/"
             "Contoso/artifacttypes/vmimage/offers/WebApp/skus/1/versions")
+AUTO_UPGRADE_IMAGES = auto_upgrade.merged(auto_upgrade.DEFAULT_IMAGES,
+                                          [PlatformImage(**IMAGE)])
+"""The test image may upgrade automatically (as ``serve --auto-upgrade-image`` allows)."""
 T = TypeVar("T")
 
 
@@ -55,7 +60,8 @@ class Fleet:
         clock = SystemClock()
         self.reconciler = Reconciler(
             store=store, driver=self.driver, clock=clock,
-            settings=ShellSettings(health_timeout=timedelta(seconds=health_timeout)))
+            settings=ShellSettings(health_timeout=timedelta(seconds=health_timeout),
+                                   auto_upgrade_images=AUTO_UPGRADE_IMAGES))
         self._loop = ReconcileLoop(reconciler=self.reconciler, store=store, clock=clock,
                                    resync=timedelta(seconds=0.5))
         context = ApiContext(store=store, clock=clock, settings=self.reconciler.settings,

@@ -94,7 +94,8 @@ def test_an_unknown_extension_type_fails_naming_the_type(fleet: Fleet) -> None:
         "publisher": "Contoso.Tools", "type": "Frobnicator", "typeHandlerVersion": "1.0",
         "settings": {}}}]
     fleet.publish("1.0.0")
-    fleet.create_scale_set("web", capacity=1, probe=False, extensions=extensions)
+    fleet.create_scale_set("web", capacity=1, probe=False, automatic=False,
+                           extensions=extensions)
 
     def failed() -> dict[str, Any]:
         for instance in fleet.instances("web"):  # empty until the instance is created
@@ -122,7 +123,8 @@ def test_a_version_published_without_files_boots_the_base_image(fleet: Fleet) ->
     fleet.call("PUT", f"{VERSIONS}/1.0.0", {"location": "westus", "properties": {
         "osDiskImage": {"operatingSystem": "Linux"}}})
     script = "#!/bin/sh\necho base-os > \"${SCALESET_DATA_DISKS%%:*}/booted\"\n"
-    fleet.create_scale_set("web", capacity=1, probe=False, custom_data=script)
+    fleet.create_scale_set("web", capacity=1, probe=False, automatic=False,
+                           custom_data=script)
     # No health source: running with its (zero) extensions provisioned is healthy.
     wait_for(lambda: fleet.all_healthy("web", 1), timeout=15, what="a base-image instance")
     (sid,) = fleet.driver.scale_set_ids()
@@ -139,7 +141,8 @@ def test_an_instance_does_not_see_the_control_planes_environment(
     monkeypatch.setenv("SCALESET_BOOTSTRAP_TOKEN", "sst_secret")
     fleet.publish("1.0.0")
     script = "#!/bin/sh\nenv > \"${SCALESET_DATA_DISKS%%:*}/env\"\n"
-    fleet.create_scale_set("web", capacity=1, probe=False, custom_data=script)
+    fleet.create_scale_set("web", capacity=1, probe=False, automatic=False,
+                           custom_data=script)
     (sid,) = wait_for(fleet.driver.scale_set_ids, timeout=10, what="the instance")
     directory = fleet.driver.instance_directory(sid, "0")
     assert directory is not None

@@ -61,7 +61,7 @@ def test_a_killed_instance_goes_down_then_is_restarted_and_healthy(fleet: Fleet)
 
 def test_a_crash_loop_backs_off_and_recovers_when_it_stops_crashing(fleet: Fleet) -> None:
     fleet.publish("1.0.0")
-    fleet.create_scale_set("web", capacity=1, probe=False)
+    fleet.create_scale_set("web", capacity=1, probe=False, automatic=False)
     wait_for(lambda: fleet.all_healthy("web", 1), timeout=15, what="a healthy instance")
     pid = _kill(fleet, "0")
     for _ in range(2):  # crash again as soon as it is back: 3 crashes in a row
@@ -84,7 +84,7 @@ def test_an_entrypoint_that_cannot_start_is_retried_with_back_off(fleet: Fleet,
     (image / "image.json").write_text(json.dumps(
         {"osType": "Linux", "entrypoint": ["./no-such-program"]}))
     fleet.publish("1.0.0", image)
-    fleet.create_scale_set("web", capacity=1, probe=False)
+    fleet.create_scale_set("web", capacity=1, probe=False, automatic=False)
 
     def retried_twice() -> str:
         text = fleet.console("web", "0") if fleet.instances("web") else ""

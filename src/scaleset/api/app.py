@@ -18,6 +18,7 @@ from scaleset.api.routes import (
     loadbalancers,
     operations,
     scalesets,
+    servicefabric,
     upgrades,
 )
 
@@ -37,7 +38,7 @@ def create_app(context: ApiContext) -> FastAPI:
     app.state.context = context
     envelope.install(app)
     for module in (scalesets, upgrades, instances, images, operations, loadbalancers,
-                   galleries):
+                   galleries, servicefabric):
         app.include_router(module.router)
 
     @app.get("/healthz", tags=["service"])

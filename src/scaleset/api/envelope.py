@@ -80,7 +80,8 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(ScalesetError)
     async def _domain(request: Request, exc: ScalesetError) -> JSONResponse:
         headers = {"WWW-Authenticate": 'Bearer realm="scaleset"'} if exc.status == 401 else None
-        return response(exc.status, exc.code, exc.message, target=exc.target, headers=headers)
+        return response(exc.status, exc.code, exc.message, target=exc.target,
+                        details=exc.details, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _request(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -18,12 +18,12 @@ KEYWORDS: Final = {k.lower(): k for k in (
     "osRollingUpgrade", "rollingUpgrades", "latest", "cancel", "manualupgrade", "reimage",
     "locations", "publishers", "artifacttypes", "vmimage", "offers", "skus", "versions",
     "operations", "galleries", "images", "loadBalancers", "probes", "approveRollingUpgrade",
-    "extensionRollingUpgrade", "admin",
+    "extensionRollingUpgrade", "admin", "Microsoft.ServiceFabric", "clusters",
 )}
 NAME_TAKING: Final = frozenset(k.lower() for k in (
     "subscriptions", "resourceGroups", "virtualMachineScaleSets", "virtualMachines",
     "locations", "publishers", "offers", "skus", "versions", "operations", "galleries",
-    "images", "loadBalancers", "probes",
+    "images", "loadBalancers", "probes", "clusters",
 ))
 
 

@@ -1,8 +1,12 @@
 """Accepted api-versions, per resource provider.
 
-Compute: every stable version from 2018-10-01 (the first with automatic OS
-upgrade) to 2026-04-01 (what azure-mgmt-compute 39 sends). Gallery and
-Network keep their own calendars.
+Compute: every stable version from 2017-03-30 to 2026-04-01 (what
+azure-mgmt-compute 39 sends). Automatic OS upgrade as it is now
+(``automaticOSUpgradePolicy``) exists from 2018-10-01 on; the four older
+versions are accepted so that a request at one of them is answered, and
+turning automatic OS upgrade on there is refused by the requirement check
+(``upgrade/requirements.py``), naming the api-version to use. Gallery,
+Network and Service Fabric keep their own calendars.
 """
 
 from __future__ import annotations
@@ -12,10 +16,11 @@ from typing import Final
 from scaleset.errors import ScalesetError
 
 COMPUTE: Final = (
-    "2018-10-01", "2019-03-01", "2019-07-01", "2019-12-01", "2020-06-01", "2020-12-01",
-    "2021-03-01", "2021-04-01", "2021-07-01", "2021-11-01", "2022-03-01", "2022-08-01",
-    "2022-11-01", "2023-03-01", "2023-07-01", "2023-09-01", "2024-03-01", "2024-07-01",
-    "2024-11-01", "2025-04-01", "2025-11-01", "2026-04-01",
+    "2017-03-30", "2017-12-01", "2018-04-01", "2018-06-01", "2018-10-01", "2019-03-01",
+    "2019-07-01", "2019-12-01", "2020-06-01", "2020-12-01", "2021-03-01", "2021-04-01",
+    "2021-07-01", "2021-11-01", "2022-03-01", "2022-08-01", "2022-11-01", "2023-03-01",
+    "2023-07-01", "2023-09-01", "2024-03-01", "2024-07-01", "2024-11-01", "2025-04-01",
+    "2025-11-01", "2026-04-01",
 )
 GALLERY: Final = (
     "2019-03-01", "2019-07-01", "2019-12-01", "2020-09-30", "2021-07-01", "2021-10-01",
@@ -32,6 +37,8 @@ NETWORK: Final = (
     "2024-07-01", "2024-10-01", "2025-01-01", "2025-03-01", "2025-05-01", "2025-07-01",
     "2025-09-01", "2026-01-01", "2026-03-01",
 )
+SERVICE_FABRIC: Final = ("2016-09-01", "2018-02-01", "2019-03-01", "2020-03-01", "2021-06-01")
+"""The stable api-versions of Microsoft.ServiceFabric/clusters."""
 LATEST_COMPUTE: Final = COMPUTE[-1]
 
 

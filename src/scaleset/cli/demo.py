@@ -66,7 +66,9 @@ def _control_plane(data_dir: Path) -> Iterator[tuple[ArmClient, subprocess.Popen
     log = open(data_dir / "serve.log", "wb")
     server = subprocess.Popen(
         [sys.executable, "-m", "scaleset", "serve", "--port", str(port), "--data-dir",
-         str(data_dir), "--driver", "process", "--health-timeout", HEALTH_TIMEOUT],
+         str(data_dir), "--driver", "process", "--health-timeout", HEALTH_TIMEOUT,
+         # The demo's own image is not one of Azure's: allow it automatic OS upgrade.
+         "--auto-upgrade-image", "Contoso:WebApp:demo"],
         stdout=log, stderr=subprocess.STDOUT, env=env)
     ca = data_dir / "tls" / "ca.pem"
     endpoint = f"https://127.0.0.1:{port}"

@@ -49,6 +49,8 @@ def _simulated_healthy(item: Any) -> bool:
 VERSION_COLUMNS: Final = (
     Column("Name", "name"), Column("Location", "location"),
     Column("OsType", "properties.osDiskImage.operatingSystem"),
+    Column("AutoOSUpgrade",
+           "properties.automaticOSUpgradeProperties.automaticOSUpgradeSupported"),
     Column("SimulatedHealthy", _simulated_healthy),
 )
 

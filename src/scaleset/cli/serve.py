@@ -9,6 +9,8 @@ from typing import Annotated
 
 import typer
 
+from scaleset.catalog import auto_upgrade
+from scaleset.catalog.auto_upgrade import PlatformImage
 from scaleset.model.durations import parse_duration
 from scaleset.server.settings import DEFAULT_PORT, ServeSettings
 from scaleset.upgrade import timing
@@ -36,10 +38,6 @@ def serve(
     insecure_http: Annotated[bool, typer.Option(
         "--insecure-http", envvar="SCALESET_INSECURE_HTTP", help="Plain HTTP (no TLS).")]
     = False,
-    replication_delay: Annotated[str, typer.Option(
-        envvar="SCALESET_REPLICATION_DELAY",
-        help="Simulated driver: how long a gallery image version takes to replicate to a "
-             "region, seconds or ISO 8601 (the process driver really copies).")] = "2",
     rollout_timing: Annotated[str, typer.Option(
         envvar="SCALESET_ROLLOUT_TIMING",
         help="Delays of automatic OS upgrades: 'immediate' (no delay) or 'azure' (first "
@@ -57,6 +55,19 @@ def serve(
         envvar="SCALESET_ROLLOUT_JITTER",
         help="Plus up to this much, fixed per scale set and version: seconds or ISO 8601.")]
     = None,
+    replication_delay: Annotated[str, typer.Option(
+        envvar="SCALESET_REPLICATION_DELAY",
+        help="Simulated driver: how long a gallery image version takes to replicate to a "
+             "region, seconds or ISO 8601 (the process driver really copies).")] = "2",
+    auto_upgrade_image: Annotated[list[str] | None, typer.Option(
+        "--auto-upgrade-image", envvar="SCALESET_AUTO_UPGRADE_IMAGE",
+        metavar="PUBLISHER:OFFER:SKU",
+        help="A platform image that may have automatic OS upgrade, added to the list "
+             "(repeatable; the variable takes several separated by spaces).")] = None,
+    auto_upgrade_images: Annotated[Path | None, typer.Option(
+        "--auto-upgrade-images", envvar="SCALESET_AUTO_UPGRADE_IMAGES", metavar="FILE",
+        help='A JSON list of {"publisher", "offer", "sku"} that replaces the default list of '
+             "images with automatic OS upgrade (Azure's supported images).")] = None,
 ) -> None:
     """Run the API, the reconcile loop and the driver until interrupted."""
     import os
@@ -79,12 +90,14 @@ def serve(
         raise typer.BadParameter("give both --tls-cert and --tls-key, or neither")
     rollout = rollout_settings(rollout_timing, first_rollout_delay, rollout_delay,
                                rollout_jitter)
+    images = allow_list(auto_upgrade_image or [], auto_upgrade_images)
     settings = ServeSettings(
         host=host, port=port, data_dir=data_dir, database_url=database_url, driver=driver,
         health_timeout=timeout, tls_cert=tls_cert, tls_key=tls_key, insecure_http=insecure_http,
         bootstrap_token=os.environ.get("SCALESET_BOOTSTRAP_TOKEN") or None,
         rollout_timing=rollout,
         replication_delay=replication,
+        auto_upgrade_images=images,
     )
     def write_config(endpoint: str, ca_file: Path | None, token: str | None) -> None:
         path = clientconfig.default_config_path()
@@ -97,6 +110,26 @@ def serve(
             typer.echo(f"Client config: {path}")
 
     run(settings, on_ready=write_config)
+
+
+def allow_list(added: list[str], file: Path | None) -> tuple[PlatformImage, ...]:
+    """The images with automatic OS upgrade: the file's list (else Azure's), plus ``added``.
+
+    >>> [str(i) for i in allow_list(["Contoso:WebApp:demo"], None)][-1]
+    'Contoso/WebApp/demo'
+    """
+    base = auto_upgrade.DEFAULT_IMAGES
+    if file is not None:
+        try:
+            base = auto_upgrade.parse_json(file.read_text())
+        except (OSError, auto_upgrade.AllowListError) as exc:
+            raise typer.BadParameter(f"{file}: {exc}",
+                                     param_hint="--auto-upgrade-images") from exc
+    try:
+        extra = [auto_upgrade.parse_urn(text) for text in added]
+    except auto_upgrade.AllowListError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--auto-upgrade-image") from exc
+    return auto_upgrade.merged(base, extra)
 
 
 def rollout_settings(preset: str, first: str | None, delay: str | None, jitter: str | None

@@ -30,10 +30,11 @@ LOAD_BALANCER_TYPE: Final = "Microsoft.Network/loadBalancers"
 PROBE_TYPE: Final = "Microsoft.Network/loadBalancers/probes"
 
 ProbeProtocol = Literal["Http", "Https", "Tcp"]
-SkuName = Literal["Basic", "Standard"]
+SkuName = Literal["Basic", "Standard", "Gateway"]
 
 PROTOCOLS: Final[dict[str, ProbeProtocol]] = {"http": "Http", "https": "Https", "tcp": "Tcp"}
-SKU_NAMES: Final[dict[str, SkuName]] = {"basic": "Basic", "standard": "Standard"}
+SKU_NAMES: Final[dict[str, SkuName]] = {"basic": "Basic", "standard": "Standard",
+                                         "gateway": "Gateway"}
 
 # Azure's rule for load-balancer child resource names: 1-80 characters, letters, digits,
 # '_', '.', '-'; starting with a letter or digit, ending with one or '_'. It also keeps
@@ -159,8 +160,12 @@ class Probe(ArmModel):
 
 
 class LoadBalancerSku(ArmModel):
+    """``sku``: Azure's default for a load balancer written without one is Basic. A scale
+    set with ``singlePlacementGroup: false`` needs its health probe on a Standard one."""
+
     name: SkuName = "Basic"
     tier: str | None = None
+    """Regional or Global (kept as written)."""
 
     @field_validator("name", mode="before")
     @classmethod

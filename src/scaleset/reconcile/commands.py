@@ -19,7 +19,7 @@ from scaleset.errors import InvalidParameter, NotFound, OperationNotAllowed
 from scaleset.model import sequencing
 from scaleset.model.instance import InstanceRecord
 from scaleset.model.scaleset import ScaleSet
-from scaleset.reconcile import automatic, images
+from scaleset.reconcile import automatic, images, requirements
 from scaleset.reconcile.probes import check_health_probe
 from scaleset.reconcile.settings import ShellSettings
 from scaleset.reconcile.shell import run_id_for, run_policy
@@ -104,15 +104,22 @@ def _auto(model: ScaleSet) -> bool:
     return model.automatic_os_upgrade.enable_automatic_os_upgrade
 
 
-def create_scale_set(store: Store, *, scale_set_id: str, model: ScaleSet, now: datetime
+def create_scale_set(store: Store, *, scale_set_id: str, model: ScaleSet, now: datetime,
+                     api_version: str | None = None, settings: ShellSettings | None = None
                      ) -> ScaleSetRow:
-    """Record a new scale set; the reconciler creates its instances."""
+    """Record a new scale set; the reconciler creates its instances.
+
+    ``api_version`` is the request's Compute api-version (None: the newest rules);
+    ``settings`` holds the allow-list of images for automatic OS upgrade.
+    """
     validate_model(model)
+    settings = settings or ShellSettings()
     name = model.name or scale_set_id.rsplit("/", 1)[-1]
     with store.transaction() as tx:
         if tx.get_scale_set(scale_set_id) is not None:
             raise OperationNotAllowed(f"scale set '{name}' already exists", target="name")
         check_health_probe(tx, model)
+        requirements.enforce(tx, model, api_version=api_version, settings=settings)
         image_version = images.resolve_image_version(tx, model.location, model, now)
         row = ScaleSetRow(
             id=scale_set_id, name=name, location=model.location, model=model, generation=1,
@@ -126,10 +133,16 @@ def create_scale_set(store: Store, *, scale_set_id: str, model: ScaleSet, now: d
     return row
 
 
-def update_scale_set(store: Store, *, scale_set_id: str, model: ScaleSet, now: datetime
+def update_scale_set(store: Store, *, scale_set_id: str, model: ScaleSet, now: datetime,
+                     api_version: str | None = None, settings: ShellSettings | None = None
                      ) -> ScaleSetRow:
-    """Replace a scale set's model; instance-facing changes bump its generation."""
+    """Replace a scale set's model; instance-facing changes bump its generation.
+
+    The requirements of automatic OS upgrade are checked as in ``create_scale_set``,
+    counting only what this change breaks.
+    """
     validate_model(model)
+    settings = settings or ShellSettings()
     with store.transaction() as tx:
         row = _get(tx, scale_set_id)
         if model.location.replace(" ", "").lower() != row.location.replace(" ", "").lower():
@@ -138,6 +151,8 @@ def update_scale_set(store: Store, *, scale_set_id: str, model: ScaleSet, now: d
                 f"'{row.location}'. Create a new scale set in '{model.location}' instead.",
                 target="location")
         check_health_probe(tx, model, previous=row.model)
+        requirements.enforce(tx, model, api_version=api_version, settings=settings,
+                             previous=row.model)
         generation = row.generation + (1 if model_changes_instances(row.model, model) else 0)
         image_version = row.image_version
         if _image_identity(model) != _image_identity(row.model):

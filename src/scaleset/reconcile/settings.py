@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+from scaleset.catalog.auto_upgrade import DEFAULT_IMAGES, PlatformImage
 from scaleset.upgrade.state import DEFAULT_HEALTH_TIMEOUT
 from scaleset.upgrade.timing import NO_DELAY, RolloutTiming
 
@@ -22,3 +23,7 @@ class ShellSettings:
 
     rollout_timing: RolloutTiming = NO_DELAY
     """Delays before automatic OS upgrade runs (``upgrade/timing.py``); default: none."""
+
+    auto_upgrade_images: tuple[PlatformImage, ...] = DEFAULT_IMAGES
+    """Platform images a scale set may upgrade automatically (the seed's table by default;
+    ``serve --auto-upgrade-image`` adds, ``--auto-upgrade-images`` replaces)."""

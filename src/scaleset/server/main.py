@@ -156,7 +156,8 @@ def _run(settings: ServeSettings, store: Store, clock: SystemClock,
     reconciler = Reconciler(store=store, driver=driver, clock=clock,
                             settings=ShellSettings(
                                 health_timeout=settings.health_timeout,
-                                rollout_timing=settings.rollout_timing))
+                                rollout_timing=settings.rollout_timing,
+                                auto_upgrade_images=settings.auto_upgrade_images))
     # Real copies into per-region stores with real instances; a simulated delay otherwise.
     replicator = Replicator(store=store, clock=clock,
                             artifacts=artifacts if isinstance(driver, ProcessDriver) else None,

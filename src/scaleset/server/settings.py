@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
+from scaleset.catalog.auto_upgrade import DEFAULT_IMAGES, PlatformImage
 from scaleset.upgrade.state import DEFAULT_HEALTH_TIMEOUT
 from scaleset.upgrade.timing import NO_DELAY, RolloutTiming
 
@@ -38,6 +39,8 @@ class ServeSettings:
     replication_delay: timedelta = timedelta(seconds=2)
     """Simulated driver: how long a gallery image version takes to replicate to a region
     (the process driver really copies the artifact instead)."""
+    auto_upgrade_images: tuple[PlatformImage, ...] = DEFAULT_IMAGES
+    """Platform images that may have automatic OS upgrade (the seed's table by default)."""
 
     @property
     def url(self) -> str:

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from scaleset.catalog import auto_upgrade
+from scaleset.catalog.auto_upgrade import PlatformImage
 from scaleset.clock import EPOCH, VirtualClock
 from scaleset.drivers.simulated import SimulatedDriver
 from scaleset.reconcile import commands, probes
@@ -116,10 +118,15 @@ def simulate(scenario: Scenario, *, database_url: str = "sqlite://",
                              bad_images=bad)
     own_store = store is None
     store = store or open_store(database_url)
-    settings = ShellSettings(health_timeout=scenario.health_timeout)
-    reconciler = Reconciler(store=store, driver=driver, clock=clock, settings=settings)
     ref = model.image_reference
     publisher, offer, sku = ref.publisher or "Sim", ref.offer or "Sim", ref.sku or "Sim"
+    # The scenario's image is the simulator's own: it may upgrade automatically whatever
+    # it is called (every other requirement still holds).
+    settings = ShellSettings(health_timeout=scenario.health_timeout,
+                             auto_upgrade_images=auto_upgrade.merged(
+                                 auto_upgrade.DEFAULT_IMAGES,
+                                 [PlatformImage(publisher, offer, sku)]))
+    reconciler = Reconciler(store=store, driver=driver, clock=clock, settings=settings)
     try:
         commands.publish_image_version(store, location=model.location, publisher=publisher,
                                        offer=offer, sku=sku, version=scenario.from_version,
@@ -127,7 +134,8 @@ def simulate(scenario: Scenario, *, database_url: str = "sqlite://",
         probe_id = probes.health_probe_id(model)
         if probe_id is not None:  # the simulated world has the load balancer it names
             probes.ensure_probe(store, probe_id, location=model.location, now=clock.now())
-        commands.create_scale_set(store, scale_set_id=SCALE_SET_ID, model=model, now=clock.now())
+        commands.create_scale_set(store, scale_set_id=SCALE_SET_ID, model=model, now=clock.now(),
+                                  settings=settings)
         reconciler.reconcile(SCALE_SET_ID)  # creates the fleet on the current version
         commands.publish_image_version(store, location=model.location, publisher=publisher,
                                        offer=offer, sku=sku, version=scenario.target_version,

@@ -21,6 +21,7 @@ from sqlalchemy import select
 from scaleset.api.auth import READ, WRITE
 from scaleset.api.context import ApiContext, get_context
 from scaleset.api.routes.common import compute_version
+from scaleset.catalog import auto_upgrade
 from scaleset.catalog import versions as version_rules
 from scaleset.artifacts import Artifact, ArtifactError, ArtifactStore, ImageManifest, fetch
 from scaleset.errors import Conflict, InvalidParameter, NotFound
@@ -136,14 +137,16 @@ def list_versions(subscription: str, location: str, publisher: str, offer: str, 
                       _version_path(publisher, offer, sku, r.version)) for r in ordered]
 
 
-def _image(subscription: str, location: str, publisher: str, offer: str, sku: str,
-           row: ImageVersionRow) -> dict[str, Any]:
+def _image(context: ApiContext, subscription: str, location: str, publisher: str, offer: str,
+           sku: str, row: ImageVersionRow) -> dict[str, Any]:
     body = _resource(subscription, location, row.version,
                      _version_path(publisher, offer, sku, row.version))
     props = {k: v for k, v in row.properties.items() if k != "displayNames"}
     props.setdefault("osDiskImage", {"operatingSystem": row.os_type})
     props.setdefault("dataDiskImages", [])
-    props.setdefault("automaticOSUpgradeProperties", {"automaticOSUpgradeSupported": True})
+    # The server's allow-list decides, whatever the version was published with.
+    props["automaticOSUpgradeProperties"] = {"automaticOSUpgradeSupported": auto_upgrade.allows(
+        context.settings.auto_upgrade_images, publisher, offer, sku)}
     body["properties"] = props
     return body
 
@@ -154,7 +157,7 @@ def get_version(subscription: str, location: str, publisher: str, offer: str, sk
                 context: ApiContext = Depends(get_context)) -> dict[str, Any]:
     for row in _rows(context, location, publisher=publisher, offer=offer, sku=sku):
         if row.version == version:
-            return _image(subscription, location, publisher, offer, sku, row)
+            return _image(context, subscription, location, publisher, offer, sku, row)
     raise NotFound(f"Artifact: VMImage was not found: {publisher}/{offer}/{sku}/{version} in "
                    f"'{location}'.", code="NotFound")
 
@@ -240,5 +243,5 @@ def publish_version(subscription: str, location: str, publisher: str, offer: str
         now=context.clock.now())
     context.on_image_published(row)
     context.notify(None)
-    return JSONResponse(_image(subscription, location, publisher, offer, sku, row),
+    return JSONResponse(_image(context, subscription, location, publisher, offer, sku, row),
                         status_code=200 if existed else 201)

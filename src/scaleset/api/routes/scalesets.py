@@ -56,7 +56,7 @@ def _respond(row: ScaleSetRow, status: int, state: str, headers: dict[str, str])
             responses={200: {"model": ScaleSet}, 201: {"model": ScaleSet}})
 def create_or_update(
     subscription: str, resource_group: str, name: str, request: Request,
-    body: ScaleSet, _v: str = Depends(compute_version),
+    body: ScaleSet, api_version: str = Depends(compute_version),
     _a: object = Depends(WRITE), context: ApiContext = Depends(get_context),
 ) -> JSONResponse:
     """Create a scale set, or replace its model (``If-Match`` / ``If-None-Match`` honoured)."""
@@ -69,10 +69,12 @@ def create_or_update(
     check_preconditions(request, existing.etag if existing else None)
     now = context.clock.now()
     if existing is None:
-        row = commands.create_scale_set(context.store, scale_set_id=key, model=model, now=now)
+        row = commands.create_scale_set(context.store, scale_set_id=key, model=model, now=now,
+                                        api_version=api_version, settings=context.settings)
         status, state = 201, "Creating"
     else:
-        row = commands.update_scale_set(context.store, scale_set_id=key, model=model, now=now)
+        row = commands.update_scale_set(context.store, scale_set_id=key, model=model, now=now,
+                                        api_version=api_version, settings=context.settings)
         status, state = 200, "Updating"
     headers = lro.begin(context, request, kind=lro.SCALE_SET_PUT, resource_id=row.model.id or key,
                         location=row.location, subscription=subscription, scale_set_id=key,
@@ -90,7 +92,7 @@ _PATCH_SCHEMA = {"requestBody": {"required": True, "content": {"application/json
 @router.patch(SCALE_SET, openapi_extra=_PATCH_SCHEMA, responses={200: {"model": ScaleSet}})
 def update(
     subscription: str, resource_group: str, name: str, request: Request,
-    body: Any = Body(default=None), _v: str = Depends(compute_version),
+    body: Any = Body(default=None), api_version: str = Depends(compute_version),
     _a: object = Depends(WRITE), context: ApiContext = Depends(get_context),
 ) -> JSONResponse:
     """Merge a partial scale set into the model (JSON merge: objects merge, lists replace)."""
@@ -103,7 +105,8 @@ def update(
                                                   exclude_unset=True, exclude_none=True), body)
     model = _model_from(merged, display_id=existing.model.id or existing.id, name=existing.name)
     row = commands.update_scale_set(context.store, scale_set_id=existing.id, model=model,
-                                    now=context.clock.now())
+                                    now=context.clock.now(), api_version=api_version,
+                                    settings=context.settings)
     headers = lro.begin(context, request, kind=lro.SCALE_SET_PUT, resource_id=row.model.id or "",
                         location=row.location, subscription=subscription,
                         scale_set_id=existing.id)
