@@ -868,3 +868,37 @@ def test_image_publish_from_a_url_under_the_short_verb(
     # No --os-type: the image's own image.json decides on the server.
     assert fake.body("PUT", path) == {"location": "westus", "properties": {
         "source": {"uri": "https://example.test/w.tar.gz"}}}
+
+
+# -- rolling-upgrade approve ------------------------------------------------------------
+
+def test_approve_waits_for_the_run_then_prints_its_status(
+        fake: FakeArm, cli: Callable[..., Result]) -> None:
+    fake.on("POST", SS + "/approveRollingUpgrade", httpx.Response(
+        202, headers=fake.operation("op9", "InProgress", "Succeeded")))
+    fake.on("GET", SS + "/rollingUpgrades/latest", latest("Completed", ok=4))
+    result = cli("vmss", "rolling-upgrade", "approve", "-g", "rg1", "-n", "vmss1")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["properties"]["runningStatus"]["code"] == "Completed"
+    assert fake.sent("POST", SS + "/approveRollingUpgrade")[0].content == b""
+
+
+def test_approve_some_instances_without_waiting(
+        fake: FakeArm, cli: Callable[..., Result]) -> None:
+    fake.on("POST", SS + "/approveRollingUpgrade", httpx.Response(
+        202, headers=fake.operation("op9", "InProgress")))
+    result = cli("vmss", "rolling-upgrade", "approve", "-g", "rg1", "-n", "vmss1",
+                 "--instance-ids", "0", "1", "--no-wait")
+    assert (result.exit_code, result.stdout) == (0, "")
+    assert "rolling-upgrade get-latest -g rg1 -n vmss1" in result.stderr
+    assert fake.body("POST", SS + "/approveRollingUpgrade") == {"instanceIds": ["0", "1"]}
+
+
+def test_approve_with_nothing_deferred_reports_the_conflict(
+        fake: FakeArm, cli: Callable[..., Result]) -> None:
+    fake.on("POST", SS + "/approveRollingUpgrade", httpx.Response(409, json={"error": {
+        "code": "OperationNotAllowed",
+        "message": "Nothing to approve on scale set 'vmss1': osRollingUpgradeDeferral is off"}}))
+    result = cli("vmss", "rolling-upgrade", "approve", "-g", "rg1", "-n", "vmss1")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error (OperationNotAllowed): Nothing to approve")
