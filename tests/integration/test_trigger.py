@@ -5,12 +5,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from scaleset.clock import EPOCH
 from scaleset.errors import OperationNotAllowed
 from scaleset.model.scaleset import ScaleSet
 from scaleset.reconcile import automatic, commands
 from scaleset.reconcile.loop import run_until
+from scaleset.sim.runner import simulate
+from scaleset.sim.scenario import Scenario
 from scaleset.store.repository import Store
 from scaleset.upgrade import timing
 from scaleset.upgrade.state import Run, RunStatus, StartedBy
@@ -180,3 +183,17 @@ def test_a_deferred_run_waits_for_approval(store: Store) -> None:
     with pytest.raises(OperationNotAllowed, match="Nothing to approve"):
         commands.approve_rolling_upgrade(store, scale_set_id=sid, instance_ids=None,
                                          now=world.clock.now(), settings=world.settings)
+
+
+def test_a_simulated_scenario_can_let_the_trigger_start_the_run() -> None:
+    paced = simulate(Scenario.model_validate(
+        {"rolloutTiming": {"preset": "azure", "firstRolloutDelay": "PT1H"}}))
+    # A first rollout: max(1 h after configuration, 30 min + jitter (<= 30 min) after publish).
+    assert (paced.status, paced.started_by) == ("Completed", "Platform")
+    assert paced.trigger_delay_seconds == 3600
+    assert paced.to_json()["triggerDelaySeconds"] == 3600
+    assert simulate(Scenario.model_validate(
+        {"rolloutTiming": {"rolloutDelay": "PT10M"}})).trigger_delay_seconds == 600
+    assert simulate(Scenario()).trigger_delay_seconds == 0
+    with pytest.raises(ValidationError, match="startedBy 'Platform'"):
+        Scenario.model_validate({"startedBy": "User", "rolloutTiming": {}})

@@ -45,7 +45,8 @@ def _explain(exc: ValidationError) -> str:
 
 def simulate(
     scenario: Annotated[Path | None, typer.Argument(
-        help="A JSON scenario file (scaleSet, seed, startedBy, timings, faults).",
+        help="A JSON scenario file (scaleSet, seed, startedBy, timings, faults, "
+             "rolloutTiming).",
         exists=False, dir_okay=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="End with one JSON summary line.")]
     = False,
@@ -147,6 +148,9 @@ def _print_report(console: Console, r: SimulationReport) -> None:
         f"[bold]Rolling OS upgrade to {r.target_version}[/bold], started by {r.started_by}: "
         f"{r.eligible} of {r.instances} instances eligible (seed {r.seed})"
     )
+    if r.trigger_delay_seconds:
+        console.print(f"The trigger started it {_clock(r.trigger_delay_seconds)} after the "
+                      "target was published (rolloutTiming).", highlight=False)
     table = Table(title="Batches", show_lines=False)
     for col in ("#", "start", "end", "size", "instances", "ok", "failed", "rolled back"):
         table.add_column(col, justify="right" if col not in ("instances",) else "left")

@@ -6,6 +6,7 @@ database URL is given), on a virtual clock; only the instances are simulated.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from scaleset.catalog import auto_upgrade
 from scaleset.catalog.auto_upgrade import PlatformImage
 from scaleset.clock import EPOCH, VirtualClock
 from scaleset.drivers.simulated import SimulatedDriver
+from scaleset.errors import OperationNotAllowed
 from scaleset.reconcile import commands, probes
 from scaleset.reconcile.loop import run_settled, run_until
 from scaleset.reconcile.settings import ShellSettings
@@ -66,6 +68,8 @@ class SimulationReport:
     rounds: int
     wall_seconds: float
     events: list[dict[str, Any]] = field(default_factory=list)
+    trigger_delay_seconds: float = 0.0
+    """From publishing the target to the run's start (rolloutTiming; 0 without)."""
 
     def to_json(self) -> dict[str, Any]:
         """The ``--json`` object (the interface scripts rely on)."""
@@ -85,6 +89,7 @@ class SimulationReport:
             "targetImageVersion": self.target_version,
             "startedBy": self.started_by,
             "seed": self.seed,
+            "triggerDelaySeconds": self.trigger_delay_seconds,
         }
 
 
@@ -126,6 +131,9 @@ def simulate(scenario: Scenario, *, database_url: str = "sqlite://",
                              auto_upgrade_images=auto_upgrade.merged(
                                  auto_upgrade.DEFAULT_IMAGES,
                                  [PlatformImage(publisher, offer, sku)]))
+    if scenario.rollout_timing is not None:
+        settings = dataclasses.replace(settings,
+                                       rollout_timing=scenario.rollout_timing.to_timing())
     reconciler = Reconciler(store=store, driver=driver, clock=clock, settings=settings)
     try:
         commands.publish_image_version(store, location=model.location, publisher=publisher,
@@ -140,9 +148,13 @@ def simulate(scenario: Scenario, *, database_url: str = "sqlite://",
         commands.publish_image_version(store, location=model.location, publisher=publisher,
                                        offer=offer, sku=sku, version=scenario.target_version,
                                        now=clock.now())
-        run = commands.start_os_upgrade(store, scale_set_id=SCALE_SET_ID, now=clock.now(),
-                                        settings=settings,
-                                        started_by=StartedBy(scenario.started_by))
+        published = clock.now()
+        if scenario.rollout_timing is None:
+            run = commands.start_os_upgrade(store, scale_set_id=SCALE_SET_ID, now=clock.now(),
+                                            settings=settings,
+                                            started_by=StartedBy(scenario.started_by))
+        else:
+            run = _triggered(reconciler, clock, driver, store)
 
         def done(results: dict[str, PassResult]) -> bool:
             if on_round is not None:
@@ -154,10 +166,27 @@ def simulate(scenario: Scenario, *, database_url: str = "sqlite://",
             final = tx.get_run(run.run_id)
             total = len(tx.instances(SCALE_SET_ID))
             events = tx.events(SCALE_SET_ID, run_id=run.run_id)
-        return _report(final, scenario, total, loop.rounds, time.perf_counter() - wall, events)
+        report = _report(final, scenario, total, loop.rounds, time.perf_counter() - wall,
+                         events)
+        return dataclasses.replace(report, trigger_delay_seconds=(
+            final.start_time - published).total_seconds())
     finally:
         if own_store:
             store.close()
+
+
+def _triggered(reconciler: Reconciler, clock: VirtualClock, driver: SimulatedDriver,
+               store: Store) -> Run:
+    """The run the platform's trigger starts, on the virtual clock (delays, jitter)."""
+    waited = run_until(reconciler, clock, driver, [SCALE_SET_ID],
+                       done=lambda last: last[SCALE_SET_ID].active_run_id is not None)
+    run_id = waited.last[SCALE_SET_ID].active_run_id
+    if run_id is None:
+        raise OperationNotAllowed(
+            "the platform started no run: the scale set does not qualify for automatic OS "
+            "upgrade (see its events)")
+    with store.transaction() as tx:
+        return tx.get_run(run_id)
 
 
 def _report(run: Run, scenario: Scenario, total: int, rounds: int, wall: float,

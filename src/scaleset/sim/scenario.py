@@ -10,8 +10,14 @@ Every field may be omitted::
       "timings": {"reimageSeconds": 60, "bootSeconds": 30, "healthySeconds": 20},
       "faults": {"neverHealthyProbability": 0.0, "reimageFailProbability": 0.0,
                  "unhealthyAtStart": ["3"], "events": [{"at": "PT10M", "instances": ["5"],
-                 "health": "Unhealthy"}]}
+                 "health": "Unhealthy"}]},
+      "rolloutTiming": {"preset": "azure", "rolloutDelay": "PT10M"}
     }
+
+Without ``rolloutTiming`` the run starts the moment the target is published.
+With it (Platform runs only) the scale set has automatic OS upgrade and the
+platform's trigger starts the run when it is due, with the delays of
+``scaleset serve --rollout-timing`` and its three flags.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any, Literal
 
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from scaleset.drivers.simulated import Faults, HealthEvent, Timings
 from scaleset.model.base import ArmModel
@@ -27,6 +33,7 @@ from scaleset.model.durations import Duration
 from scaleset.model.instance import HealthState
 from scaleset.model.scaleset import ScaleSet
 from scaleset.upgrade.state import DEFAULT_HEALTH_TIMEOUT
+from scaleset.upgrade.timing import PRESETS, RolloutTiming
 
 DEFAULT_INSTANCES = 10
 DEFAULT_PROBE = ("/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/sim/"
@@ -95,6 +102,25 @@ class FaultsSpec(_Strict):
         )
 
 
+class RolloutTimingSpec(_Strict):
+    """When the platform starts the run: a preset, then explicit delays laid over it."""
+
+    preset: Literal["immediate", "azure"] = "immediate"
+    first_rollout_delay: Duration | None = None
+    rollout_delay: Duration | None = None
+    rollout_jitter: Duration | None = None
+
+    def to_timing(self) -> RolloutTiming:
+        base = PRESETS[self.preset]
+        return RolloutTiming(
+            first_rollout_delay=self.first_rollout_delay if self.first_rollout_delay
+            is not None else base.first_rollout_delay,
+            rollout_delay=self.rollout_delay if self.rollout_delay is not None
+            else base.rollout_delay,
+            rollout_jitter=self.rollout_jitter if self.rollout_jitter is not None
+            else base.rollout_jitter)
+
+
 class Scenario(_Strict):
     scale_set: dict[str, Any] = Field(default_factory=dict)
     seed: int = 0
@@ -104,6 +130,15 @@ class Scenario(_Strict):
     target_version: str = "1.1.0"
     timings: TimingsSpec = Field(default_factory=TimingsSpec)
     faults: FaultsSpec = Field(default_factory=FaultsSpec)
+    rollout_timing: RolloutTimingSpec | None = None
+    """The platform's trigger starts the run, with these delays (None: at once)."""
+
+    @model_validator(mode="after")
+    def _platform_for_timing(self) -> Scenario:
+        if self.rollout_timing is not None and self.started_by != "Platform":
+            raise ValueError("rolloutTiming paces runs the platform starts; use startedBy "
+                             "'Platform' or drop rolloutTiming")
+        return self
 
     @field_validator("health_timeout")
     @classmethod
@@ -132,5 +167,11 @@ class Scenario(_Strict):
             network["healthProbe"] = {"id": DEFAULT_PROBE}
         profile["networkProfile"] = network
         props["virtualMachineProfile"] = profile
+        if self.rollout_timing is not None:  # the platform starts the run: automatic upgrade
+            upgrade = dict(props.get("upgradePolicy") or {})
+            automatic = dict(upgrade.get("automaticOSUpgradePolicy") or {})
+            automatic["enableAutomaticOSUpgrade"] = True
+            upgrade["automaticOSUpgradePolicy"] = automatic
+            props["upgradePolicy"] = upgrade
         raw["properties"] = props
         return ScaleSet.model_validate(raw)
