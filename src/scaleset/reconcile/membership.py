@@ -75,9 +75,12 @@ HEALTH_EXTENSION_TYPES = frozenset({"applicationhealthlinux", "applicationhealth
 
 
 def has_health_source(model: ScaleSet) -> bool:
-    """A load-balancer health probe, or the Application Health extension, is configured."""
+    """A load-balancer health probe, the Application Health extension, or the Service Fabric
+    extension (its node reports its own health) is configured."""
     network = model.properties.virtual_machine_profile.network_profile
     if network is not None and network.health_probe is not None:
+        return True
+    if model.service_fabric_extension is not None:
         return True
     return any(e.properties.type.lower() in HEALTH_EXTENSION_TYPES for e in model.extensions)
 

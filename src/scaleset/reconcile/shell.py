@@ -407,8 +407,9 @@ class Reconciler:
         """Service Fabric: every node of the cluster reports healthy (None: not a node type).
 
         A node's report is its instance's health, which counts the Service Fabric
-        extension's provisioning status. This node type is read from the driver;
-        other node types of the same cluster from their last stored observation.
+        extension's. The nodes are this scale set's and those of every other scale
+        set whose extension names the same cluster, all as the driver sees them now
+        (a stored view of another node type could be a pass old).
         """
         endpoint = cluster_endpoint(row.model)
         if endpoint is None:
@@ -416,14 +417,12 @@ class Reconciler:
         if any(i.health is not HealthState.HEALTHY for i in snapshot.instances.values()):
             return False
         with self.store.transaction() as tx:
-            for other_id in tx.scale_set_ids():
-                other = tx.get_scale_set(other_id) if other_id != row.id else None
-                if other is None or cluster_endpoint(other.model) != endpoint:
-                    continue
-                if any(r.health_state is not HealthState.HEALTHY
-                       for r in tx.instances(other_id).values()):
-                    return False
-        return True
+            others = [other_id for other_id in tx.scale_set_ids() if other_id != row.id
+                      and (other := tx.get_scale_set(other_id)) is not None
+                      and cluster_endpoint(other.model) == endpoint]
+        now = self.clock.now()
+        return all(i.health is HealthState.HEALTHY for other_id in others
+                   for i in self.driver.observe(other_id, now).instances.values())
 
     @staticmethod
     def _image_reference(row: ScaleSetRow, run: Run) -> dict[str, str] | None:
