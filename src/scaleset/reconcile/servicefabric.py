@@ -51,7 +51,7 @@ def endpoint_for(location: str, generated_id: str) -> str:
     return ENDPOINT_TEMPLATE.format(location=location.replace(" ", "").lower(), id=generated_id)
 
 
-def _endpoint_key(endpoint: str) -> str:
+def endpoint_key(endpoint: str) -> str:
     """What two spellings of one endpoint share: the cluster id when the URL has Azure's
     form, else the URL itself (lower-cased, no trailing slash)."""
     text = endpoint.strip()
@@ -61,10 +61,10 @@ def _endpoint_key(endpoint: str) -> str:
 
 def find_cluster(tx: Tx, endpoint: str) -> ResourceRow | None:
     """The cluster whose ``clusterEndpoint`` is ``endpoint`` (any casing), if any."""
-    key = _endpoint_key(endpoint)
+    key = endpoint_key(endpoint)
     for row in tx.resources(CLUSTER_TYPE):
         stored = str(row.body.get("properties", {}).get("clusterEndpoint") or "")
-        if stored and _endpoint_key(stored) == key:
+        if stored and endpoint_key(stored) == key:
             return row
     return None
 

@@ -34,7 +34,7 @@ from scaleset.drivers.base import (
 )
 from scaleset.model.instance import HealthState, InstanceRecord
 from scaleset.model.scaleset import ScaleSet
-from scaleset.reconcile import automatic, images, membership, probes
+from scaleset.reconcile import automatic, images, membership, probes, servicefabric
 from scaleset.reconcile.settings import ShellSettings
 from scaleset.store.repository import ConflictError, ScaleSetRow, Store, Tx
 from scaleset.upgrade import run as run_machine
@@ -109,11 +109,13 @@ def run_policy(model: ScaleSet, settings: ShellSettings) -> Policy:
 
 
 def cluster_endpoint(model: ScaleSet) -> str | None:
-    """The Service Fabric cluster a node type's extension joins (lower-cased), if any."""
+    """The Service Fabric cluster a node type's extension joins (as ``servicefabric`` keys
+    endpoints: the cluster id of an Azure-form URL), if any."""
     extension = model.service_fabric_extension
     if extension is None:
         return None
-    return str((extension.properties.settings or {}).get("clusterEndpoint") or "").lower()
+    return servicefabric.endpoint_key(
+        str((extension.properties.settings or {}).get("clusterEndpoint") or ""))
 
 
 def _refreshed(record: InstanceRecord, seen: DriverInstance) -> InstanceRecord:
