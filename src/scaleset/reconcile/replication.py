@@ -114,8 +114,8 @@ class Replicator:
         """Complete the regions whose simulated replication is due; (next due, any done)."""
         def step(region: RegionReplication) -> RegionReplication:
             started = region.started_at or now
-            if now >= started + wait:
-                return region.completed(now)
+            if now >= started + wait:  # completed when it was due, however late we look
+                return region.completed(started + wait)
             fraction = (now - started) / wait if wait else 1.0
             return RegionReplication(region.name, region.state, min(99, int(fraction * 100)),
                                      region.details, region.started_at, region.completed_at)
