@@ -254,7 +254,13 @@ def test_a_server_stopped_mid_upgrade_resumes_the_run_without_rolling_back(
         call(http, "PATCH", SET, {"properties": {"virtualMachineProfile": {
             "extensionProfile": {"extensions": [SLOW_EXTENSION]}}}})
         assert profile["storageProfile"]["imageReference"]["version"] == "latest"
-        wait_for(lambda: all_healthy(http, 3), timeout=30, what="the model applied")
+        def model_applied() -> bool:
+            items = instances(http)
+            return all(i["properties"].get("latestModelApplied") for i in items) \
+                and all_healthy(http, 3) is not None
+        # The model run must be over before 1.1.0 appears, or the interruption below could
+        # land in the model run rather than in the OS run this test is about.
+        wait_for(model_applied, timeout=60, what="the model applied")
         call(http, "PUT", f"{VERSIONS}/1.1.0", {
             "location": "westus", "properties": {"source": {"path": str(WEBAPP / "1.1.0")}}})
 
@@ -269,6 +275,8 @@ def test_a_server_stopped_mid_upgrade_resumes_the_run_without_rolling_back(
             code = latest["runningStatus"]["code"]
             return latest if code in ("Completed", "Faulted", "Cancelled") else None
         latest = wait_for(ended, timeout=60, what="the run to end")
+        history = call(http, "GET", f"{SET}/osUpgradeHistory")["value"]
+        assert history[0]["properties"]["targetImageReference"]["version"] == "1.1.0"
         assert latest["runningStatus"]["code"] == "Completed", latest
         assert latest["progress"]["failedInstanceCount"] == 0
         assert (latest.get("rollbackInfo") or {}).get(
