@@ -38,10 +38,15 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         yield s
 
 
-@pytest.fixture(scope="module")
-def client(server: Server) -> ComputeManagementClient:
+def compute_client(server: Server) -> ComputeManagementClient:
+    """The official SDK's client for ``server``: its token, its CA, no retries."""
     return ComputeManagementClient(StaticCredential(server.token), SUB, base_url=server.endpoint,
                                    connection_verify=str(server.ca), retry_total=0)
+
+
+@pytest.fixture(scope="module")
+def client(server: Server) -> ComputeManagementClient:
+    return compute_client(server)
 
 
 def publish(server: Server, version: str, **properties: Any) -> None:

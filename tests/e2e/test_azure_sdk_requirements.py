@@ -14,8 +14,7 @@ from azure.mgmt.compute import models as m  # noqa: E402
 from tests.e2e.server import Server, running_server  # noqa: E402
 from tests.e2e.test_azure_sdk import (  # noqa: E402
     RG,
-    SUB,
-    StaticCredential,
+    compute_client,
     load_balancer,
     publish,
     scale_set_body,
@@ -34,8 +33,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 @pytest.fixture(scope="module")
 def client(server: Server) -> ComputeManagementClient:
-    return ComputeManagementClient(StaticCredential(server.token), SUB, base_url=server.endpoint,
-                                   connection_verify=str(server.ca), retry_total=0)
+    return compute_client(server)
 
 
 def test_a_pinned_version_is_refused_with_invalid_parameter(
