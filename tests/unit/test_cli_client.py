@@ -513,6 +513,18 @@ def test_tsv_prints_the_columns_without_a_header(fake: FakeArm, cli: Callable[..
                              "\tManual\tFalse\tSucceeded\n")
 
 
+def test_output_none_prints_nothing_but_still_makes_the_request(
+        fake: FakeArm, cli: Callable[..., Result]) -> None:
+    fake.on("GET", SS, httpx.Response(200, json=scale_set()))
+    result = cli("vmss", "show", "-g", "rg1", "-n", "vmss1", "-o", "none")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""
+    fake.on("GET", SS, httpx.Response(404, json={"error": {"code": "ResourceNotFound",
+                                                           "message": "no vmss1"}}))
+    missing = cli("vmss", "show", "-g", "rg1", "-n", "vmss1", "-o", "none")
+    assert missing.exit_code != 0 and "ResourceNotFound" in missing.output
+
+
 def test_json_output_is_the_servers_json(fake: FakeArm, cli: Callable[..., Result]) -> None:
     fake.on("GET", SS, httpx.Response(200, json=scale_set()))
     result = cli("vmss", "show", "-g", "rg1", "-n", "vmss1")

@@ -32,6 +32,8 @@ class OutputFormat(StrEnum):
     json = "json"
     table = "table"
     tsv = "tsv"
+    none = "none"
+    """Print nothing (errors still go to stderr), as ``az ... -o none``."""
 
 
 OutputOption = Annotated[OutputFormat, typer.Option(
@@ -97,7 +99,7 @@ def cell(value: Any) -> str:
 def emit(data: Any, fmt: OutputFormat, *, columns: Sequence[Column] | None = None,
          console: Console | None = None) -> None:
     """Print a verb's result. ``None`` (e.g. after delete) prints nothing."""
-    if data is None:
+    if data is None or fmt is OutputFormat.none:
         return
     if fmt is OutputFormat.json:
         sys.stdout.write(json.dumps(data, indent=2) + "\n")
