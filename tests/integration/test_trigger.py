@@ -43,6 +43,23 @@ def test_a_cancelled_manual_run_is_not_restarted_by_the_platform(store: Store) -
     assert active.target.image_version == "1.2.0"
 
 
+def test_an_image_the_operator_withdrew_from_the_allow_list_is_not_rolled_out(
+        store: Store) -> None:
+    world = World.create(store)
+    sid = world.add_scale_set(capacity=4, automatic=True)  # Canonical:UbuntuServer:18.04-LTS
+    # The server restarts with an allow-list that no longer has the scale set's image.
+    world.settings = dataclasses.replace(world.settings, auto_upgrade_images=())
+    world.restart()
+    world.publish("1.1.0")
+    for _ in range(3):
+        assert world.reconciler.reconcile(sid).active_run_id is None
+    with store.transaction() as tx:
+        assert tx.past_runs(sid) == []
+    run = world.start_upgrade(sid, StartedBy.USER)  # the user can still upgrade by hand
+    world.settle(sid)
+    assert world.run(run.run_id).status is RunStatus.COMPLETED
+
+
 # -- delays, windows, deferral: on the virtual clock, through the real shell and store -------
 FIRST_DELAY = timedelta(hours=3)
 

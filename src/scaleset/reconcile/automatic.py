@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from scaleset.catalog import auto_upgrade
 from scaleset.model.instance import InstanceRecord
 from scaleset.reconcile import images
 from scaleset.reconcile.settings import ShellSettings
@@ -40,11 +41,25 @@ class Assessment:
     runs: Sequence[Run]
 
 
-def automatic_settings(row: ScaleSetRow) -> trigger.Automatic:
+def still_supported(row: ScaleSetRow, settings: ShellSettings) -> bool:
+    """Whether the scale set's platform image is still on the operator's allow-list.
+
+    The list is checked when automatic upgrade is configured; a server restarted
+    with a shorter list stops automatic runs for images it dropped (manual runs
+    still work), rather than keep rolling out what the operator withdrew.
+    """
+    ref = row.model.image_reference
+    if not images.is_platform(row.model):
+        return True
+    assert ref.publisher and ref.offer and ref.sku
+    return auto_upgrade.allows(settings.auto_upgrade_images, ref.publisher, ref.offer, ref.sku)
+
+
+def automatic_settings(row: ScaleSetRow, settings: ShellSettings) -> trigger.Automatic:
     """The scale set's automatic OS upgrade settings, in the trigger's terms."""
     policy = row.model.automatic_os_upgrade
     return trigger.Automatic(
-        enabled=policy.enable_automatic_os_upgrade,
+        enabled=policy.enable_automatic_os_upgrade and still_supported(row, settings),
         since=row.auto_os_upgrade_since,
         deferral=policy.os_rolling_upgrade_deferral,
         windows=windows.from_models(policy.maintenance_windows),
@@ -61,7 +76,7 @@ def assess(tx: Tx, row: ScaleSetRow, fleet: Mapping[str, InstanceObservation], n
         fleet=fleet,
         generation=row.generation,
         upgrade_mode=row.model.properties.upgrade_policy.mode,
-        automatic=automatic_settings(row),
+        automatic=automatic_settings(row, settings),
         latest=chosen,
         past_runs=[trigger.PastRun(r.kind, r.started_by, r.target.image_version, r.status,
                                    r.target.generation, r.start_time) for r in runs],
