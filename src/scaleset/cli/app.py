@@ -8,6 +8,7 @@ from scaleset.cli import demo as demo_cmd
 from scaleset.cli import image as image_cmd
 from scaleset.cli import network as network_cmd
 from scaleset.cli import serve as serve_cmd
+from scaleset.cli import sf as sf_cmd
 from scaleset.cli import sig as sig_cmd
 from scaleset.cli import simulate as simulate_cmd
 from scaleset.cli import token as token_cmd
@@ -29,6 +30,7 @@ app.add_typer(image_cmd.app, name="vm")
 app.add_typer(image_cmd.images, name="image")  # `scaleset image ...` = `scaleset vm image ...`
 app.add_typer(network_cmd.app, name="network")
 app.add_typer(sig_cmd.app, name="sig")
+app.add_typer(sf_cmd.app, name="sf")
 app.add_typer(token_cmd.app, name="token")
 
 
