@@ -28,6 +28,7 @@ from types import TracebackType
 from typing import Any, Final
 
 import httpx
+import typer
 
 from scaleset.cli import clientconfig
 from scaleset.cli.clientconfig import ClientConfig, ClientConfigError
@@ -376,3 +377,12 @@ class ClientFactory:
         config = clientconfig.resolve(endpoint=endpoint, token=token, ca_file=ca_file,
                                       subscription=subscription, environ=self.environ)
         return ArmClient.from_config(config, transport=self.transport, sleep=self.sleep)
+
+
+def connect(ctx: typer.Context, endpoint: str | None, token: str | None,
+            ca_file: str | None, subscription: str | None) -> ArmClient:
+    """The client a verb uses: the factory a test put on the context, else the default one
+    (flags, then environment, then the client config file)."""
+    factory = ctx.find_object(ClientFactory) or ClientFactory()
+    return factory.connect(endpoint=endpoint, token=token, ca_file=ca_file,
+                           subscription=subscription)

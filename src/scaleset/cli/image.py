@@ -20,7 +20,8 @@ from urllib.parse import quote
 import typer
 
 from scaleset.cli import output
-from scaleset.cli.client import ArmClient, ClientFactory
+from scaleset.cli.client import ArmClient
+from scaleset.cli.client import connect as _connect
 from scaleset.cli.clientconfig import (
     CaFileOption,
     EndpointOption,
@@ -99,13 +100,6 @@ def list_images(client: ArmClient, *, location: str, publisher: str | None,
                     rows.append({"publisher": p, "offer": o, "sku": s, "version": v,
                                  "urn": f"{p}:{o}:{s}:{v}"})
     return rows
-
-
-def _connect(ctx: typer.Context, endpoint: str | None, token: str | None,
-             ca_file: str | None, subscription: str | None) -> ArmClient:
-    factory = ctx.find_object(ClientFactory) or ClientFactory()
-    return factory.connect(endpoint=endpoint, token=token, ca_file=ca_file,
-                           subscription=subscription)
 
 
 @images.command("list")

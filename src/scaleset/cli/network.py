@@ -19,7 +19,8 @@ import typer
 
 from scaleset.api.versions import NETWORK
 from scaleset.cli import output
-from scaleset.cli.client import ArmClient, ArmClientError, ClientFactory
+from scaleset.cli.client import ArmClient, ArmClientError
+from scaleset.cli.client import connect as _connect
 from scaleset.cli.clientconfig import (
     CaFileOption,
     EndpointOption,
@@ -89,13 +90,6 @@ def group_path(subscription: str, resource_group: str) -> str:
 
 def lb_path(subscription: str, resource_group: str, name: str) -> str:
     return f"{group_path(subscription, resource_group)}/loadBalancers/{quote(name, safe='')}"
-
-
-def _connect(ctx: typer.Context, endpoint: str | None, token: str | None,
-             ca_file: str | None, subscription: str | None) -> ArmClient:
-    factory = ctx.find_object(ClientFactory) or ClientFactory()
-    return factory.connect(endpoint=endpoint, token=token, ca_file=ca_file,
-                           subscription=subscription)
 
 
 def _get(client: ArmClient, path: str) -> Any:

@@ -16,7 +16,7 @@ import typer
 
 from scaleset.api.versions import SERVICE_FABRIC
 from scaleset.cli import output
-from scaleset.cli.client import ArmClient, ClientFactory
+from scaleset.cli.client import connect as _connect
 from scaleset.cli.clientconfig import (
     CaFileOption,
     EndpointOption,
@@ -90,13 +90,6 @@ def parse_node_types(values: list[str], *, instances: int) -> list[dict[str, Any
                         "durabilityLevel": known[durability.lower()],
                         "vmInstanceCount": int(count)})
     return out
-
-
-def _connect(ctx: typer.Context, endpoint: str | None, token: str | None,
-             ca_file: str | None, subscription: str | None) -> ArmClient:
-    factory = ctx.find_object(ClientFactory) or ClientFactory()
-    return factory.connect(endpoint=endpoint, token=token, ca_file=ca_file,
-                           subscription=subscription)
 
 
 @clusters.command("create")

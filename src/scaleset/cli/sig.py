@@ -25,7 +25,8 @@ import typer
 
 from scaleset.api.versions import GALLERY
 from scaleset.cli import output
-from scaleset.cli.client import ArmClient, ArmClientError, ClientFactory
+from scaleset.cli.client import ArmClient, ArmClientError
+from scaleset.cli.client import connect as _connect
 from scaleset.cli.clientconfig import (
     CaFileOption,
     EndpointOption,
@@ -176,13 +177,6 @@ def _with_exclusions(regions: list[dict[str, Any]], excluded: list[str]) -> list
 
 def _iso(when: datetime) -> str:
     return when.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _connect(ctx: typer.Context, endpoint: str | None, token: str | None,
-             ca_file: str | None, subscription: str | None) -> ArmClient:
-    factory = ctx.find_object(ClientFactory) or ClientFactory()
-    return factory.connect(endpoint=endpoint, token=token, ca_file=ca_file,
-                           subscription=subscription)
 
 
 def _put(client: ArmClient, path: str, body: dict[str, Any], no_wait: bool = False) -> Any:

@@ -33,7 +33,8 @@ from typer.core import TyperCommand, TyperOption
 
 from scaleset.cli import jsonpaths
 from scaleset.cli import output
-from scaleset.cli.client import ArmClient, ArmClientError, ClientFactory
+from scaleset.cli.client import ArmClient, ArmClientError
+from scaleset.cli.client import connect as _connect
 from scaleset.cli.clientconfig import (
     CaFileOption,
     EndpointOption,
@@ -93,13 +94,6 @@ NoWaitOption = Annotated[bool, typer.Option(
     "--no-wait", help="Return once the server accepted the request; do not wait for it.")]
 InstanceIdsOption = Annotated[list[str] | None, typer.Option(
     "--instance-ids", "--instance-id", help="Instance ids, e.g. --instance-ids 0 3 4.")]
-
-
-def _connect(ctx: typer.Context, endpoint: str | None, token: str | None,
-             ca_file: str | None, subscription: str | None) -> ArmClient:
-    factory = ctx.find_object(ClientFactory) or ClientFactory()
-    return factory.connect(endpoint=endpoint, token=token, ca_file=ca_file,
-                           subscription=subscription)
 
 
 def group_path(subscription: str, resource_group: str) -> str:

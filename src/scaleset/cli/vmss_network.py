@@ -15,7 +15,8 @@ from scaleset.cli.clientconfig import (
     SubscriptionOption,
     TokenOption,
 )
-from scaleset.cli.vmss import NameOption, ResourceGroupOption, _connect, app, scale_set_path
+from scaleset.cli.client import connect as _connect
+from scaleset.cli.vmss import NameOption, ResourceGroupOption, app, scale_set_path
 
 
 def connection_info(instances: list[dict[str, Any]]) -> dict[str, str]:
