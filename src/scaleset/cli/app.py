@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import typer
-
+from scaleset.cli import connection
 from scaleset.cli import demo as demo_cmd
 from scaleset.cli import image as image_cmd
 from scaleset.cli import network as network_cmd
@@ -15,7 +14,7 @@ from scaleset.cli import token as token_cmd
 from scaleset.cli import vmss as vmss_cmd
 from scaleset.cli import vmss_network  # noqa: F401  (registers its verbs on vmss)
 
-app = typer.Typer(
+app = connection.client_app(
     name="scaleset",
     help="A control plane for virtual machine scale sets with automatic OS image upgrades.",
     no_args_is_help=True,
@@ -32,11 +31,6 @@ app.add_typer(network_cmd.app, name="network")
 app.add_typer(sig_cmd.app, name="sig")
 app.add_typer(sf_cmd.app, name="sf")
 app.add_typer(token_cmd.app, name="token")
-
-
-@app.callback()
-def _root() -> None:
-    """A control plane for virtual machine scale sets with automatic OS image upgrades."""
 
 
 def main() -> None:

@@ -30,7 +30,7 @@ from typing import Any, Final
 import httpx
 import typer
 
-from scaleset.cli import clientconfig
+from scaleset.cli import clientconfig, connection
 from scaleset.cli.clientconfig import ClientConfig, ClientConfigError
 
 TERMINAL: Final = frozenset({"succeeded", "failed", "canceled", "cancelled"})
@@ -115,7 +115,7 @@ def _translate(exc: httpx.HTTPError, endpoint: str) -> TransportError:
         return TransportError(
             "ConnectionFailed",
             f"cannot reach {endpoint} ({text}); is 'scaleset serve' running? Point "
-            f"--endpoint or {clientconfig.ENV_ENDPOINT} at it")
+            f"--server or {clientconfig.ENV_SERVER} at it")
     return TransportError("TransportError", f"request to {endpoint} failed: {text}")
 
 
@@ -379,10 +379,11 @@ class ClientFactory:
         return ArmClient.from_config(config, transport=self.transport, sleep=self.sleep)
 
 
-def connect(ctx: typer.Context, endpoint: str | None, token: str | None,
-            ca_file: str | None, subscription: str | None) -> ArmClient:
-    """The client a verb uses: the factory a test put on the context, else the default one
-    (flags, then environment, then the client config file)."""
+def connect(ctx: typer.Context) -> ArmClient:
+    """The client a verb uses: the factory a test put on the context, else the default one,
+    with the connection options given anywhere on the command line (then environment, then
+    the client config file)."""
     factory = ctx.find_object(ClientFactory) or ClientFactory()
-    return factory.connect(endpoint=endpoint, token=token, ca_file=ca_file,
-                           subscription=subscription)
+    given = connection.flags(ctx)
+    return factory.connect(endpoint=given.server, token=given.token, ca_file=given.ca_file,
+                           subscription=given.subscription)

@@ -2,9 +2,11 @@
 
 Each setting is resolved on its own, first match wins:
 
-1. a flag (``--endpoint``, ``--token``, ``--ca-file``, ``--subscription``);
-2. the environment (``SCALESET_ENDPOINT``, ``SCALESET_TOKEN``, ``SCALESET_CA_FILE``,
-   ``SCALESET_SUBSCRIPTION``; an empty variable counts as unset);
+1. a flag (``--server``/``--endpoint``, ``--token``, ``--ca-file``, ``--subscription``;
+   declared once, in :mod:`scaleset.cli.connection`);
+2. the environment (``SCALESET_SERVER`` or its older name ``SCALESET_ENDPOINT``,
+   ``SCALESET_TOKEN``, ``SCALESET_CA_FILE``, ``SCALESET_SUBSCRIPTION``; an empty
+   variable counts as unset);
 3. the config file ``serve`` writes: JSON ``{"endpoint", "caFile", "subscription",
    "token"?}`` at ``$SCALESET_CONFIG``, else ``~/.config/scaleset/config.json``;
 4. the defaults below.
@@ -22,16 +24,16 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Final
-
-import typer
+from typing import Any, Final
 
 DEFAULT_ENDPOINT: Final = "https://127.0.0.1:8443"
 DEFAULT_SUBSCRIPTION: Final = "00000000-0000-0000-0000-000000000000"
 DEFAULT_API_VERSION: Final = "2026-04-01"
 """What azure-mgmt-compute 39 sends; the server accepts older Compute versions too."""
 
+ENV_SERVER: Final = "SCALESET_SERVER"
 ENV_ENDPOINT: Final = "SCALESET_ENDPOINT"
+"""The older name of ``SCALESET_SERVER``, still read after it."""
 ENV_TOKEN: Final = "SCALESET_TOKEN"
 ENV_CA_FILE: Final = "SCALESET_CA_FILE"
 ENV_SUBSCRIPTION: Final = "SCALESET_SUBSCRIPTION"
@@ -147,15 +149,18 @@ def resolve(*, endpoint: str | None = None, token: str | None = None,
     from_file = _read_file(path, required=bool(env.get(ENV_CONFIG)))
     flags = {"endpoint": endpoint, "token": token, "ca_file": ca_file,
              "subscription": subscription}
-    env_keys = {"endpoint": ENV_ENDPOINT, "token": ENV_TOKEN, "ca_file": ENV_CA_FILE,
-                "subscription": ENV_SUBSCRIPTION}
+    env_keys = {"endpoint": (ENV_SERVER, ENV_ENDPOINT), "token": (ENV_TOKEN,),
+                "ca_file": (ENV_CA_FILE,), "subscription": (ENV_SUBSCRIPTION,)}
+    flag_names = {"endpoint": "--server", "token": "--token", "ca_file": "--ca-file",
+                  "subscription": "--subscription"}
     chosen: dict[str, str] = {}
     sources: dict[str, str] = {}
     for name, flag in flags.items():
+        from_env = next((key for key in env_keys[name] if env.get(key)), None)
         if flag:
-            chosen[name], sources[name] = flag, f"--{name.replace('_', '-')}"
-        elif env.get(env_keys[name]):
-            chosen[name], sources[name] = env[env_keys[name]], env_keys[name]
+            chosen[name], sources[name] = flag, flag_names[name]
+        elif from_env is not None:
+            chosen[name], sources[name] = env[from_env], from_env
         elif name in from_file:
             chosen[name], sources[name] = from_file[name], f"{path} \"{name}\""
     return ClientConfig(
@@ -196,17 +201,3 @@ def write_client_config(path: Path, *, endpoint: str, ca_file: str | Path | None
         raise
     return path
 
-
-# The connection flags every client verb takes (az's global-ish arguments).
-EndpointOption = Annotated[str | None, typer.Option(
-    "--endpoint", help=f"API base URL (env {ENV_ENDPOINT}; default {DEFAULT_ENDPOINT})",
-    show_default=False, rich_help_panel="Connection")]
-TokenOption = Annotated[str | None, typer.Option(
-    "--token", help=f"Bearer token (env {ENV_TOKEN})", show_default=False,
-    rich_help_panel="Connection")]
-CaFileOption = Annotated[str | None, typer.Option(
-    "--ca-file", help=f"CA bundle that signs the server's certificate (env {ENV_CA_FILE})",
-    show_default=False, rich_help_panel="Connection")]
-SubscriptionOption = Annotated[str | None, typer.Option(
-    "--subscription", help=f"Subscription id (env {ENV_SUBSCRIPTION})", show_default=False,
-    rich_help_panel="Connection")]

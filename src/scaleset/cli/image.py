@@ -19,23 +19,18 @@ from urllib.parse import quote
 
 import typer
 
-from scaleset.cli import output
+from scaleset.cli import connection, output
 from scaleset.cli.client import ArmClient
 from scaleset.cli.client import connect as _connect
-from scaleset.cli.clientconfig import (
-    CaFileOption,
-    EndpointOption,
-    SubscriptionOption,
-    TokenOption,
-)
 from scaleset.cli.output import Column, OutputFormat, OutputOption
 
 DEFAULT_LOCATION: Final = "westus"
 
-app = typer.Typer(name="vm", help="Virtual machines: platform images.", no_args_is_help=True,
-                  add_completion=False, pretty_exceptions_enable=False)
-images = typer.Typer(name="image", help="List and publish platform OS image versions.",
-                     no_args_is_help=True)
+app = connection.client_app(name="vm", help="Virtual machines: platform images.",
+                            no_args_is_help=True, add_completion=False,
+                            pretty_exceptions_enable=False)
+images = connection.client_app(name="image", help="List and publish platform OS image versions.",
+                               no_args_is_help=True)
 app.add_typer(images, name="image")
 
 IMAGE_COLUMNS: Final = (Column("Publisher", "publisher"), Column("Offer", "offer"),
@@ -111,11 +106,10 @@ def list_(
     sku: Annotated[str | None, typer.Option("--sku", "-s")] = None,
     all_: Annotated[bool, typer.Option(
         "--all", help="Every version, not only the newest of each sku.")] = False,
-    endpoint: EndpointOption = None, token: TokenOption = None, ca_file: CaFileOption = None,
-    subscription: SubscriptionOption = None, fmt: OutputOption = OutputFormat.json,
+    fmt: OutputOption = OutputFormat.json,
 ) -> None:
     """List image versions in a location (filters match part of a name)."""
-    with output.reporting(), _connect(ctx, endpoint, token, ca_file, subscription) as client:
+    with output.reporting(), _connect(ctx) as client:
         rows = list_images(client, location=location, publisher=publisher, offer=offer,
                            sku=sku, every_version=all_)
         output.emit(rows, fmt, columns=IMAGE_COLUMNS)
@@ -134,12 +128,11 @@ def show(
     ctx: typer.Context,
     urn: Annotated[str, typer.Option(help="Publisher:Offer:Sku:Version (no 'latest').")],
     location: LocationOption = DEFAULT_LOCATION,
-    endpoint: EndpointOption = None, token: TokenOption = None, ca_file: CaFileOption = None,
-    subscription: SubscriptionOption = None, fmt: OutputOption = OutputFormat.json,
+    fmt: OutputOption = OutputFormat.json,
 ) -> None:
     """Show one image version."""
     publisher, offer, sku, version = _split_urn(urn)
-    with output.reporting(), _connect(ctx, endpoint, token, ca_file, subscription) as client:
+    with output.reporting(), _connect(ctx) as client:
         path = version_path(client.subscription, location, publisher, offer, sku, version)
         output.emit(client.get(path), fmt, columns=VERSION_COLUMNS)
 
@@ -185,14 +178,13 @@ def publish(
     simulate_unhealthy: Annotated[bool, typer.Option(
         "--simulate-unhealthy",
         help="Simulation: instances on this version never become healthy.")] = False,
-    endpoint: EndpointOption = None, token: TokenOption = None, ca_file: CaFileOption = None,
-    subscription: SubscriptionOption = None, fmt: OutputOption = OutputFormat.json,
+    fmt: OutputOption = OutputFormat.json,
 ) -> None:
     """Publish an image version; scale sets on 'latest' of this sku may start upgrading."""
     if source is not None and source_uri is not None:
         raise typer.BadParameter("give --source or --source-uri, not both")
     body = publish_body(location=location, os_type=os_type, source=source,
                         simulate_unhealthy=simulate_unhealthy, source_uri=source_uri)
-    with output.reporting(), _connect(ctx, endpoint, token, ca_file, subscription) as client:
+    with output.reporting(), _connect(ctx) as client:
         path = version_path(client.subscription, location, publisher, offer, sku, version)
         output.emit(client.put(path, body), fmt, columns=VERSION_COLUMNS)

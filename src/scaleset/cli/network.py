@@ -18,15 +18,9 @@ from urllib.parse import quote
 import typer
 
 from scaleset.api.versions import NETWORK
-from scaleset.cli import output
+from scaleset.cli import connection, output
 from scaleset.cli.client import ArmClient, ArmClientError
 from scaleset.cli.client import connect as _connect
-from scaleset.cli.clientconfig import (
-    CaFileOption,
-    EndpointOption,
-    SubscriptionOption,
-    TokenOption,
-)
 from scaleset.cli.output import Column, OutputFormat, OutputOption, lookup
 
 API_VERSION: Final = NETWORK[-1]
@@ -35,8 +29,10 @@ DEFAULT_LOCATION: Final = "westus"
 PARAMS: Final = {"api-version": API_VERSION}
 READ_ONLY: Final = ("id", "name", "type", "etag")
 
-app = typer.Typer(name="network", help="Networking: load balancers and their health probes.",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+app = connection.client_app(name="network",
+                            help="Networking: load balancers and their health probes.",
+                            no_args_is_help=True, add_completion=False,
+                            pretty_exceptions_enable=False)
 lb_app = typer.Typer(name="lb", help="Manage load balancers (like az network lb).",
                      no_args_is_help=True)
 probe_app = typer.Typer(name="probe", help="Manage a load balancer's health probes.",
@@ -153,11 +149,10 @@ def create(
         show_default=False)] = None,
     sku: Annotated[Sku | None, typer.Option(
         case_sensitive=False, help="Basic (default) or Standard.")] = None,
-    endpoint: EndpointOption = None, token: TokenOption = None, ca_file: CaFileOption = None,
-    subscription: SubscriptionOption = None, fmt: OutputOption = OutputFormat.json,
+    fmt: OutputOption = OutputFormat.json,
 ) -> None:
     """Create a load balancer (run again, it keeps the probes and changes only what is given)."""
-    with output.reporting(), _connect(ctx, endpoint, token, ca_file, subscription) as client:
+    with output.reporting(), _connect(ctx) as client:
         path = lb_path(client.subscription, resource_group, name)
         existing = _get_if_exists(client, path)
         body: dict[str, Any] = writable(existing) if existing else {
@@ -173,11 +168,10 @@ def create(
 @lb_app.command("show")
 def show(
     ctx: typer.Context, resource_group: ResourceGroupOption, name: LbNameOption,
-    endpoint: EndpointOption = None, token: TokenOption = None, ca_file: CaFileOption = None,
-    subscription: SubscriptionOption = None, fmt: OutputOption = OutputFormat.json,
+    fmt: OutputOption = OutputFormat.json,
 ) -> None:
     """Show a load balancer."""
-    with output.reporting(), _connect(ctx, endpoint, token, ca_file, subscription) as client:
+    with output.reporting(), _connect(ctx) as client:
         output.emit(_get(client, lb_path(client.subscription, resource_group, name)), fmt,
                     columns=LB_COLUMNS)
 
@@ -188,11 +182,10 @@ def list_(
     resource_group: Annotated[str | None, typer.Option(
         "--resource-group", "-g", help="Resource group (default: the whole subscription).")]
     = None,
-    endpoint: EndpointOption = None, token: TokenOption = None, ca_file: CaFileOption = None,
-    subscription: SubscriptionOption = None, fmt: OutputOption = OutputFormat.json,
+    fmt: OutputOption = OutputFormat.json,
 ) -> None:
     """List load balancers in a resource group, or in the subscription."""
-    with output.reporting(), _connect(ctx, endpoint, token, ca_file, subscription) as client:
+    with output.reporting(), _connect(ctx) as client:
         path = (group_path(client.subscription, resource_group) if resource_group else
                 f"/subscriptions/{quote(client.subscription, safe='')}/providers/"
                 "Microsoft.Network") + "/loadBalancers"
@@ -202,11 +195,9 @@ def list_(
 @lb_app.command("delete")
 def delete(
     ctx: typer.Context, resource_group: ResourceGroupOption, name: LbNameOption,
-    endpoint: EndpointOption = None, token: TokenOption = None, ca_file: CaFileOption = None,
-    subscription: SubscriptionOption = None,
 ) -> None:
     """Delete a load balancer (refused while a scale set uses one of its probes)."""
-    with output.reporting(), _connect(ctx, endpoint, token, ca_file, subscription) as client:
+    with output.reporting(), _connect(ctx) as client:
         client.send("DELETE", lb_path(client.subscription, resource_group, name), params=PARAMS)
 
 
@@ -228,13 +219,12 @@ def probe_create(
              "default 2).")] = None,
     probe_threshold: Annotated[int | None, typer.Option(
         help="probeThreshold: when set, it counts instead of --threshold.")] = None,
-    endpoint: EndpointOption = None, token: TokenOption = None, ca_file: CaFileOption = None,
-    subscription: SubscriptionOption = None, fmt: OutputOption = OutputFormat.json,
+    fmt: OutputOption = OutputFormat.json,
 ) -> None:
     """Add a probe to a load balancer, or replace the probe of that name."""
     new = probe_body(name=name, protocol=protocol, port=port, path=path, interval=interval,
                      threshold=threshold, probe_threshold=probe_threshold)
-    with output.reporting(), _connect(ctx, endpoint, token, ca_file, subscription) as client:
+    with output.reporting(), _connect(ctx) as client:
         lb = lb_path(client.subscription, resource_group, lb_name)
         current = _get(client, lb)
         body = writable(current)
@@ -251,11 +241,10 @@ def probe_create(
 def probe_show(
     ctx: typer.Context, resource_group: ResourceGroupOption, lb_name: ProbeLbOption,
     name: ProbeNameOption,
-    endpoint: EndpointOption = None, token: TokenOption = None, ca_file: CaFileOption = None,
-    subscription: SubscriptionOption = None, fmt: OutputOption = OutputFormat.json,
+    fmt: OutputOption = OutputFormat.json,
 ) -> None:
     """Show one probe (its id is what ``vmss create --health-probe`` takes)."""
-    with output.reporting(), _connect(ctx, endpoint, token, ca_file, subscription) as client:
+    with output.reporting(), _connect(ctx) as client:
         path = f"{lb_path(client.subscription, resource_group, lb_name)}/probes/" \
                f"{quote(name, safe='')}"
         output.emit(_get(client, path), fmt, columns=PROBE_COLUMNS)
@@ -264,11 +253,10 @@ def probe_show(
 @probe_app.command("list")
 def probe_list(
     ctx: typer.Context, resource_group: ResourceGroupOption, lb_name: ProbeLbOption,
-    endpoint: EndpointOption = None, token: TokenOption = None, ca_file: CaFileOption = None,
-    subscription: SubscriptionOption = None, fmt: OutputOption = OutputFormat.json,
+    fmt: OutputOption = OutputFormat.json,
 ) -> None:
     """List the probes of a load balancer."""
-    with output.reporting(), _connect(ctx, endpoint, token, ca_file, subscription) as client:
+    with output.reporting(), _connect(ctx) as client:
         path = lb_path(client.subscription, resource_group, lb_name) + "/probes"
         output.emit(list(client.paged(path, params=PARAMS)), fmt, columns=PROBE_COLUMNS)
 
@@ -277,11 +265,9 @@ def probe_list(
 def probe_delete(
     ctx: typer.Context, resource_group: ResourceGroupOption, lb_name: ProbeLbOption,
     name: ProbeNameOption,
-    endpoint: EndpointOption = None, token: TokenOption = None, ca_file: CaFileOption = None,
-    subscription: SubscriptionOption = None,
 ) -> None:
     """Remove a probe (refused while a scale set uses it; nothing to do if it is absent)."""
-    with output.reporting(), _connect(ctx, endpoint, token, ca_file, subscription) as client:
+    with output.reporting(), _connect(ctx) as client:
         lb = lb_path(client.subscription, resource_group, lb_name)
         current = _get(client, lb)
         body = writable(current)

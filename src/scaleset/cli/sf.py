@@ -15,22 +15,17 @@ from urllib.parse import quote
 import typer
 
 from scaleset.api.versions import SERVICE_FABRIC
-from scaleset.cli import output
+from scaleset.cli import connection, output
 from scaleset.cli.client import connect as _connect
-from scaleset.cli.clientconfig import (
-    CaFileOption,
-    EndpointOption,
-    SubscriptionOption,
-    TokenOption,
-)
 from scaleset.cli.output import Column, OutputFormat, OutputOption
 
 PARAMS: Final = {"api-version": SERVICE_FABRIC[-1]}
 DEFAULT_LOCATION: Final = "westus"
 DURABILITY: Final = ("Bronze", "Silver", "Gold")
 
-app = typer.Typer(name="sf", help="Service Fabric clusters (like az sf).", no_args_is_help=True,
-                  add_completion=False, pretty_exceptions_enable=False)
+app = connection.client_app(name="sf", help="Service Fabric clusters (like az sf).",
+                            no_args_is_help=True, add_completion=False,
+                            pretty_exceptions_enable=False)
 clusters = typer.Typer(name="cluster", no_args_is_help=True,
                        help="Clusters: node types and their durability.")
 app.add_typer(clusters, name="cluster")
@@ -106,8 +101,7 @@ def create(
         help="Default: https://NAME.LOCATION.cloudapp.azure.com:19080")] = None,
     vm_instance_count: Annotated[int, typer.Option(
         min=1, help="Instances of a node type that does not say.")] = 5,
-    endpoint: EndpointOption = None, token: TokenOption = None, ca_file: CaFileOption = None,
-    subscription: SubscriptionOption = None, fmt: OutputOption = OutputFormat.json,
+    fmt: OutputOption = OutputFormat.json,
 ) -> None:
     """Create a cluster (or replace its definition); prints it with its clusterEndpoint."""
     body = {"location": location, "properties": {
@@ -115,7 +109,7 @@ def create(
         or f"https://{name.lower()}.{location.replace(' ', '').lower()}.cloudapp.azure.com:19080",
         "reliabilityLevel": reliability,
         "nodeTypes": parse_node_types(node_type, instances=vm_instance_count)}}
-    with output.reporting(), _connect(ctx, endpoint, token, ca_file, subscription) as client:
+    with output.reporting(), _connect(ctx) as client:
         response = client.send("PUT", cluster_path(client.subscription, resource_group, name),
                                params=PARAMS, json=body)
         output.emit(response.json(), fmt, columns=CLUSTER_COLUMNS)
@@ -124,11 +118,10 @@ def create(
 @clusters.command("show")
 def show(
     ctx: typer.Context, resource_group: ResourceGroupOption, name: NameOption,
-    endpoint: EndpointOption = None, token: TokenOption = None, ca_file: CaFileOption = None,
-    subscription: SubscriptionOption = None, fmt: OutputOption = OutputFormat.json,
+    fmt: OutputOption = OutputFormat.json,
 ) -> None:
     """Show a cluster."""
-    with output.reporting(), _connect(ctx, endpoint, token, ca_file, subscription) as client:
+    with output.reporting(), _connect(ctx) as client:
         output.emit(client.get(cluster_path(client.subscription, resource_group, name),
                                params=PARAMS), fmt, columns=CLUSTER_COLUMNS)
 
@@ -139,11 +132,10 @@ def list_(
     resource_group: Annotated[str | None, typer.Option(
         "--resource-group", "-g", help="Resource group (default: the whole subscription).")]
     = None,
-    endpoint: EndpointOption = None, token: TokenOption = None, ca_file: CaFileOption = None,
-    subscription: SubscriptionOption = None, fmt: OutputOption = OutputFormat.json,
+    fmt: OutputOption = OutputFormat.json,
 ) -> None:
     """List clusters in a resource group, or in the subscription."""
-    with output.reporting(), _connect(ctx, endpoint, token, ca_file, subscription) as client:
+    with output.reporting(), _connect(ctx) as client:
         path = cluster_path(client.subscription, resource_group)
         output.emit(list(client.paged(path, params=PARAMS)), fmt, columns=CLUSTER_COLUMNS)
 
@@ -151,10 +143,8 @@ def list_(
 @clusters.command("delete")
 def delete(
     ctx: typer.Context, resource_group: ResourceGroupOption, name: NameOption,
-    endpoint: EndpointOption = None, token: TokenOption = None, ca_file: CaFileOption = None,
-    subscription: SubscriptionOption = None,
 ) -> None:
     """Delete a cluster (refused while a scale set is one of its node types)."""
-    with output.reporting(), _connect(ctx, endpoint, token, ca_file, subscription) as client:
+    with output.reporting(), _connect(ctx) as client:
         client.send("DELETE", cluster_path(client.subscription, resource_group, name),
                     params=PARAMS)

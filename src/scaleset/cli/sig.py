@@ -24,15 +24,9 @@ from urllib.parse import quote
 import typer
 
 from scaleset.api.versions import GALLERY
-from scaleset.cli import output
+from scaleset.cli import connection, output
 from scaleset.cli.client import ArmClient, ArmClientError
 from scaleset.cli.client import connect as _connect
-from scaleset.cli.clientconfig import (
-    CaFileOption,
-    EndpointOption,
-    SubscriptionOption,
-    TokenOption,
-)
 from scaleset.cli.output import Column, OutputFormat, OutputOption, lookup
 from scaleset.cli.vmss import VariadicCommand
 
@@ -42,8 +36,10 @@ PARAMS: Final = {"api-version": API_VERSION}
 DEFAULT_LOCATION: Final = "westus"
 STORAGE_TYPES: Final = ("Standard_LRS", "Standard_ZRS", "Premium_LRS", "PremiumV2_LRS")
 
-app = typer.Typer(name="sig", help="Galleries of OS images replicated to regions (like az sig).",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+app = connection.client_app(name="sig",
+                            help="Galleries of OS images replicated to regions (like az sig).",
+                            no_args_is_help=True, add_completion=False,
+                            pretty_exceptions_enable=False)
 definitions = typer.Typer(name="image-definition", no_args_is_help=True,
                           help="Image definitions: OS type and publisher/offer/sku.")
 versions = typer.Typer(name="image-version", no_args_is_help=True,
@@ -197,14 +193,13 @@ def create(
     ctx: typer.Context, resource_group: ResourceGroupOption, gallery: GalleryOption,
     location: LocationOption = None,
     description: Annotated[str | None, typer.Option(help="A description.")] = None,
-    endpoint: EndpointOption = None, token: TokenOption = None, ca_file: CaFileOption = None,
-    subscription: SubscriptionOption = None, fmt: OutputOption = OutputFormat.json,
+    fmt: OutputOption = OutputFormat.json,
 ) -> None:
     """Create a gallery (run again: its description changes, its location cannot)."""
     body: dict[str, Any] = {"location": location or DEFAULT_LOCATION, "properties": {}}
     if description is not None:
         body["properties"]["description"] = description
-    with output.reporting(), _connect(ctx, endpoint, token, ca_file, subscription) as client:
+    with output.reporting(), _connect(ctx) as client:
         path = gallery_path(client.subscription, resource_group, gallery)
         output.emit(_put(client, path, body), fmt, columns=GALLERY_COLUMNS)
 
@@ -212,11 +207,10 @@ def create(
 @app.command("show")
 def show(
     ctx: typer.Context, resource_group: ResourceGroupOption, gallery: GalleryOption,
-    endpoint: EndpointOption = None, token: TokenOption = None, ca_file: CaFileOption = None,
-    subscription: SubscriptionOption = None, fmt: OutputOption = OutputFormat.json,
+    fmt: OutputOption = OutputFormat.json,
 ) -> None:
     """Show a gallery."""
-    with output.reporting(), _connect(ctx, endpoint, token, ca_file, subscription) as client:
+    with output.reporting(), _connect(ctx) as client:
         output.emit(client.get(gallery_path(client.subscription, resource_group, gallery),
                                params=PARAMS), fmt, columns=GALLERY_COLUMNS)
 
@@ -227,11 +221,10 @@ def list_(
     resource_group: Annotated[str | None, typer.Option(
         "--resource-group", "-g", help="Resource group (default: the whole subscription).")]
     = None,
-    endpoint: EndpointOption = None, token: TokenOption = None, ca_file: CaFileOption = None,
-    subscription: SubscriptionOption = None, fmt: OutputOption = OutputFormat.json,
+    fmt: OutputOption = OutputFormat.json,
 ) -> None:
     """List galleries in a resource group, or in the subscription."""
-    with output.reporting(), _connect(ctx, endpoint, token, ca_file, subscription) as client:
+    with output.reporting(), _connect(ctx) as client:
         path = gallery_path(client.subscription, resource_group) if resource_group else (
             f"/subscriptions/{quote(client.subscription, safe='')}/providers/"
             "Microsoft.Compute/galleries")
@@ -241,11 +234,9 @@ def list_(
 @app.command("delete")
 def delete(
     ctx: typer.Context, resource_group: ResourceGroupOption, gallery: GalleryOption,
-    endpoint: EndpointOption = None, token: TokenOption = None, ca_file: CaFileOption = None,
-    subscription: SubscriptionOption = None,
 ) -> None:
     """Delete a gallery (refused while it holds image definitions)."""
-    with output.reporting(), _connect(ctx, endpoint, token, ca_file, subscription) as client:
+    with output.reporting(), _connect(ctx) as client:
         client.send("DELETE", gallery_path(client.subscription, resource_group, gallery),
                     params=PARAMS)
 
@@ -263,15 +254,14 @@ def definition_create(
     os_state: Annotated[OsState, typer.Option(case_sensitive=False)] = OsState.Generalized,
     location: LocationOption = None,
     description: Annotated[str | None, typer.Option(help="A description.")] = None,
-    endpoint: EndpointOption = None, token: TokenOption = None, ca_file: CaFileOption = None,
-    subscription: SubscriptionOption = None, fmt: OutputOption = OutputFormat.json,
+    fmt: OutputOption = OutputFormat.json,
 ) -> None:
     """Create an image definition (its OS type, state and identifier never change)."""
     props: dict[str, Any] = {"osType": os_type.value, "osState": os_state.value,
                              "identifier": {"publisher": publisher, "offer": offer, "sku": sku}}
     if description is not None:
         props["description"] = description
-    with output.reporting(), _connect(ctx, endpoint, token, ca_file, subscription) as client:
+    with output.reporting(), _connect(ctx) as client:
         where = location or _gallery_location(client, resource_group, gallery)
         path = definition_path(client.subscription, resource_group, gallery, definition)
         output.emit(_put(client, path, {"location": where, "properties": props}), fmt,
@@ -282,11 +272,10 @@ def definition_create(
 def definition_show(
     ctx: typer.Context, resource_group: ResourceGroupOption, gallery: GalleryOption,
     definition: DefinitionOption,
-    endpoint: EndpointOption = None, token: TokenOption = None, ca_file: CaFileOption = None,
-    subscription: SubscriptionOption = None, fmt: OutputOption = OutputFormat.json,
+    fmt: OutputOption = OutputFormat.json,
 ) -> None:
     """Show an image definition (its id is what ``vmss create --image`` takes for 'latest')."""
-    with output.reporting(), _connect(ctx, endpoint, token, ca_file, subscription) as client:
+    with output.reporting(), _connect(ctx) as client:
         path = definition_path(client.subscription, resource_group, gallery, definition)
         output.emit(client.get(path, params=PARAMS), fmt, columns=DEFINITION_COLUMNS)
 
@@ -294,11 +283,10 @@ def definition_show(
 @definitions.command("list")
 def definition_list(
     ctx: typer.Context, resource_group: ResourceGroupOption, gallery: GalleryOption,
-    endpoint: EndpointOption = None, token: TokenOption = None, ca_file: CaFileOption = None,
-    subscription: SubscriptionOption = None, fmt: OutputOption = OutputFormat.json,
+    fmt: OutputOption = OutputFormat.json,
 ) -> None:
     """List the image definitions of a gallery."""
-    with output.reporting(), _connect(ctx, endpoint, token, ca_file, subscription) as client:
+    with output.reporting(), _connect(ctx) as client:
         path = definition_path(client.subscription, resource_group, gallery)
         output.emit(list(client.paged(path, params=PARAMS)), fmt, columns=DEFINITION_COLUMNS)
 
@@ -307,11 +295,9 @@ def definition_list(
 def definition_delete(
     ctx: typer.Context, resource_group: ResourceGroupOption, gallery: GalleryOption,
     definition: DefinitionOption,
-    endpoint: EndpointOption = None, token: TokenOption = None, ca_file: CaFileOption = None,
-    subscription: SubscriptionOption = None,
 ) -> None:
     """Delete an image definition (refused while it has versions)."""
-    with output.reporting(), _connect(ctx, endpoint, token, ca_file, subscription) as client:
+    with output.reporting(), _connect(ctx) as client:
         client.send("DELETE", definition_path(client.subscription, resource_group, gallery,
                                               definition), params=PARAMS)
 
@@ -333,8 +319,7 @@ def version_create(
         "--exclude-from-latest", help="Never 'latest' anywhere (pin it to use it).")] = False,
     end_of_life_date: EndOfLifeOption = None,
     location: LocationOption = None, no_wait: NoWaitOption = False,
-    endpoint: EndpointOption = None, token: TokenOption = None, ca_file: CaFileOption = None,
-    subscription: SubscriptionOption = None, fmt: OutputOption = OutputFormat.json,
+    fmt: OutputOption = OutputFormat.json,
 ) -> None:
     """Publish an image version and replicate it to its target regions."""
     if source is not None and source_uri is not None:
@@ -352,7 +337,7 @@ def version_create(
         props["storageProfile"] = {"source": {"path": str(source.resolve())}}
     elif source_uri is not None:
         props["storageProfile"] = {"source": {"uri": source_uri}}
-    with output.reporting(), _connect(ctx, endpoint, token, ca_file, subscription) as client:
+    with output.reporting(), _connect(ctx) as client:
         where = location or _gallery_location(client, resource_group, gallery)
         path = version_path(client.subscription, resource_group, gallery, definition, version)
         output.emit(_put(client, path, {"location": where, "properties": props}, no_wait),
@@ -369,12 +354,11 @@ def version_update(
         "--exclude-from-latest/--include-in-latest",
         help="Exclude the version from 'latest' everywhere, or include it again.")] = None,
     end_of_life_date: EndOfLifeOption = None, no_wait: NoWaitOption = False,
-    endpoint: EndpointOption = None, token: TokenOption = None, ca_file: CaFileOption = None,
-    subscription: SubscriptionOption = None, fmt: OutputOption = OutputFormat.json,
+    fmt: OutputOption = OutputFormat.json,
 ) -> None:
     """Change a version's target regions, exclusion from latest or end-of-life date (its
     files never change)."""
-    with output.reporting(), _connect(ctx, endpoint, token, ca_file, subscription) as client:
+    with output.reporting(), _connect(ctx) as client:
         path = version_path(client.subscription, resource_group, gallery, definition, version)
         current = client.get(path, params=PARAMS)
         props = dict(current.get("properties") or {})
@@ -406,12 +390,11 @@ def version_show(
     expand: Annotated[Expand | None, typer.Option(
         case_sensitive=False, help="ReplicationStatus: the replication in every region.")]
     = None,
-    endpoint: EndpointOption = None, token: TokenOption = None, ca_file: CaFileOption = None,
-    subscription: SubscriptionOption = None, fmt: OutputOption = OutputFormat.json,
+    fmt: OutputOption = OutputFormat.json,
 ) -> None:
     """Show an image version (``--expand ReplicationStatus`` for its replication)."""
     params = {**PARAMS, **({"$expand": expand.value} if expand else {})}
-    with output.reporting(), _connect(ctx, endpoint, token, ca_file, subscription) as client:
+    with output.reporting(), _connect(ctx) as client:
         path = version_path(client.subscription, resource_group, gallery, definition, version)
         output.emit(client.get(path, params=params), fmt, columns=VERSION_COLUMNS)
 
@@ -420,11 +403,10 @@ def version_show(
 def version_list(
     ctx: typer.Context, resource_group: ResourceGroupOption, gallery: GalleryOption,
     definition: DefinitionOption,
-    endpoint: EndpointOption = None, token: TokenOption = None, ca_file: CaFileOption = None,
-    subscription: SubscriptionOption = None, fmt: OutputOption = OutputFormat.json,
+    fmt: OutputOption = OutputFormat.json,
 ) -> None:
     """List the versions of an image definition, oldest first."""
-    with output.reporting(), _connect(ctx, endpoint, token, ca_file, subscription) as client:
+    with output.reporting(), _connect(ctx) as client:
         path = version_path(client.subscription, resource_group, gallery, definition)
         output.emit(list(client.paged(path, params=PARAMS)), fmt, columns=VERSION_COLUMNS)
 
@@ -433,11 +415,9 @@ def version_list(
 def version_delete(
     ctx: typer.Context, resource_group: ResourceGroupOption, gallery: GalleryOption,
     definition: DefinitionOption, version: VersionOption,
-    endpoint: EndpointOption = None, token: TokenOption = None, ca_file: CaFileOption = None,
-    subscription: SubscriptionOption = None,
 ) -> None:
     """Delete an image version (refused while a scale set pins it)."""
-    with output.reporting(), _connect(ctx, endpoint, token, ca_file, subscription) as client:
+    with output.reporting(), _connect(ctx) as client:
         client.send("DELETE", version_path(client.subscription, resource_group, gallery,
                                            definition, version), params=PARAMS)
 
@@ -453,15 +433,14 @@ def version_wait(
         "--replicated", help="Until replication to every target region has ended.")] = False,
     timeout: Annotated[float, typer.Option(help="Give up after this many seconds.", min=0)]
     = 3600,
-    endpoint: EndpointOption = None, token: TokenOption = None, ca_file: CaFileOption = None,
-    subscription: SubscriptionOption = None, fmt: OutputOption = OutputFormat.json,
+    fmt: OutputOption = OutputFormat.json,
 ) -> None:
     """Wait until the version is replicated everywhere (exit 1 if a region failed, or on
     timeout); prints its replication status."""
     if not replicated:
         raise typer.BadParameter("say what to wait for: --replicated")
     params = {**PARAMS, "$expand": Expand.ReplicationStatus.value}
-    with output.reporting(), _connect(ctx, endpoint, token, ca_file, subscription) as client:
+    with output.reporting(), _connect(ctx) as client:
         path = version_path(client.subscription, resource_group, gallery, definition, version)
         polls = int(timeout // POLL_SECONDS)
         while True:

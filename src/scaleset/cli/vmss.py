@@ -31,16 +31,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from typer.core import TyperCommand, TyperOption
 
-from scaleset.cli import jsonpaths
-from scaleset.cli import output
+from scaleset.cli import connection, jsonpaths, output
 from scaleset.cli.client import ArmClient, ArmClientError
 from scaleset.cli.client import connect as _connect
-from scaleset.cli.clientconfig import (
-    CaFileOption,
-    EndpointOption,
-    SubscriptionOption,
-    TokenOption,
-)
 from scaleset.cli.output import Column, OutputFormat, OutputOption, lookup
 
 DEFAULT_LOCATION: Final = "westus"
@@ -81,8 +74,9 @@ class VariadicCommand(TyperCommand):
         return super().parse_args(ctx, out)
 
 
-app = typer.Typer(name="vmss", help="Manage virtual machine scale sets (like az vmss).",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+app = connection.client_app(name="vmss", help="Manage virtual machine scale sets (like az vmss).",
+                            no_args_is_help=True, add_completion=False,
+                            pretty_exceptions_enable=False)
 rolling_upgrade = typer.Typer(name="rolling-upgrade", no_args_is_help=True,
                               help="Start, follow, approve and cancel rolling OS image upgrades.")
 app.add_typer(rolling_upgrade, name="rolling-upgrade")
@@ -312,8 +306,7 @@ def create(
         help="One empty data disk per size, e.g. --data-disk-sizes-gb 32 64.")] = None,
     tags: Annotated[list[str] | None, typer.Option(help="key=value ...")] = None,
     no_wait: NoWaitOption = False,
-    endpoint: EndpointOption = None, token: TokenOption = None, ca_file: CaFileOption = None,
-    subscription: SubscriptionOption = None, fmt: OutputOption = OutputFormat.json,
+    fmt: OutputOption = OutputFormat.json,
 ) -> None:
     """Create a scale set (or replace its model): from --file, or from flags."""
     if file is None and image is None:
@@ -357,7 +350,7 @@ def create(
     for path, value in overrides:
         if value is not None:
             jsonpaths.set_path(body, path, value)
-    with output.reporting(), _connect(ctx, endpoint, token, ca_file, subscription) as client:
+    with output.reporting(), _connect(ctx) as client:
         response = client.send("PUT", scale_set_path(client.subscription, resource_group, name),
                                json=body)
         result = client.body(response) if no_wait else client.wait(response)
@@ -493,14 +486,13 @@ def update(
         "--set", help="path=value, repeatable: --set sku.capacity=5 --set "
         "upgradePolicy.automaticOSUpgradePolicy.enableAutomaticOSUpgrade=true")] = None,
     no_wait: NoWaitOption = False,
-    endpoint: EndpointOption = None, token: TokenOption = None, ca_file: CaFileOption = None,
-    subscription: SubscriptionOption = None, fmt: OutputOption = OutputFormat.json,
+    fmt: OutputOption = OutputFormat.json,
 ) -> None:
     """Change a scale set: GET it, apply --set, PATCH the changes with If-Match."""
     if not set_:
         raise typer.BadParameter("give at least one --set path=value", param_hint="--set")
     assignments = [parse_assignment(s) for s in set_]
-    with output.reporting(), _connect(ctx, endpoint, token, ca_file, subscription) as client:
+    with output.reporting(), _connect(ctx) as client:
         path = scale_set_path(client.subscription, resource_group, name)
         current = client.send("GET", path)
         resource = client.body(current)
@@ -522,11 +514,10 @@ def show(
     ctx: typer.Context, resource_group: ResourceGroupOption, name: NameOption,
     instance_id: Annotated[str | None, typer.Option(
         help="Show this instance instead of the scale set.")] = None,
-    endpoint: EndpointOption = None, token: TokenOption = None, ca_file: CaFileOption = None,
-    subscription: SubscriptionOption = None, fmt: OutputOption = OutputFormat.json,
+    fmt: OutputOption = OutputFormat.json,
 ) -> None:
     """Show a scale set (or one of its instances)."""
-    with output.reporting(), _connect(ctx, endpoint, token, ca_file, subscription) as client:
+    with output.reporting(), _connect(ctx) as client:
         path = scale_set_path(client.subscription, resource_group, name)
         if instance_id is None:
             output.emit(client.get(path), fmt, columns=SCALE_SET_COLUMNS)
@@ -541,11 +532,10 @@ def list_(
     resource_group: Annotated[str | None, typer.Option(
         "--resource-group", "-g", help="Resource group (default: the whole subscription).")]
     = None,
-    endpoint: EndpointOption = None, token: TokenOption = None, ca_file: CaFileOption = None,
-    subscription: SubscriptionOption = None, fmt: OutputOption = OutputFormat.json,
+    fmt: OutputOption = OutputFormat.json,
 ) -> None:
     """List scale sets in a resource group, or in the subscription."""
-    with output.reporting(), _connect(ctx, endpoint, token, ca_file, subscription) as client:
+    with output.reporting(), _connect(ctx) as client:
         path = (group_path(client.subscription, resource_group) if resource_group else
                 f"/subscriptions/{quote(client.subscription, safe='')}/providers/"
                 "Microsoft.Compute") + "/virtualMachineScaleSets"
@@ -557,11 +547,10 @@ def list_instances(
     ctx: typer.Context, resource_group: ResourceGroupOption, name: NameOption,
     expand: Annotated[str | None, typer.Option(help="instanceView: include instance views.")]
     = None,
-    endpoint: EndpointOption = None, token: TokenOption = None, ca_file: CaFileOption = None,
-    subscription: SubscriptionOption = None, fmt: OutputOption = OutputFormat.json,
+    fmt: OutputOption = OutputFormat.json,
 ) -> None:
     """List the instances of a scale set."""
-    with output.reporting(), _connect(ctx, endpoint, token, ca_file, subscription) as client:
+    with output.reporting(), _connect(ctx) as client:
         path = scale_set_path(client.subscription, resource_group, name) + "/virtualMachines"
         items = list(client.paged(path, params={"$expand": expand} if expand else None))
         output.emit(items, fmt, columns=INSTANCE_COLUMNS)
@@ -572,11 +561,10 @@ def get_instance_view(
     ctx: typer.Context, resource_group: ResourceGroupOption, name: NameOption,
     instance_id: Annotated[str | None, typer.Option(
         help="One instance's view (default: the scale set's).")] = None,
-    endpoint: EndpointOption = None, token: TokenOption = None, ca_file: CaFileOption = None,
-    subscription: SubscriptionOption = None, fmt: OutputOption = OutputFormat.json,
+    fmt: OutputOption = OutputFormat.json,
 ) -> None:
     """Show the instance view of a scale set, or of one instance."""
-    with output.reporting(), _connect(ctx, endpoint, token, ca_file, subscription) as client:
+    with output.reporting(), _connect(ctx) as client:
         path = scale_set_path(client.subscription, resource_group, name)
         if instance_id is not None:
             path += f"/virtualMachines/{quote(instance_id, safe='')}"
@@ -588,11 +576,10 @@ def get_instance_view(
 @app.command("get-os-upgrade-history")
 def get_os_upgrade_history(
     ctx: typer.Context, resource_group: ResourceGroupOption, name: NameOption,
-    endpoint: EndpointOption = None, token: TokenOption = None, ca_file: CaFileOption = None,
-    subscription: SubscriptionOption = None, fmt: OutputOption = OutputFormat.json,
+    fmt: OutputOption = OutputFormat.json,
 ) -> None:
     """The last OS upgrade attempts of a scale set, newest first."""
-    with output.reporting(), _connect(ctx, endpoint, token, ca_file, subscription) as client:
+    with output.reporting(), _connect(ctx) as client:
         path = scale_set_path(client.subscription, resource_group, name) + "/osUpgradeHistory"
         output.emit(list(client.paged(path)), fmt, columns=HISTORY_COLUMNS)
 
@@ -603,11 +590,9 @@ def get_os_upgrade_history(
 def delete(
     ctx: typer.Context, resource_group: ResourceGroupOption, name: NameOption,
     no_wait: NoWaitOption = False,
-    endpoint: EndpointOption = None, token: TokenOption = None, ca_file: CaFileOption = None,
-    subscription: SubscriptionOption = None,
 ) -> None:
     """Delete a scale set with its instances."""
-    with output.reporting(), _connect(ctx, endpoint, token, ca_file, subscription) as client:
+    with output.reporting(), _connect(ctx) as client:
         response = client.send("DELETE", scale_set_path(client.subscription, resource_group,
                                                         name))
         if not no_wait:
@@ -625,11 +610,9 @@ def _instance_ids(client: ArmClient, path: str, ids: list[str]) -> list[str]:
 def reimage(
     ctx: typer.Context, resource_group: ResourceGroupOption, name: NameOption,
     instance_ids: InstanceIdsOption = None, no_wait: NoWaitOption = False,
-    endpoint: EndpointOption = None, token: TokenOption = None, ca_file: CaFileOption = None,
-    subscription: SubscriptionOption = None,
 ) -> None:
     """Give instances a fresh OS disk from the model's image (all without --instance-ids)."""
-    with output.reporting(), _connect(ctx, endpoint, token, ca_file, subscription) as client:
+    with output.reporting(), _connect(ctx) as client:
         path = scale_set_path(client.subscription, resource_group, name)
         body = {"instanceIds": list(instance_ids)} if instance_ids and instance_ids != ["*"] \
             else None
@@ -642,14 +625,12 @@ def reimage(
 def update_instances(
     ctx: typer.Context, resource_group: ResourceGroupOption, name: NameOption,
     instance_ids: InstanceIdsOption = None, no_wait: NoWaitOption = False,
-    endpoint: EndpointOption = None, token: TokenOption = None, ca_file: CaFileOption = None,
-    subscription: SubscriptionOption = None,
 ) -> None:
     """Bring instances to the scale set's latest model (manual upgrade); '*' for all."""
     if not instance_ids:
         raise typer.BadParameter("name the instances, e.g. --instance-ids 0 3, or '*' for all",
                                  param_hint="--instance-ids")
-    with output.reporting(), _connect(ctx, endpoint, token, ca_file, subscription) as client:
+    with output.reporting(), _connect(ctx) as client:
         path = scale_set_path(client.subscription, resource_group, name)
         ids = _instance_ids(client, path, list(instance_ids))
         response = client.send("POST", path + "/manualupgrade", json={"instanceIds": ids})
@@ -667,14 +648,13 @@ def set_protection(
     protect_from_scale_set_actions: Annotated[bool | None, typer.Option(
         "--protect-from-scale-set-actions/--no-protect-from-scale-set-actions",
         help="Keep model updates and OS upgrades away from this instance.")] = None,
-    endpoint: EndpointOption = None, token: TokenOption = None, ca_file: CaFileOption = None,
-    subscription: SubscriptionOption = None, fmt: OutputOption = OutputFormat.json,
+    fmt: OutputOption = OutputFormat.json,
 ) -> None:
     """Set an instance's protection policy (the other setting keeps its value)."""
     if protect_from_scale_in is None and protect_from_scale_set_actions is None:
         raise typer.BadParameter("give --protect-from-scale-in/--no-protect-from-scale-in "
                                  "and/or --protect-from-scale-set-actions/--no-...")
-    with output.reporting(), _connect(ctx, endpoint, token, ca_file, subscription) as client:
+    with output.reporting(), _connect(ctx) as client:
         path = (scale_set_path(client.subscription, resource_group, name)
                 + f"/virtualMachines/{quote(instance_id, safe='')}")
         vm = client.get(path)
@@ -736,11 +716,10 @@ def start(
         help="--wait: show progress until the run ends (exit 1 unless it Completed). "
              "--no-wait: return at once. Default: wait quietly, then print the status.")]
     = None,
-    endpoint: EndpointOption = None, token: TokenOption = None, ca_file: CaFileOption = None,
-    subscription: SubscriptionOption = None, fmt: OutputOption = OutputFormat.json,
+    fmt: OutputOption = OutputFormat.json,
 ) -> None:
     """Start a rolling upgrade to the latest OS image version now."""
-    with output.reporting(), _connect(ctx, endpoint, token, ca_file, subscription) as client:
+    with output.reporting(), _connect(ctx) as client:
         path = scale_set_path(client.subscription, resource_group, name)
         latest_path = path + "/rollingUpgrades/latest"
         response = client.send("POST", path + "/osRollingUpgrade")
@@ -770,11 +749,10 @@ def start(
 @rolling_upgrade.command("get-latest")
 def get_latest(
     ctx: typer.Context, resource_group: ResourceGroupOption, name: NameOption,
-    endpoint: EndpointOption = None, token: TokenOption = None, ca_file: CaFileOption = None,
-    subscription: SubscriptionOption = None, fmt: OutputOption = OutputFormat.json,
+    fmt: OutputOption = OutputFormat.json,
 ) -> None:
     """The status of the scale set's latest rolling upgrade."""
-    with output.reporting(), _connect(ctx, endpoint, token, ca_file, subscription) as client:
+    with output.reporting(), _connect(ctx) as client:
         path = scale_set_path(client.subscription, resource_group, name)
         output.emit(client.get(path + "/rollingUpgrades/latest"), fmt,
                     columns=ROLLING_UPGRADE_COLUMNS)
@@ -784,11 +762,10 @@ def get_latest(
 def cancel(
     ctx: typer.Context, resource_group: ResourceGroupOption, name: NameOption,
     no_wait: NoWaitOption = False,
-    endpoint: EndpointOption = None, token: TokenOption = None, ca_file: CaFileOption = None,
-    subscription: SubscriptionOption = None, fmt: OutputOption = OutputFormat.json,
+    fmt: OutputOption = OutputFormat.json,
 ) -> None:
     """Stop the running upgrade after its current batch; then print its status."""
-    with output.reporting(), _connect(ctx, endpoint, token, ca_file, subscription) as client:
+    with output.reporting(), _connect(ctx) as client:
         path = scale_set_path(client.subscription, resource_group, name)
         response = client.send("POST", path + "/rollingUpgrades/cancel")
         if no_wait:
@@ -802,12 +779,11 @@ def cancel(
 def approve(
     ctx: typer.Context, resource_group: ResourceGroupOption, name: NameOption,
     instance_ids: InstanceIdsOption = None, no_wait: NoWaitOption = False,
-    endpoint: EndpointOption = None, token: TokenOption = None, ca_file: CaFileOption = None,
-    subscription: SubscriptionOption = None, fmt: OutputOption = OutputFormat.json,
+    fmt: OutputOption = OutputFormat.json,
 ) -> None:
     """Start the OS upgrade osRollingUpgradeDeferral holds (approveRollingUpgrade); then,
     unless --no-wait, wait for it to end and print its status."""
-    with output.reporting(), _connect(ctx, endpoint, token, ca_file, subscription) as client:
+    with output.reporting(), _connect(ctx) as client:
         path = scale_set_path(client.subscription, resource_group, name)
         body = {"instanceIds": list(instance_ids)} if instance_ids and instance_ids != ["*"] \
             else None

@@ -9,12 +9,6 @@ from urllib.parse import quote
 import typer
 
 from scaleset.cli import output
-from scaleset.cli.clientconfig import (
-    CaFileOption,
-    EndpointOption,
-    SubscriptionOption,
-    TokenOption,
-)
 from scaleset.cli.client import connect as _connect
 from scaleset.cli.vmss import NameOption, ResourceGroupOption, app, scale_set_path
 
@@ -38,11 +32,9 @@ def connection_info(instances: list[dict[str, Any]]) -> dict[str, str]:
 @app.command("list-instance-connection-info")
 def list_instance_connection_info(
     ctx: typer.Context, resource_group: ResourceGroupOption, name: NameOption,
-    endpoint: EndpointOption = None, token: TokenOption = None, ca_file: CaFileOption = None,
-    subscription: SubscriptionOption = None,
 ) -> None:
     """The address each instance answers on (its private IP in 127.0.0.0/8)."""
-    with output.reporting(), _connect(ctx, endpoint, token, ca_file, subscription) as client:
+    with output.reporting(), _connect(ctx) as client:
         path = scale_set_path(client.subscription, resource_group, name) + "/virtualMachines"
         items = list(client.paged(path, params={"$expand": "instanceView"}))
         output.emit(connection_info(items), output.OutputFormat.json)
@@ -52,11 +44,9 @@ def list_instance_connection_info(
 def get_boot_log(
     ctx: typer.Context, resource_group: ResourceGroupOption, name: NameOption,
     instance_id: Annotated[str, typer.Option("--instance-id", help="The instance.")],
-    endpoint: EndpointOption = None, token: TokenOption = None, ca_file: CaFileOption = None,
-    subscription: SubscriptionOption = None,
 ) -> None:
     """Print an instance's serial console log (boot diagnostics)."""
-    with output.reporting(), _connect(ctx, endpoint, token, ca_file, subscription) as client:
+    with output.reporting(), _connect(ctx) as client:
         path = (scale_set_path(client.subscription, resource_group, name)
                 + f"/virtualMachines/{quote(instance_id, safe='')}")
         client.post(path + "/retrieveBootDiagnosticsData")
