@@ -19,6 +19,7 @@ from scaleset.api.routes import (
     operations,
     scalesets,
     servicefabric,
+    tokens,
     upgrades,
 )
 
@@ -38,7 +39,7 @@ def create_app(context: ApiContext) -> FastAPI:
     app.state.context = context
     envelope.install(app)
     for module in (scalesets, upgrades, instances, images, operations, loadbalancers,
-                   galleries, servicefabric):
+                   galleries, servicefabric, tokens):
         app.include_router(module.router)
 
     @app.get("/healthz", tags=["service"])

@@ -23,10 +23,11 @@ def require(role: Role) -> Callable[..., Role]:
             raise Unauthenticated(
                 "Authentication failed: the request has no 'Authorization: Bearer <token>' "
                 "header. Create a token with 'scaleset token create' and send it.")
-        found = verify_token(context.store, token.strip())
+        found = verify_token(context.store, token.strip(), now=context.clock.now())
         if found is None:
             raise Unauthenticated(
-                "Authentication failed: the bearer token is not known to this server.",
+                "Authentication failed: the bearer token is not known to this server, was "
+                "revoked or has expired.",
                 code="InvalidAuthenticationToken")
         if not found.allows(role):
             raise Forbidden(

@@ -7,6 +7,9 @@ whole token, so a copy of the database lets nobody call the API, and a lookup
 is one primary-key read by hash: nothing ever compares secrets, so there is no
 comparison to time.
 
+A token may expire (``expires_at``); from that instant it is refused as an
+unknown one is. Revoking deletes the row, so a revoked token is unknown.
+
 Roles: a ``reader`` may GET; a ``contributor`` may also write and run actions
 (``Role.allows``). ``ensure_bootstrap_token`` makes sure a new server can be
 reached at all: it issues the first contributor token (``SCALESET_BOOTSTRAP_TOKEN``
@@ -60,6 +63,7 @@ class IssuedToken:
     token: str = field(repr=False)
     token_id: str
     role: Role
+    expires_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,7 @@ class TokenInfo:
     role: Role
     description: str | None
     created_at: datetime
+    expires_at: datetime | None = None
 
 
 def hash_token(token: str) -> str:
@@ -100,7 +105,8 @@ def check_value(value: str, *, target: str = "value") -> None:
 
 
 def create_token(store: Store, *, role: Role | str, description: str | None = None,
-                 value: str | None = None, now: datetime) -> IssuedToken:
+                 value: str | None = None, expires_at: datetime | None = None,
+                 now: datetime) -> IssuedToken:
     """Store a new token and return it (the only time the secret is seen).
 
     ``value`` lets an operator choose the token; its ``token_id`` is then the
@@ -122,32 +128,47 @@ def create_token(store: Store, *, role: Role | str, description: str | None = No
             f"{len(description)}.", target="description")
     if value is not None:
         check_value(value)
+    if expires_at is not None and expires_at <= now:
+        raise InvalidParameter(
+            f"The expiry {expires_at.isoformat()} is not in the future (now is "
+            f"{now.isoformat()}); give a later time or a positive duration.",
+            target="expiresAt")
     try:
         with store.transaction() as tx:
             return _insert(tx.conn, role=chosen_role, description=description, value=value,
-                           now=now)
+                           now=now, expires_at=expires_at)
     except StoreError as exc:
         if isinstance(exc.__cause__, IntegrityError):  # lost a race with an equal insert
             raise _duplicate() from exc
         raise
 
 
-def verify_token(store: Store, token: str) -> Role | None:
-    """The role of ``token``, or None when it is not known (or was revoked)."""
+def verify_token(store: Store, token: str, *, now: datetime | None = None) -> Role | None:
+    """The role of ``token``, or None when it is not known, was revoked, or expired by ``now``.
+
+    ``now`` None skips the expiry check (only for callers that check existence).
+    """
     digest = hash_token(token)
+    c = t.tokens.c
     with store.transaction() as tx:
-        role = tx.conn.execute(
-            select(t.tokens.c.role).where(t.tokens.c.token_hash == digest)).scalar_one_or_none()
-    return Role(role) if role in _RANK else None  # an unknown role in the table admits nobody
+        row = tx.conn.execute(
+            select(c.role, c.expires_at).where(c.token_hash == digest)).one_or_none()
+    if row is None or row.role not in _RANK:  # an unknown role in the table admits nobody
+        return None
+    if now is not None and row.expires_at is not None and now >= row.expires_at:
+        return None
+    return Role(row.role)
 
 
 def list_tokens(store: Store) -> list[TokenInfo]:
     """Every stored token, oldest first, without secrets."""
     c = t.tokens.c
     with store.transaction() as tx:
-        rows = tx.conn.execute(select(c.token_id, c.role, c.description, c.created_at)
+        rows = tx.conn.execute(select(c.token_id, c.role, c.description, c.created_at,
+                                      c.expires_at)
                                .order_by(c.created_at, c.token_id)).all()
-    return [TokenInfo(r.token_id, Role(r.role), r.description, r.created_at) for r in rows]
+    return [TokenInfo(r.token_id, Role(r.role), r.description, r.created_at, r.expires_at)
+            for r in rows]
 
 
 def revoke_token(store: Store, token_id: str) -> bool:
@@ -192,7 +213,7 @@ def ensure_bootstrap_token(store: Store, *, env_value: str | None,
 # -- inside a transaction --------------------------------------------------------
 
 def _insert(conn: Connection, *, role: Role, description: str | None, value: str | None,
-            now: datetime) -> IssuedToken:
+            now: datetime, expires_at: datetime | None = None) -> IssuedToken:
     if value is None:
         token, token_id = new_token()
         while _id_taken(conn, token_id):  # 1 in 4 billion per existing token
@@ -203,8 +224,8 @@ def _insert(conn: Connection, *, role: Role, description: str | None, value: str
             raise _duplicate()
     conn.execute(insert(t.tokens).values(
         token_hash=hash_token(token), token_id=token_id, role=role.value,
-        description=description, created_at=now))
-    return IssuedToken(token=token, token_id=token_id, role=role)
+        description=description, created_at=now, expires_at=expires_at))
+    return IssuedToken(token=token, token_id=token_id, role=role, expires_at=expires_at)
 
 
 def _hash_stored(conn: Connection, digest: str) -> bool:

@@ -215,6 +215,7 @@ tokens = Table(
     Column("role", String(16), nullable=False),  # reader | contributor
     Column("description", String(256)),
     Column("created_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime()),  # None: never; refused from this instant on
 )
 
 operations = Table(
