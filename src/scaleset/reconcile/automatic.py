@@ -29,6 +29,7 @@ from scaleset.upgrade.trigger import PendingUpgrade, WaitingFor
 
 SCHEDULED = "OSUpgradeScheduled"
 DEFERRED = "OSUpgradeDeferred"
+WAITING_FOR_HEALTH = "OSUpgradeWaitingForHealthyInstances"
 APPROVE_HINT = ("approve it with POST .../approveRollingUpgrade (scaleset vmss rolling-upgrade "
                 "approve -g RG -n NAME)")
 
@@ -66,9 +67,18 @@ def automatic_settings(row: ScaleSetRow, settings: ShellSettings) -> trigger.Aut
     )
 
 
+def health_gate(row: ScaleSetRow, settings: ShellSettings) -> trigger.HealthGate:
+    """The whole-set gate a due Platform OS run of this scale set waits on."""
+    return trigger.HealthGate(
+        max_unhealthy_instance_percent=(
+            row.model.rolling_upgrade_policy.max_unhealthy_instance_percent),
+        health_timeout=settings.health_timeout)
+
+
 def assess(tx: Tx, row: ScaleSetRow, fleet: Mapping[str, InstanceObservation], now: datetime,
-           settings: ShellSettings, *, active: bool) -> Assessment:
-    """What the trigger wants for this scale set now (read in ``tx``)."""
+           settings: ShellSettings, *, active: Run | None) -> Assessment:
+    """What the trigger wants for this scale set now (read in ``tx``); ``active`` is the
+    run in progress, if any."""
     runs = tx.past_runs(row.id)
     chosen = images.latest(tx, row.location, row.model, now)
     decision = trigger.decide(
@@ -79,11 +89,14 @@ def assess(tx: Tx, row: ScaleSetRow, fleet: Mapping[str, InstanceObservation], n
         automatic=automatic_settings(row, settings),
         latest=chosen,
         past_runs=[trigger.PastRun(r.kind, r.started_by, r.target.image_version, r.status,
-                                   r.target.generation, r.start_time) for r in runs],
-        active=active,
+                                   r.target.generation, r.start_time, r.end_time,
+                                   r.error.code if r.error else None) for r in runs],
+        active=active is not None,
         now=now,
         rollout=settings.rollout_timing,
         model_image_version=row.image_version,
+        active_target=active.target.image_version if active is not None else None,
+        gate=health_gate(row, settings),
     )
     return Assessment(decision, runs)
 
@@ -112,6 +125,14 @@ def describe(pending: PendingUpgrade) -> str:
         case WaitingFor.RUN_IN_PROGRESS:
             return (f"image version {version} rolls out after the rolling upgrade in progress "
                     "ends")
+        case WaitingFor.HEALTHY_INSTANCES:
+            since = _iso(pending.waiting_since or pending.due)
+            gives_up = _iso(pending.gives_up_at or pending.due)
+            return (f"image version {version} is due, but {pending.unhealthy} of "
+                    f"{pending.total} instances are unhealthy, more than "
+                    "maxUnhealthyInstancePercent allows; it waits for healthy instances "
+                    f"(since {since}) and starts as soon as enough are healthy, or records "
+                    f"a failed attempt at {gives_up} and tries again after the rollout delay")
         case WaitingFor.NOTHING:
             return f"image version {version} is rolling out now"
 
@@ -119,12 +140,14 @@ def describe(pending: PendingUpgrade) -> str:
 def instance_view_status(pending: PendingUpgrade | None) -> dict[str, Any] | None:
     """The ``OSUpgrade/...`` status of the scale set's instance view (None: nothing pending).
 
-    ``time`` is when the upgrade starts, or becomes ready for approval, on its own.
+    ``time`` is when the upgrade starts, or becomes ready for approval, on its own;
+    while it waits for healthy instances, since when it has waited.
     """
     if pending is None or pending.waiting_for is WaitingFor.NOTHING:
         return None
     code = {WaitingFor.APPROVAL: "OSUpgrade/AwaitingApproval",
-            WaitingFor.RUN_IN_PROGRESS: "OSUpgrade/WaitingForRollingUpgrade"}.get(
+            WaitingFor.RUN_IN_PROGRESS: "OSUpgrade/WaitingForRollingUpgrade",
+            WaitingFor.HEALTHY_INSTANCES: "OSUpgrade/WaitingForHealthyInstances"}.get(
         pending.waiting_for, "OSUpgrade/Scheduled")
     status: dict[str, Any] = {
         "code": code,
@@ -133,7 +156,9 @@ def instance_view_status(pending: PendingUpgrade | None) -> dict[str, Any] | Non
                          f"({pending.waiting_for})",
         "message": describe(pending),
     }
-    if pending.at is not None:
+    if pending.waiting_for is WaitingFor.HEALTHY_INSTANCES:
+        status["time"] = _iso(pending.waiting_since or pending.due)  # waiting since
+    elif pending.at is not None:
         status["time"] = _iso(pending.at)
     return status
 
@@ -146,7 +171,7 @@ def pending_status(tx: Tx, row: ScaleSetRow, records: Mapping[str, InstanceRecor
                                       r.image_version, r.model_generation,
                                       r.protect_from_scale_set_actions)
              for iid, r in records.items()}
-    assessed = assess(tx, row, fleet, now, settings, active=tx.active_run(row.id) is not None)
+    assessed = assess(tx, row, fleet, now, settings, active=tx.active_run(row.id))
     return instance_view_status(assessed.decision.pending)
 
 
@@ -157,7 +182,8 @@ def note(tx: Tx, row: ScaleSetRow, pending: PendingUpgrade | None, now: datetime
     if pending is None or pending.waiting_for in (WaitingFor.NOTHING,
                                                   WaitingFor.RUN_IN_PROGRESS):
         return
-    kind = DEFERRED if pending.waiting_for is WaitingFor.APPROVAL else SCHEDULED
+    kind = {WaitingFor.APPROVAL: DEFERRED,
+            WaitingFor.HEALTHY_INSTANCES: WAITING_FOR_HEALTH}.get(pending.waiting_for, SCHEDULED)
     key = (kind, pending.target_image_version)
     if seen.get(row.id) == key:
         return

@@ -332,7 +332,7 @@ def approve_rolling_upgrade(store: Store, *, scale_set_id: str,
         records = tx.instances(scale_set_id)
         fleet = _fleet(records)
         assessed = automatic.assess(tx, row, fleet, now, settings,
-                                    active=tx.active_run(scale_set_id) is not None)
+                                    active=tx.active_run(scale_set_id))
         pending = assessed.decision.pending
         start = trigger.approved(pending, row.generation)
         if start is None:

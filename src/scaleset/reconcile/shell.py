@@ -258,6 +258,12 @@ class Reconciler:
                             f"generation {run.target.generation}: {len(run.instances)} instances",
                         ),), run.start_time)
                         tx.append_events(scale_set_id, run.run_id, decision.events, now)
+                        if decision.run.status.is_terminal and decision.run.error:
+                            error = decision.run.error
+                            tx.append_events(scale_set_id, run.run_id, (Event(
+                                "RunFinished", f"run {decision.run.status}: {error.code}: "
+                                               f"{error.message}",
+                                data={"status": str(decision.run.status)}),), now)
                     else:
                         tx.save_decision(run, decision, now)
                     self._on_run_end(tx, row, decision.run, now)
@@ -381,23 +387,34 @@ class Reconciler:
         maintenance window opens)."""
         row = tx_row
         with self.store.transaction() as tx:
-            assessed = automatic.assess(tx, row, obs.instances, now, self.settings, active=False)
+            assessed = automatic.assess(tx, row, obs.instances, now, self.settings, active=None)
             automatic.note(tx, row, assessed.decision.pending, now, self._pending_seen)
+        model = row.model
+        run_id = run_id_for(row.id, len(assessed.runs) + 1)
+        disable_rollback = model.automatic_os_upgrade.disable_automatic_rollback
+        attempt = assessed.decision.failed_attempt
+        if attempt is not None:
+            # The set stayed over the gate for the whole health timeout: one failed
+            # attempt in the history, from when it began to wait.
+            waited = run_machine.start_run(
+                run_id=run_id, scale_set_id=row.id, kind=RunKind.OS_IMAGE,
+                started_by=StartedBy.PLATFORM, target=attempt.target,
+                policy=self.policy_for(row), fleet=obs.instances, now=attempt.waiting_since,
+                disable_automatic_rollback=disable_rollback)
+            return run_machine.never_started(waited, attempt.error(now), now), None
         start = assessed.decision.start
         if start is None:
             return None, assessed.decision.wake_at
-        model = row.model
-        started_by = StartedBy.PLATFORM
         return run_machine.start_run(
-            run_id=run_id_for(row.id, len(assessed.runs) + 1),
+            run_id=run_id,
             scale_set_id=row.id,
             kind=start.kind,
-            started_by=started_by,
+            started_by=StartedBy.PLATFORM,
             target=start.target,
             policy=self.policy_for(row),
             fleet=obs.instances,
             now=now,
-            disable_automatic_rollback=model.automatic_os_upgrade.disable_automatic_rollback,
+            disable_automatic_rollback=disable_rollback,
             all_at_once=start.all_at_once,
         ), None
 

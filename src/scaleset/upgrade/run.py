@@ -134,6 +134,13 @@ def start_run(
     )
 
 
+def never_started(run: Run, error: RunError, now: datetime) -> Run:
+    """A fresh run that ends Faulted before its first batch (an automatic run that waited
+    for healthy instances in vain): it goes to the history as one failed attempt."""
+    assert not run.batches, "only a run that never started a batch"
+    return run.with_status(RunStatus.FAULTED, end_time=now, error=error, next_batch_at=None)
+
+
 def request_cancel(run: Run, now: datetime) -> Run:
     """The run with a cancel requested; it stops when the current batch settles."""
     if run.status.is_terminal or run.cancel_requested:
