@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import ssl
@@ -48,16 +49,22 @@ class Server:
 
 @contextmanager
 def running_server(data_dir: Path, *, health_timeout: str = "3",
-                   extra: tuple[str, ...] = (), driver: str = "simulated") -> Iterator[Server]:
+                   extra: tuple[str, ...] = (), driver: str = "simulated",
+                   bootstrap_token: str | None = TOKEN, port: int | None = None
+                   ) -> Iterator[Server]:
     """Start ``scaleset serve``; wait until ``/healthz`` answers; stop it afterwards.
 
     The simulated driver by default: these tests are about the API, not instances.
+    ``bootstrap_token`` None lets serve generate its first token (``Server.token`` is
+    then the one it printed, or "" when it printed none: tokens were already stored).
     """
     insecure = "--insecure-http" in extra
-    port = free_port()
+    port = port or free_port()
     scaleset = Path(sys.executable).with_name("scaleset")
-    env = {**os.environ, "SCALESET_BOOTSTRAP_TOKEN": TOKEN,
-           "SCALESET_CONFIG": str(data_dir / "client-config.json")}  # not the user's home
+    env = {**os.environ, "SCALESET_CONFIG": str(data_dir / "client-config.json")}  # not ~
+    env.pop("SCALESET_BOOTSTRAP_TOKEN", None)
+    if bootstrap_token is not None:
+        env["SCALESET_BOOTSTRAP_TOKEN"] = bootstrap_token
     log = (data_dir / "serve.log").open("w")
     process = subprocess.Popen(
         [str(scaleset), "serve", "--port", str(port), "--data-dir", str(data_dir),
@@ -85,7 +92,12 @@ def running_server(data_dir: Path, *, health_timeout: str = "3",
                 raise RuntimeError("scaleset serve did not answer within 30 s:\n"
                                    + (data_dir / "serve.log").read_text())
             time.sleep(0.1)
-        yield Server(endpoint, ca, TOKEN, data_dir, process)
+        token = bootstrap_token
+        if token is None:
+            printed = re.search(r"First contributor token \(shown once; store it\): (\S+)",
+                                (data_dir / "serve.log").read_text())
+            token = printed.group(1) if printed else ""
+        yield Server(endpoint, ca, token, data_dir, process)
     finally:
         process.terminate()
         try:

@@ -47,8 +47,9 @@ def probe_id(server: Server) -> str:
 
 def test_serve_writes_a_client_config_the_cli_uses(server: Server) -> None:
     config = json.loads((server.data_dir / "client-config.json").read_text())
-    assert config["endpoint"] == server.endpoint
-    assert Path(config["caFile"]) == server.ca.resolve()
+    own = config["profiles"][config["current"]]
+    assert own["endpoint"] == server.endpoint
+    assert Path(own["caFile"]) == server.ca.resolve()
 
 
 def test_the_vmss_verbs_drive_a_rollout(server: Server) -> None:

@@ -156,11 +156,13 @@ def test_flags_beat_environment_beat_config_file_beat_defaults(tmp_path: Path) -
     config = tmp_path / "config.json"
     config.write_text(json.dumps({"endpoint": "https://from-file:1", "caFile": "ca.pem",
                                   "subscription": "file-sub", "token": "file-token"}))
-    env = {"SCALESET_CONFIG": str(config), "SCALESET_ENDPOINT": "https://from-env:2",
+    # The same server spelled differently: its profile still applies (another server's would
+    # not; see test_clientconfig_profiles.py).
+    env = {"SCALESET_CONFIG": str(config), "SCALESET_ENDPOINT": "https://FROM-FILE:1/",
            "SCALESET_TOKEN": "env-token"}
     resolved = clientconfig.resolve(token="flag-token", environ=env)
     assert resolved.token == "flag-token"
-    assert resolved.endpoint == "https://from-env:2"
+    assert resolved.endpoint == "https://FROM-FILE:1"
     assert resolved.subscription == "file-sub"
     assert resolved.ca_file == str(tmp_path / "ca.pem")  # relative to the config file
     bare = clientconfig.resolve(environ={"HOME": str(tmp_path / "nobody")})

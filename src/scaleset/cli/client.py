@@ -373,9 +373,11 @@ class ClientFactory:
     """Where SCALESET_* come from (None: the process environment)."""
 
     def connect(self, *, endpoint: str | None = None, token: str | None = None,
-                ca_file: str | None = None, subscription: str | None = None) -> ArmClient:
+                ca_file: str | None = None, subscription: str | None = None,
+                profile: str | None = None) -> ArmClient:
         config = clientconfig.resolve(endpoint=endpoint, token=token, ca_file=ca_file,
-                                      subscription=subscription, environ=self.environ)
+                                      subscription=subscription, profile=profile,
+                                      environ=self.environ)
         return ArmClient.from_config(config, transport=self.transport, sleep=self.sleep)
 
 
@@ -386,4 +388,4 @@ def connect(ctx: typer.Context) -> ArmClient:
     factory = ctx.find_object(ClientFactory) or ClientFactory()
     given = connection.flags(ctx)
     return factory.connect(endpoint=given.server, token=given.token, ca_file=given.ca_file,
-                           subscription=given.subscription)
+                           subscription=given.subscription, profile=given.profile)

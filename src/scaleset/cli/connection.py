@@ -1,7 +1,7 @@
 """The connection options of the client verbs, declared here and nowhere else.
 
-``--server`` (also spelled ``--endpoint``), ``--token``, ``--ca-file`` and
-``--subscription`` go before the verb, between its words or after it, as az
+``--server`` (also spelled ``--endpoint``), ``--token``, ``--ca-file``,
+``--subscription`` and ``--profile`` go before the verb, between its words or after it, as az
 accepts its global arguments::
 
     scaleset --server https://cp:8443 vmss show -g rg -n ss
@@ -44,6 +44,7 @@ class ConnectionFlags:
     token: str | None = field(default=None, repr=False)
     ca_file: str | None = None
     subscription: str | None = None
+    profile: str | None = None
 
 
 ServerOption = Annotated[str | None, typer.Option(
@@ -55,6 +56,9 @@ TokenOption = Annotated[str | None, typer.Option(
 CaFileOption = Annotated[str | None, typer.Option(
     "--ca-file", metavar="FILE", show_default=False, rich_help_panel=PANEL,
     help=f"CA bundle that signs the server's certificate (env {clientconfig.ENV_CA_FILE}).")]
+ProfileOption = Annotated[str | None, typer.Option(
+    "--profile", metavar="NAME", show_default=False, rich_help_panel=PANEL,
+    help=f"Client config profile: a server's URL, CA and token (env {clientconfig.ENV_PROFILE}).")]
 SubscriptionOption = Annotated[str | None, typer.Option(
     "--subscription", metavar="ID", show_default=False, rich_help_panel=PANEL,
     help=f"Subscription id (env {clientconfig.ENV_SUBSCRIPTION}).")]
@@ -67,10 +71,11 @@ def flags(ctx: typer.Context) -> ConnectionFlags:
 
 
 def options(ctx: typer.Context, server: ServerOption = None, token: TokenOption = None,
-            ca_file: CaFileOption = None, subscription: SubscriptionOption = None) -> None:
+            ca_file: CaFileOption = None, subscription: SubscriptionOption = None,
+            profile: ProfileOption = None) -> None:
     """Record the connection options for the verb (a group callback)."""
     given = {"server": server, "token": token, "ca_file": ca_file,
-             "subscription": subscription}
+             "subscription": subscription, "profile": profile}
     # A nested group parses its own (absent) copies as None: they must not undo the
     # root's, e.g. `scaleset --server X vmss show`.
     chosen = {name: value for name, value in given.items() if value is not None}
@@ -108,8 +113,8 @@ def lift(args: list[str], *, takes_value: set[str], flags_only: set[str]) -> lis
     return lifted + rest
 
 
-EPILOG: Final = ("Connection options (--server, --token, --ca-file, --subscription) go before "
-                  "or after the verb; 'scaleset --help' describes them.")
+EPILOG: Final = ("Connection options (--server, --token, --ca-file, --subscription, --profile) "
+                  "go before or after the verb; 'scaleset --help' describes them.")
 
 
 class ClientGroup(TyperGroup):

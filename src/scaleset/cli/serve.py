@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from scaleset.catalog import auto_upgrade
+from scaleset.cli import connection
 from scaleset.catalog.auto_upgrade import PlatformImage
 from scaleset.model.durations import parse_duration
 from scaleset.server.settings import DEFAULT_PORT, ServeSettings
@@ -17,6 +18,7 @@ from scaleset.upgrade import timing
 
 
 def serve(
+    ctx: typer.Context,
     host: Annotated[str, typer.Option(envvar="SCALESET_HOST", help="Listen address.")]
     = "127.0.0.1",
     port: Annotated[int, typer.Option(envvar="SCALESET_PORT", min=0, max=65535)] = DEFAULT_PORT,
@@ -69,7 +71,11 @@ def serve(
         help='A JSON list of {"publisher", "offer", "sku"} that replaces the default list of '
              "images with automatic OS upgrade (Azure's supported images).")] = None,
 ) -> None:
-    """Run the API, the reconcile loop and the driver until interrupted."""
+    """Run the API, the reconcile loop and the driver until interrupted.
+
+    Once listening it adds or updates its own profile in the client config (the one
+    naming its URL, or --profile NAME) and makes it current; other profiles stay.
+    """
     import os
 
     from scaleset.cli import clientconfig
@@ -99,13 +105,19 @@ def serve(
         replication_delay=replication,
         auto_upgrade_images=images,
     )
+    profile = connection.flags(ctx).profile
+
     def write_config(endpoint: str, ca_file: Path | None, token: str | None) -> None:
         path = clientconfig.default_config_path()
         try:
+            # token None (a restart: no new token) keeps the profile's token.
             clientconfig.write_client_config(path, endpoint=endpoint, ca_file=ca_file,
-                                             subscription=DEFAULT_SUBSCRIPTION, token=token)
+                                             subscription=DEFAULT_SUBSCRIPTION, token=token,
+                                             profile=profile)
         except OSError as exc:  # a read-only home must not stop the server
             typer.echo(f"could not write the client config {path}: {exc}", err=True)
+        except clientconfig.ClientConfigError as exc:  # never overwrite a file we cannot read
+            typer.echo(f"left the client config {path} alone: {exc.message}", err=True)
         else:
             typer.echo(f"Client config: {path}")
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from sqlalchemy import Connection, delete, exists, insert, select
@@ -38,6 +38,8 @@ PREFIX = "sst"
 MAX_TOKEN_LENGTH = 512
 MAX_DESCRIPTION_LENGTH = 256  # the column's width
 BOOTSTRAP_ENV = "SCALESET_BOOTSTRAP_TOKEN"
+MAX_LIFETIME = timedelta(days=3650)
+"""Ten years: an expiry further away is a typo (and keeps datetime arithmetic far from limits)."""
 
 
 class Role(StrEnum):
@@ -132,6 +134,10 @@ def create_token(store: Store, *, role: Role | str, description: str | None = No
         raise InvalidParameter(
             f"The expiry {expires_at.isoformat()} is not in the future (now is "
             f"{now.isoformat()}); give a later time or a positive duration.",
+            target="expiresAt")
+    if expires_at is not None and expires_at - now > MAX_LIFETIME:
+        raise InvalidParameter(
+            f"The expiry {expires_at.isoformat()} is more than {MAX_LIFETIME.days} days away.",
             target="expiresAt")
     try:
         with store.transaction() as tx:

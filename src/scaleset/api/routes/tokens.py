@@ -29,8 +29,6 @@ from scaleset.security import tokens
 router = APIRouter(tags=["tokens"])
 
 TOKENS: Final = "/scaleset/tokens"
-MAX_LIFETIME: Final = timedelta(days=3650)
-"""Ten years: beyond that an expiry is a typo, and datetime arithmetic stays far from limits."""
 
 
 class TokenRequest(BaseModel):
@@ -58,15 +56,14 @@ class TokenRequest(BaseModel):
 
 
 def _expiry(body: TokenRequest, now: datetime) -> datetime | None:
+    """The instant; ``create_token`` holds the limits (future, at most MAX_LIFETIME away)."""
     if body.expires_in is not None:
-        if body.expires_in <= timedelta(0) or body.expires_in > MAX_LIFETIME:
+        # Checked here too so the error names the field the client sent.
+        if body.expires_in <= timedelta(0) or body.expires_in > tokens.MAX_LIFETIME:
             raise InvalidParameter(
-                f"expiresIn must be more than zero and at most {MAX_LIFETIME.days} days.",
-                target="expiresIn")
+                f"expiresIn must be more than zero and at most {tokens.MAX_LIFETIME.days} "
+                "days.", target="expiresIn")
         return now + body.expires_in
-    if body.expires_at is not None and body.expires_at - now > MAX_LIFETIME:
-        raise InvalidParameter(f"expiresAt is more than {MAX_LIFETIME.days} days away.",
-                               target="expiresAt")
     return body.expires_at
 
 
