@@ -1,9 +1,15 @@
-"""How client verbs print: ``--output json|table|tsv``, and errors on stderr.
+"""How client verbs print: ``--output json|jsonc|yaml|tsv|table|none``, ``--query``.
 
-* ``json`` (default): the server's JSON, pretty-printed, on stdout.
-* ``table``: a Rich table of the verb's columns; a verb without columns shows
-  the top-level scalar fields, as az does.
-* ``tsv``: the same columns, tab-separated, no header (for ``cut`` and ``read``).
+* ``json`` (default): the server's JSON, pretty-printed, on stdout; ``jsonc``
+  the same, coloured when stdout is a terminal; ``yaml`` as PyYAML writes it.
+* ``table``: the verb's columns, fitted to the terminal (``cli/tables.py``); a
+  verb without columns, or a ``--query`` result, shows the top-level scalar
+  fields, as az does.
+* ``tsv``: values only, tab-separated, one line per item, no header: the verb's
+  columns (so ``cut -f1`` is the name), or, after ``--query``, the result's
+  values as az prints them (an object's scalar values in order, a list's items).
+* ``--query``: a JMESPath expression (the ``jmespath`` library, as az) applied to
+  the result before it is printed; set for a verb by :func:`querying`.
 
 Failures print ``error (Code): message`` on stderr and exit 1 (``reporting``).
 Usage mistakes raise ``typer.BadParameter`` and exit 2.
@@ -15,21 +21,27 @@ import json
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any
 
+import jmespath
+import jmespath.exceptions
 import typer
-from rich import box
+import yaml
 from rich.console import Console
-from rich.table import Table
 
+from scaleset.cli import tables
 from scaleset.cli.client import ClientError
 from scaleset.cli.clientconfig import ClientConfigError
 
 
 class OutputFormat(StrEnum):
     json = "json"
+    jsonc = "jsonc"
+    """JSON, coloured on a terminal."""
+    yaml = "yaml"
     table = "table"
     tsv = "tsv"
     none = "none"
@@ -82,6 +94,8 @@ def _scalar_columns(items: Sequence[Any]) -> list[Column]:
             for key, value in item.items():
                 if not isinstance(value, Mapping | list):
                     headers.setdefault(str(key))
+    if not headers and any(not isinstance(i, Mapping | list) for i in items):
+        return [Column("Result", lambda value: value)]  # a list of scalars, as az
     return [Column(h[:1].upper() + h[1:], h) for h in headers]
 
 
@@ -96,15 +110,99 @@ def cell(value: Any) -> str:
     return str(value)
 
 
+_QUERY: ContextVar[str | None] = ContextVar("scaleset_output_query", default=None)
+_COLLECTED: ContextVar[list[tuple[Any, OutputFormat, Sequence[Column] | None]] | None] = \
+    ContextVar("scaleset_output_collected", default=None)
+
+
+@contextmanager
+def querying(expression: str | None) -> Iterator[None]:
+    """Apply the JMESPath ``expression`` to whatever :func:`emit` prints inside."""
+    if expression is not None:
+        try:
+            jmespath.compile(expression)
+        except jmespath.exceptions.JMESPathError as exc:
+            raise typer.BadParameter(f"'{expression}' is not a JMESPath query: {exc}",
+                                     param_hint="--query") from exc
+    token = _QUERY.set(expression)
+    try:
+        yield
+    finally:
+        _QUERY.reset(token)
+
+
+@contextmanager
+def collecting() -> Iterator[None]:
+    """Gather what :func:`emit` gets inside; print it once, as one list, at the end.
+
+    A verb run once per ``--ids`` value prints one result, as az does.
+    """
+    gathered: list[tuple[Any, OutputFormat, Sequence[Column] | None]] = []
+    token = _COLLECTED.set(gathered)
+    try:
+        yield
+    finally:
+        _COLLECTED.reset(token)
+    printed = [(data, fmt, columns) for data, fmt, columns in gathered if data is not None]
+    if printed:
+        emit([data for data, _, _ in printed], printed[0][1], columns=printed[0][2])
+
+
+def query(data: Any, expression: str) -> Any:
+    """``expression`` (JMESPath) applied to ``data``.
+
+    >>> query([{"name": "a", "sku": {"capacity": 2}}], "[].{n: name, c: sku.capacity}")
+    [{'n': 'a', 'c': 2}]
+    """
+    try:
+        return jmespath.search(expression, data)
+    except jmespath.exceptions.JMESPathError as exc:
+        raise typer.BadParameter(f"'{expression}' failed: {exc}", param_hint="--query") from exc
+
+
+def _tsv_value(value: Any) -> str:
+    """One tsv field as az prints it: a nested list as its length, an object as nothing."""
+    if isinstance(value, list):
+        return str(len(value))
+    if isinstance(value, Mapping):
+        return ""
+    return cell(value).replace("\t", " ").replace("\n", " ")
+
+
+def _tsv_row(item: Any) -> str:
+    if isinstance(item, Mapping):
+        return "\t".join(_tsv_value(v) for v in item.values())
+    if isinstance(item, list):
+        return "\t".join(_tsv_value(v) for v in item)
+    return _tsv_value(item)
+
+
 def emit(data: Any, fmt: OutputFormat, *, columns: Sequence[Column] | None = None,
          console: Console | None = None) -> None:
-    """Print a verb's result. ``None`` (e.g. after delete) prints nothing."""
+    """Print a verb's result (after ``--query``). ``None`` (e.g. after delete) prints nothing."""
+    gathered = _COLLECTED.get()
+    if gathered is not None:
+        gathered.append((data, fmt, columns))
+        return
+    expression = _QUERY.get()
+    if expression is not None and data is not None:
+        data, columns = query(data, expression), None
     if data is None or fmt is OutputFormat.none:
         return
     if fmt is OutputFormat.json:
         sys.stdout.write(json.dumps(data, indent=2) + "\n")
         return
+    if fmt is OutputFormat.jsonc:
+        # soft_wrap: long values (resource ids) stay on one line, so the JSON still parses.
+        (console or Console(soft_wrap=True)).print_json(json.dumps(data), indent=2)
+        return
+    if fmt is OutputFormat.yaml:
+        sys.stdout.write(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+        return
     items: list[Any] = list(data) if isinstance(data, list) else [data]
+    if fmt is OutputFormat.tsv and expression is not None:
+        sys.stdout.writelines(_tsv_row(item) + "\n" for item in items)
+        return
     chosen = list(columns) if columns else _scalar_columns(items)
     rows = [[cell(c.value(item)) for c in chosen] for item in items]
     if fmt is OutputFormat.tsv:
@@ -112,12 +210,9 @@ def emit(data: Any, fmt: OutputFormat, *, columns: Sequence[Column] | None = Non
             sys.stdout.write("\t".join(v.replace("\t", " ").replace("\n", " ") for v in row)
                              + "\n")
         return
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, header_style="bold", pad_edge=False)
-    for column in chosen:
-        table.add_column(column.header, overflow="fold")
-    for row in rows:
-        table.add_row(*row)
-    (console or Console(highlight=False)).print(table)
+    text = tables.render([c.header for c in chosen], rows,
+                         console.width if console is not None else tables.terminal_width())
+    (console.file if console is not None else sys.stdout).write(text)
 
 
 def error(message: str) -> None:
@@ -127,9 +222,10 @@ def error(message: str) -> None:
 
 @contextmanager
 def reporting() -> Iterator[None]:
-    """Turn client failures into ``error (Code): message`` on stderr and exit code 1."""
+    """Turn client failures into ``error (Code): message`` (with target and details) on stderr
+    and exit code 1."""
     try:
         yield
     except (ClientError, ClientConfigError) as exc:
-        error(f"error ({exc.code}): {exc.message}")
+        error(exc.describe())  # code, message, target and every detail
         raise typer.Exit(1) from exc

@@ -12,7 +12,10 @@ values parsed as JSON when they parse (``5``, ``true``, ``{"a": 1}``) and
 kept as strings otherwise. A path through a list sends the whole list.
 
 Options that take several values accept them az-style (``--zones 1 2 3``) as
-well as repeated (``--zones 1 --zones 2``); see :class:`VariadicCommand`.
+well as repeated (``--zones 1 --zones 2``); every verb taking ``-g``/``-n``
+also takes ``--ids``, and every verb that prints takes ``--query``; see
+:mod:`scaleset.cli.verbs`. ``update``'s policy flags (``--max-surge``, ...)
+are ``--set`` assignments under ``upgradePolicy`` spelled as az spells them.
 """
 
 from __future__ import annotations
@@ -29,9 +32,8 @@ from urllib.parse import quote
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-from typer.core import TyperCommand, TyperOption
 
-from scaleset.cli import connection, jsonpaths, output
+from scaleset.cli import connection, jsonpaths, output, probe_ref, verbs
 from scaleset.cli.client import ArmClient, ArmClientError
 from scaleset.cli.client import connect as _connect
 from scaleset.cli.output import Column, OutputFormat, OutputOption, lookup
@@ -46,32 +48,9 @@ _ENVELOPE: Final = frozenset(k.lower() for k in TOP_LEVEL_KEYS | {"properties"})
 RUNNING: Final = frozenset({"RollingForward", "RollingBack"})
 
 
-class VariadicCommand(TyperCommand):
-    """Repeatable options also take several values after one flag: ``--zones 1 2 3``.
-
-    Rewrites the arguments to ``--zones 1 --zones 2 --zones 3`` before parsing;
-    the values run until the next token that starts with ``-``.
-    """
-
-    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        multi = {opt for p in self.params if isinstance(p, TyperOption) and p.multiple
-                 for opt in p.opts}
-        out: list[str] = []
-        i = 0
-        while i < len(args):
-            arg = args[i]
-            out.append(arg)
-            i += 1
-            if arg == "--":
-                out.extend(args[i:])
-                break
-            if arg in multi and i < len(args):
-                out.append(args[i])
-                i += 1
-                while i < len(args) and not args[i].startswith("-"):
-                    out.extend((arg, args[i]))
-                    i += 1
-        return super().parse_args(ctx, out)
+VariadicCommand = verbs.Verb
+"""The name other modules import; the az-style repeatable options live in ``verbs.Verb``."""
+ScaleSetVerb = verbs.by_ids("Microsoft.Compute/virtualMachineScaleSets")
 
 
 app = connection.client_app(name="vmss", help="Manage virtual machine scale sets (like az vmss).",
@@ -254,13 +233,29 @@ def skeleton(name: str) -> dict[str, Any]:
                     "managedDisk": {"storageAccountType": "Premium_LRS"}}}}}}
 
 
+AutoOsUpgradeOption = Annotated[str | None, typer.Option(
+    "--enable-auto-os-upgrade", metavar=verbs.BOOL_METAVAR, show_default=False,
+    help="Automatic OS image upgrades on (the flag alone, or true) or off (false).")]
+MaxBatchOption = Annotated[int | None, typer.Option(
+    min=5, max=100, metavar="PERCENT",
+    help="Most instances in one batch, in percent (maxBatchInstancePercent).")]
+MaxUnhealthyOption = Annotated[int | None, typer.Option(
+    min=5, max=100, metavar="PERCENT",
+    help="Stop when more instances than this are unhealthy (maxUnhealthyInstancePercent).")]
+MaxUnhealthyUpgradedOption = Annotated[int | None, typer.Option(
+    min=0, max=100, metavar="PERCENT",
+    help="Stop when more upgraded instances than this are unhealthy "
+         "(maxUnhealthyUpgradedInstancePercent).")]
+PauseOption = Annotated[str | None, typer.Option(
+    metavar="DURATION", help="Seconds, or ISO 8601 such as PT30S.")]
+
 _UP = ("properties", "upgradePolicy")
 _ROLLING = (*_UP, "rollingUpgradePolicy")
 _AUTO = (*_UP, "automaticOSUpgradePolicy")
 _VM = ("properties", "virtualMachineProfile")
 
 
-@app.command("create", cls=VariadicCommand)
+@app.command("create", cls=ScaleSetVerb)
 def create(
     ctx: typer.Context, resource_group: ResourceGroupOption, name: NameOption,
     file: Annotated[Path | None, typer.Option(
@@ -275,24 +270,24 @@ def create(
     vm_sku: Annotated[str | None, typer.Option(help=f"(default {DEFAULT_VM_SKU})")] = None,
     upgrade_policy_mode: Annotated[UpgradeMode | None, typer.Option(
         case_sensitive=False, help="(default Manual)")] = None,
-    enable_auto_os_upgrade: Annotated[bool, typer.Option(
-        "--enable-auto-os-upgrade", help="Set automaticOSUpgradePolicy.enableAutomaticOSUpgrade.")]
-    = False,
+    enable_auto_os_upgrade: AutoOsUpgradeOption = None,
     disable_auto_rollback: Annotated[bool, typer.Option(
-        "--disable-auto-rollback", help="Set automaticOSUpgradePolicy.disableAutomaticRollback.")]
+        "--disable-auto-rollback", help="No rollback when an automatic upgrade fails.")]
     = False,
     use_rolling_upgrade_policy: Annotated[bool, typer.Option(
         "--use-rolling-upgrade-policy",
-        help="Set automaticOSUpgradePolicy.useRollingUpgradePolicy.")] = False,
+        help="Automatic upgrades follow the rolling upgrade policy.")] = False,
     health_probe: Annotated[str | None, typer.Option(
-        help="Load balancer probe id (networkProfile.healthProbe.id).")] = None,
+        metavar="NAME|ID", help="The health probe: its id, or its name in --lb (or in the "
+        "resource group's only load balancer that has one of that name).")] = None,
+    lb: Annotated[str | None, typer.Option(
+        "--lb", metavar="NAME", help="The load balancer whose probe --health-probe names.")]
+    = None,
     zones: Annotated[list[str] | None, typer.Option(help="Zones, e.g. --zones 1 2 3.")] = None,
-    max_batch_instance_percent: Annotated[int | None, typer.Option(min=5, max=100)] = None,
-    max_unhealthy_instance_percent: Annotated[int | None, typer.Option(min=5, max=100)] = None,
-    max_unhealthy_upgraded_instance_percent: Annotated[int | None, typer.Option(
-        min=0, max=100)] = None,
-    pause_time_between_batches: Annotated[str | None, typer.Option(
-        help="Seconds, or ISO 8601 such as PT30S.")] = None,
+    max_batch_instance_percent: MaxBatchOption = None,
+    max_unhealthy_instance_percent: MaxUnhealthyOption = None,
+    max_unhealthy_upgraded_instance_percent: MaxUnhealthyUpgradedOption = None,
+    pause_time_between_batches: PauseOption = None,
     prioritize_unhealthy_instances: Annotated[bool, typer.Option(
         "--prioritize-unhealthy-instances")] = False,
     enable_cross_zone_upgrade: Annotated[bool, typer.Option(
@@ -312,6 +307,10 @@ def create(
     if file is None and image is None:
         raise typer.BadParameter("give --image Publisher:Offer:Sku:Version, or --file with "
                                  "the whole body", param_hint="--image")
+    if lb is not None and health_probe is None:
+        raise typer.BadParameter("--lb only says where --health-probe is; give the probe too",
+                                 param_hint="--lb")
+    auto_os_upgrade = verbs.truth(enable_auto_os_upgrade, "--enable-auto-os-upgrade")
     body = _read_body(file) if file is not None else skeleton(name)
     data = None
     if custom_data is not None:
@@ -332,9 +331,8 @@ def create(
         ((*_VM, "storageProfile", "dataDisks"),
          [{"lun": lun, "createOption": "Empty", "diskSizeGB": size}
           for lun, size in enumerate(data_disk_sizes_gb)] if data_disk_sizes_gb else None),
-        ((*_VM, "networkProfile", "healthProbe"), {"id": health_probe} if health_probe else None),
         ((*_UP, "mode"), upgrade_policy_mode.value if upgrade_policy_mode else None),
-        ((*_AUTO, "enableAutomaticOSUpgrade"), True if enable_auto_os_upgrade else None),
+        ((*_AUTO, "enableAutomaticOSUpgrade"), auto_os_upgrade),
         ((*_AUTO, "disableAutomaticRollback"), True if disable_auto_rollback else None),
         ((*_AUTO, "useRollingUpgradePolicy"), True if use_rolling_upgrade_policy else None),
         ((*_ROLLING, "maxBatchInstancePercent"), max_batch_instance_percent),
@@ -351,6 +349,9 @@ def create(
         if value is not None:
             jsonpaths.set_path(body, path, value)
     with output.reporting(), _connect(ctx) as client:
+        if health_probe is not None:
+            probe_id = probe_ref.resolve(client, resource_group, health_probe, lb)
+            jsonpaths.set_path(body, (*_VM, "networkProfile", "healthProbe"), {"id": probe_id})
         response = client.send("PUT", scale_set_path(client.subscription, resource_group, name),
                                json=body)
         result = client.body(response) if no_wait else client.wait(response)
@@ -479,19 +480,60 @@ def build_patch(resource: dict[str, Any], assignments: list[tuple[list[Segment],
     return patch
 
 
-@app.command("update")
+@app.command("update", cls=ScaleSetVerb)
 def update(
     ctx: typer.Context, resource_group: ResourceGroupOption, name: NameOption,
     set_: Annotated[list[str] | None, typer.Option(
-        "--set", help="path=value, repeatable: --set sku.capacity=5 --set "
-        "upgradePolicy.automaticOSUpgradePolicy.enableAutomaticOSUpgrade=true")] = None,
+        "--set", help="path=value, repeatable, e.g. --set sku.capacity=5 --set "
+        "upgradePolicy.mode=Rolling")] = None,
+    enable_auto_os_upgrade: AutoOsUpgradeOption = None,
+    max_batch_instance_percent: MaxBatchOption = None,
+    max_unhealthy_instance_percent: MaxUnhealthyOption = None,
+    max_unhealthy_upgraded_instance_percent: MaxUnhealthyUpgradedOption = None,
+    pause_time_between_batches: PauseOption = None,
+    prioritize_unhealthy_instances: Annotated[str | None, typer.Option(
+        metavar=verbs.BOOL_METAVAR, show_default=False,
+        help="Upgrade unhealthy instances first (prioritizeUnhealthyInstances).")] = None,
+    enable_cross_zone_upgrade: Annotated[str | None, typer.Option(
+        metavar=verbs.BOOL_METAVAR, show_default=False,
+        help="Batches may span zones (enableCrossZoneUpgrade).")] = None,
+    max_surge: Annotated[str | None, typer.Option(
+        metavar=verbs.BOOL_METAVAR, show_default=False,
+        help="Upgrade by creating new instances, then removing old ones (maxSurge).")]
+    = None,
     no_wait: NoWaitOption = False,
     fmt: OutputOption = OutputFormat.json,
 ) -> None:
-    """Change a scale set: GET it, apply --set, PATCH the changes with If-Match."""
-    if not set_:
-        raise typer.BadParameter("give at least one --set path=value", param_hint="--set")
-    assignments = [parse_assignment(s) for s in set_]
+    """Change a scale set: GET it, apply --set and the policy flags, PATCH the changes
+    with If-Match."""
+    flags: list[tuple[str, tuple[str, ...], Any]] = [
+        ("--enable-auto-os-upgrade", ("automaticOSUpgradePolicy", "enableAutomaticOSUpgrade"),
+         verbs.truth(enable_auto_os_upgrade, "--enable-auto-os-upgrade")),
+        ("--max-batch-instance-percent", ("rollingUpgradePolicy", "maxBatchInstancePercent"),
+         max_batch_instance_percent),
+        ("--max-unhealthy-instance-percent",
+         ("rollingUpgradePolicy", "maxUnhealthyInstancePercent"), max_unhealthy_instance_percent),
+        ("--max-unhealthy-upgraded-instance-percent",
+         ("rollingUpgradePolicy", "maxUnhealthyUpgradedInstancePercent"),
+         max_unhealthy_upgraded_instance_percent),
+        ("--pause-time-between-batches", ("rollingUpgradePolicy", "pauseTimeBetweenBatches"),
+         _duration(pause_time_between_batches) if pause_time_between_batches else None),
+        ("--prioritize-unhealthy-instances",
+         ("rollingUpgradePolicy", "prioritizeUnhealthyInstances"),
+         verbs.truth(prioritize_unhealthy_instances, "--prioritize-unhealthy-instances")),
+        ("--enable-cross-zone-upgrade", ("rollingUpgradePolicy", "enableCrossZoneUpgrade"),
+         verbs.truth(enable_cross_zone_upgrade, "--enable-cross-zone-upgrade")),
+        ("--max-surge", ("rollingUpgradePolicy", "maxSurge"),
+         verbs.truth(max_surge, "--max-surge")),
+    ]
+    given = [(flag, ["upgradePolicy", *path], value) for flag, path, value in flags
+             if value is not None]
+    if not set_ and not given:
+        raise typer.BadParameter("give at least one --set path=value or a policy flag such as "
+                                 "--max-batch-instance-percent", param_hint="--set")
+    assignments: list[tuple[list[Segment], Any]] = [parse_assignment(s) for s in set_ or []]
+    assignments += [([*path], value) for _, path, value in given]
+    shown = [s.partition("=")[0] for s in set_ or []] + [flag for flag, _, _ in given]
     with output.reporting(), _connect(ctx) as client:
         path = scale_set_path(client.subscription, resource_group, name)
         current = client.send("GET", path)
@@ -499,7 +541,7 @@ def update(
         if not isinstance(resource, dict):
             raise ArmClientError(current.status_code, "InvalidResponse",
                                  f"GET {path} did not answer with a resource")
-        patch = build_patch(resource, assignments, [s.partition("=")[0] for s in set_])
+        patch = build_patch(resource, assignments, shown)
         etag = current.headers.get("ETag") or resource.get("etag")
         response = client.send("PATCH", path, json=patch,
                                headers={"If-Match": str(etag)} if etag else None)
@@ -509,7 +551,7 @@ def update(
 
 # -- read verbs ----------------------------------------------------------------------------
 
-@app.command("show")
+@app.command("show", cls=ScaleSetVerb)
 def show(
     ctx: typer.Context, resource_group: ResourceGroupOption, name: NameOption,
     instance_id: Annotated[str | None, typer.Option(
@@ -526,7 +568,7 @@ def show(
                         fmt, columns=INSTANCE_COLUMNS)
 
 
-@app.command("list")
+@app.command("list", cls=verbs.Verb)
 def list_(
     ctx: typer.Context,
     resource_group: Annotated[str | None, typer.Option(
@@ -542,7 +584,7 @@ def list_(
         output.emit(list(client.paged(path)), fmt, columns=SCALE_SET_COLUMNS)
 
 
-@app.command("list-instances")
+@app.command("list-instances", cls=ScaleSetVerb)
 def list_instances(
     ctx: typer.Context, resource_group: ResourceGroupOption, name: NameOption,
     expand: Annotated[str | None, typer.Option(help="instanceView: include instance views.")]
@@ -556,7 +598,7 @@ def list_instances(
         output.emit(items, fmt, columns=INSTANCE_COLUMNS)
 
 
-@app.command("get-instance-view")
+@app.command("get-instance-view", cls=ScaleSetVerb)
 def get_instance_view(
     ctx: typer.Context, resource_group: ResourceGroupOption, name: NameOption,
     instance_id: Annotated[str | None, typer.Option(
@@ -573,7 +615,7 @@ def get_instance_view(
         output.emit(rows, fmt, columns=VIEW_COLUMNS)
 
 
-@app.command("get-os-upgrade-history")
+@app.command("get-os-upgrade-history", cls=ScaleSetVerb)
 def get_os_upgrade_history(
     ctx: typer.Context, resource_group: ResourceGroupOption, name: NameOption,
     fmt: OutputOption = OutputFormat.json,
@@ -586,7 +628,7 @@ def get_os_upgrade_history(
 
 # -- actions -------------------------------------------------------------------------------
 
-@app.command("delete")
+@app.command("delete", cls=ScaleSetVerb)
 def delete(
     ctx: typer.Context, resource_group: ResourceGroupOption, name: NameOption,
     no_wait: NoWaitOption = False,
@@ -606,7 +648,7 @@ def _instance_ids(client: ArmClient, path: str, ids: list[str]) -> list[str]:
     return [str(vm["instanceId"]) for vm in client.paged(path + "/virtualMachines")]
 
 
-@app.command("reimage", cls=VariadicCommand)
+@app.command("reimage", cls=ScaleSetVerb)
 def reimage(
     ctx: typer.Context, resource_group: ResourceGroupOption, name: NameOption,
     instance_ids: InstanceIdsOption = None, no_wait: NoWaitOption = False,
@@ -621,7 +663,7 @@ def reimage(
             client.wait(response)
 
 
-@app.command("update-instances", cls=VariadicCommand)
+@app.command("update-instances", cls=ScaleSetVerb)
 def update_instances(
     ctx: typer.Context, resource_group: ResourceGroupOption, name: NameOption,
     instance_ids: InstanceIdsOption = None, no_wait: NoWaitOption = False,
@@ -638,7 +680,7 @@ def update_instances(
             client.wait(response)
 
 
-@app.command("set-protection")
+@app.command("set-protection", cls=ScaleSetVerb)
 def set_protection(
     ctx: typer.Context, resource_group: ResourceGroupOption, name: NameOption,
     instance_id: Annotated[str, typer.Option(help="The instance to protect.")],
@@ -648,6 +690,7 @@ def set_protection(
     protect_from_scale_set_actions: Annotated[bool | None, typer.Option(
         "--protect-from-scale-set-actions/--no-protect-from-scale-set-actions",
         help="Keep model updates and OS upgrades away from this instance.")] = None,
+    no_wait: NoWaitOption = False,
     fmt: OutputOption = OutputFormat.json,
 ) -> None:
     """Set an instance's protection policy (the other setting keeps its value)."""
@@ -668,7 +711,8 @@ def set_protection(
         if protect_from_scale_set_actions is not None:
             policy["protectFromScaleSetActions"] = protect_from_scale_set_actions
         jsonpaths.set_path(vm, ("properties", "protectionPolicy"), policy)
-        output.emit(client.wait(client.send("PUT", path, json=vm)), fmt,
+        response = client.send("PUT", path, json=vm)
+        output.emit(client.body(response) if no_wait else client.wait(response), fmt,
                     columns=INSTANCE_COLUMNS)
 
 
@@ -708,7 +752,7 @@ def _follow(client: ArmClient, response: Any, latest_path: str
     return latest, failure
 
 
-@rolling_upgrade.command("start")
+@rolling_upgrade.command("start", cls=ScaleSetVerb)
 def start(
     ctx: typer.Context, resource_group: ResourceGroupOption, name: NameOption,
     wait: Annotated[bool | None, typer.Option(
@@ -746,7 +790,7 @@ def start(
         raise typer.Exit(1)
 
 
-@rolling_upgrade.command("get-latest")
+@rolling_upgrade.command("get-latest", cls=ScaleSetVerb)
 def get_latest(
     ctx: typer.Context, resource_group: ResourceGroupOption, name: NameOption,
     fmt: OutputOption = OutputFormat.json,
@@ -758,7 +802,7 @@ def get_latest(
                     columns=ROLLING_UPGRADE_COLUMNS)
 
 
-@rolling_upgrade.command("cancel")
+@rolling_upgrade.command("cancel", cls=ScaleSetVerb)
 def cancel(
     ctx: typer.Context, resource_group: ResourceGroupOption, name: NameOption,
     no_wait: NoWaitOption = False,
@@ -775,7 +819,7 @@ def cancel(
                     columns=ROLLING_UPGRADE_COLUMNS)
 
 
-@rolling_upgrade.command("approve", cls=VariadicCommand)
+@rolling_upgrade.command("approve", cls=ScaleSetVerb)
 def approve(
     ctx: typer.Context, resource_group: ResourceGroupOption, name: NameOption,
     instance_ids: InstanceIdsOption = None, no_wait: NoWaitOption = False,

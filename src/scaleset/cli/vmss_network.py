@@ -10,7 +10,8 @@ import typer
 
 from scaleset.cli import output
 from scaleset.cli.client import connect as _connect
-from scaleset.cli.vmss import NameOption, ResourceGroupOption, app, scale_set_path
+from scaleset.cli.output import OutputFormat, OutputOption
+from scaleset.cli.vmss import NameOption, ResourceGroupOption, ScaleSetVerb, app, scale_set_path
 
 
 def connection_info(instances: list[dict[str, Any]]) -> dict[str, str]:
@@ -29,18 +30,19 @@ def connection_info(instances: list[dict[str, Any]]) -> dict[str, str]:
     return out
 
 
-@app.command("list-instance-connection-info")
+@app.command("list-instance-connection-info", cls=ScaleSetVerb)
 def list_instance_connection_info(
     ctx: typer.Context, resource_group: ResourceGroupOption, name: NameOption,
+    fmt: OutputOption = OutputFormat.json,
 ) -> None:
     """The address each instance answers on (its private IP in 127.0.0.0/8)."""
     with output.reporting(), _connect(ctx) as client:
         path = scale_set_path(client.subscription, resource_group, name) + "/virtualMachines"
         items = list(client.paged(path, params={"$expand": "instanceView"}))
-        output.emit(connection_info(items), output.OutputFormat.json)
+        output.emit(connection_info(items), fmt)
 
 
-@app.command("get-boot-log")
+@app.command("get-boot-log", cls=ScaleSetVerb)
 def get_boot_log(
     ctx: typer.Context, resource_group: ResourceGroupOption, name: NameOption,
     instance_id: Annotated[str, typer.Option("--instance-id", help="The instance.")],
