@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 import typer
 
-from scaleset.cli import connection, output
+from scaleset.cli import connection, output, verbs
 from scaleset.cli.client import ArmClient
 from scaleset.cli.client import connect as _connect
 from scaleset.cli.output import Column, OutputFormat, OutputOption
@@ -97,7 +97,7 @@ def list_images(client: ArmClient, *, location: str, publisher: str | None,
     return rows
 
 
-@images.command("list")
+@images.command("list", cls=verbs.Verb)
 def list_(
     ctx: typer.Context,
     location: LocationOption = DEFAULT_LOCATION,
@@ -123,7 +123,7 @@ def _split_urn(urn: str) -> tuple[str, str, str, str]:
     return parts[0], parts[1], parts[2], parts[3]
 
 
-@images.command("show")
+@images.command("show", cls=verbs.Verb)
 def show(
     ctx: typer.Context,
     urn: Annotated[str, typer.Option(help="Publisher:Offer:Sku:Version (no 'latest').")],
@@ -159,7 +159,7 @@ def publish_body(*, location: str, os_type: OsType | None, source: Path | None,
     return {"location": location, "properties": properties}
 
 
-@images.command("publish")
+@images.command("publish", cls=verbs.Verb)
 def publish(
     ctx: typer.Context,
     publisher: Annotated[str, typer.Option("--publisher", "-p")],

@@ -18,7 +18,7 @@ from urllib.parse import quote
 import typer
 
 from scaleset.api.versions import NETWORK
-from scaleset.cli import connection, output
+from scaleset.cli import connection, output, verbs
 from scaleset.cli.client import ArmClient, ArmClientError
 from scaleset.cli.client import connect as _connect
 from scaleset.cli.output import Column, OutputFormat, OutputOption, lookup
@@ -39,6 +39,11 @@ probe_app = typer.Typer(name="probe", help="Manage a load balancer's health prob
                         no_args_is_help=True)
 app.add_typer(lb_app, name="lb")
 lb_app.add_typer(probe_app, name="probe")
+
+LbVerb = verbs.by_ids("Microsoft.Network/loadBalancers")
+ProbeVerb = verbs.by_ids("Microsoft.Network/loadBalancers/probes", "resource_group", "lb_name",
+                         "name")
+ProbeListVerb = verbs.by_ids("Microsoft.Network/loadBalancers", "resource_group", "lb_name")
 
 ResourceGroupOption = Annotated[str, typer.Option("--resource-group", "-g",
                                                   help="Resource group.")]
@@ -141,7 +146,7 @@ def probe_body(*, name: str, protocol: Protocol, port: int, path: str | None,
 
 # -- load balancers -----------------------------------------------------------------------
 
-@lb_app.command("create")
+@lb_app.command("create", cls=LbVerb)
 def create(
     ctx: typer.Context, resource_group: ResourceGroupOption, name: LbNameOption,
     location: Annotated[str | None, typer.Option(
@@ -165,7 +170,7 @@ def create(
         output.emit(result, fmt, columns=LB_COLUMNS)
 
 
-@lb_app.command("show")
+@lb_app.command("show", cls=LbVerb)
 def show(
     ctx: typer.Context, resource_group: ResourceGroupOption, name: LbNameOption,
     fmt: OutputOption = OutputFormat.json,
@@ -176,7 +181,7 @@ def show(
                     columns=LB_COLUMNS)
 
 
-@lb_app.command("list")
+@lb_app.command("list", cls=verbs.Verb)
 def list_(
     ctx: typer.Context,
     resource_group: Annotated[str | None, typer.Option(
@@ -192,7 +197,7 @@ def list_(
         output.emit(list(client.paged(path, params=PARAMS)), fmt, columns=LB_COLUMNS)
 
 
-@lb_app.command("delete")
+@lb_app.command("delete", cls=LbVerb)
 def delete(
     ctx: typer.Context, resource_group: ResourceGroupOption, name: LbNameOption,
 ) -> None:
@@ -203,7 +208,7 @@ def delete(
 
 # -- probes -------------------------------------------------------------------------------
 
-@probe_app.command("create")
+@probe_app.command("create", cls=ProbeVerb)
 def probe_create(
     ctx: typer.Context, resource_group: ResourceGroupOption, lb_name: ProbeLbOption,
     name: ProbeNameOption,
@@ -237,7 +242,7 @@ def probe_create(
         output.emit(made, fmt, columns=PROBE_COLUMNS)
 
 
-@probe_app.command("show")
+@probe_app.command("show", cls=ProbeVerb)
 def probe_show(
     ctx: typer.Context, resource_group: ResourceGroupOption, lb_name: ProbeLbOption,
     name: ProbeNameOption,
@@ -250,7 +255,7 @@ def probe_show(
         output.emit(_get(client, path), fmt, columns=PROBE_COLUMNS)
 
 
-@probe_app.command("list")
+@probe_app.command("list", cls=ProbeListVerb)
 def probe_list(
     ctx: typer.Context, resource_group: ResourceGroupOption, lb_name: ProbeLbOption,
     fmt: OutputOption = OutputFormat.json,
@@ -261,7 +266,7 @@ def probe_list(
         output.emit(list(client.paged(path, params=PARAMS)), fmt, columns=PROBE_COLUMNS)
 
 
-@probe_app.command("delete")
+@probe_app.command("delete", cls=ProbeVerb)
 def probe_delete(
     ctx: typer.Context, resource_group: ResourceGroupOption, lb_name: ProbeLbOption,
     name: ProbeNameOption,

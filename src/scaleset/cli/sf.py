@@ -15,7 +15,7 @@ from urllib.parse import quote
 import typer
 
 from scaleset.api.versions import SERVICE_FABRIC
-from scaleset.cli import connection, output
+from scaleset.cli import connection, output, verbs
 from scaleset.cli.client import connect as _connect
 from scaleset.cli.output import Column, OutputFormat, OutputOption
 
@@ -29,6 +29,8 @@ app = connection.client_app(name="sf", help="Service Fabric clusters (like az sf
 clusters = typer.Typer(name="cluster", no_args_is_help=True,
                        help="Clusters: node types and their durability.")
 app.add_typer(clusters, name="cluster")
+
+ClusterVerb = verbs.by_ids("Microsoft.ServiceFabric/clusters")
 
 ResourceGroupOption = Annotated[str, typer.Option("--resource-group", "-g",
                                                   help="Resource group.")]
@@ -87,7 +89,7 @@ def parse_node_types(values: list[str], *, instances: int) -> list[dict[str, Any
     return out
 
 
-@clusters.command("create")
+@clusters.command("create", cls=ClusterVerb)
 def create(
     ctx: typer.Context, resource_group: ResourceGroupOption, name: NameOption,
     node_type: Annotated[list[str], typer.Option(
@@ -115,7 +117,7 @@ def create(
         output.emit(response.json(), fmt, columns=CLUSTER_COLUMNS)
 
 
-@clusters.command("show")
+@clusters.command("show", cls=ClusterVerb)
 def show(
     ctx: typer.Context, resource_group: ResourceGroupOption, name: NameOption,
     fmt: OutputOption = OutputFormat.json,
@@ -126,7 +128,7 @@ def show(
                                params=PARAMS), fmt, columns=CLUSTER_COLUMNS)
 
 
-@clusters.command("list")
+@clusters.command("list", cls=verbs.Verb)
 def list_(
     ctx: typer.Context,
     resource_group: Annotated[str | None, typer.Option(
@@ -140,7 +142,7 @@ def list_(
         output.emit(list(client.paged(path, params=PARAMS)), fmt, columns=CLUSTER_COLUMNS)
 
 
-@clusters.command("delete")
+@clusters.command("delete", cls=ClusterVerb)
 def delete(
     ctx: typer.Context, resource_group: ResourceGroupOption, name: NameOption,
 ) -> None:

@@ -24,11 +24,10 @@ from urllib.parse import quote
 import typer
 
 from scaleset.api.versions import GALLERY
-from scaleset.cli import connection, output
+from scaleset.cli import connection, output, verbs
 from scaleset.cli.client import ArmClient, ArmClientError
 from scaleset.cli.client import connect as _connect
 from scaleset.cli.output import Column, OutputFormat, OutputOption, lookup
-from scaleset.cli.vmss import VariadicCommand
 
 API_VERSION: Final = GALLERY[-1]
 """The newest Gallery api-version the server accepts."""
@@ -46,6 +45,12 @@ versions = typer.Typer(name="image-version", no_args_is_help=True,
                        help="Image versions: their files, target regions, replication.")
 app.add_typer(definitions, name="image-definition")
 app.add_typer(versions, name="image-version")
+
+GalleryVerb = verbs.by_ids("Microsoft.Compute/galleries", "resource_group", "gallery")
+DefinitionVerb = verbs.by_ids("Microsoft.Compute/galleries/images", "resource_group", "gallery",
+                              "definition")
+VersionVerb = verbs.by_ids("Microsoft.Compute/galleries/images/versions", "resource_group",
+                           "gallery", "definition", "version")
 
 ResourceGroupOption = Annotated[str, typer.Option("--resource-group", "-g",
                                                   help="Resource group.")]
@@ -188,11 +193,12 @@ def _gallery_location(client: ArmClient, resource_group: str, gallery: str) -> s
 
 # -- galleries ------------------------------------------------------------------------------
 
-@app.command("create")
+@app.command("create", cls=GalleryVerb)
 def create(
     ctx: typer.Context, resource_group: ResourceGroupOption, gallery: GalleryOption,
     location: LocationOption = None,
     description: Annotated[str | None, typer.Option(help="A description.")] = None,
+    no_wait: NoWaitOption = False,
     fmt: OutputOption = OutputFormat.json,
 ) -> None:
     """Create a gallery (run again: its description changes, its location cannot)."""
@@ -201,10 +207,10 @@ def create(
         body["properties"]["description"] = description
     with output.reporting(), _connect(ctx) as client:
         path = gallery_path(client.subscription, resource_group, gallery)
-        output.emit(_put(client, path, body), fmt, columns=GALLERY_COLUMNS)
+        output.emit(_put(client, path, body, no_wait), fmt, columns=GALLERY_COLUMNS)
 
 
-@app.command("show")
+@app.command("show", cls=GalleryVerb)
 def show(
     ctx: typer.Context, resource_group: ResourceGroupOption, gallery: GalleryOption,
     fmt: OutputOption = OutputFormat.json,
@@ -215,7 +221,7 @@ def show(
                                params=PARAMS), fmt, columns=GALLERY_COLUMNS)
 
 
-@app.command("list")
+@app.command("list", cls=verbs.Verb)
 def list_(
     ctx: typer.Context,
     resource_group: Annotated[str | None, typer.Option(
@@ -231,7 +237,7 @@ def list_(
         output.emit(list(client.paged(path, params=PARAMS)), fmt, columns=GALLERY_COLUMNS)
 
 
-@app.command("delete")
+@app.command("delete", cls=GalleryVerb)
 def delete(
     ctx: typer.Context, resource_group: ResourceGroupOption, gallery: GalleryOption,
 ) -> None:
@@ -243,7 +249,7 @@ def delete(
 
 # -- image definitions ----------------------------------------------------------------------
 
-@definitions.command("create")
+@definitions.command("create", cls=DefinitionVerb)
 def definition_create(
     ctx: typer.Context, resource_group: ResourceGroupOption, gallery: GalleryOption,
     definition: DefinitionOption,
@@ -254,6 +260,7 @@ def definition_create(
     os_state: Annotated[OsState, typer.Option(case_sensitive=False)] = OsState.Generalized,
     location: LocationOption = None,
     description: Annotated[str | None, typer.Option(help="A description.")] = None,
+    no_wait: NoWaitOption = False,
     fmt: OutputOption = OutputFormat.json,
 ) -> None:
     """Create an image definition (its OS type, state and identifier never change)."""
@@ -264,11 +271,11 @@ def definition_create(
     with output.reporting(), _connect(ctx) as client:
         where = location or _gallery_location(client, resource_group, gallery)
         path = definition_path(client.subscription, resource_group, gallery, definition)
-        output.emit(_put(client, path, {"location": where, "properties": props}), fmt,
+        output.emit(_put(client, path, {"location": where, "properties": props}, no_wait), fmt,
                     columns=DEFINITION_COLUMNS)
 
 
-@definitions.command("show")
+@definitions.command("show", cls=DefinitionVerb)
 def definition_show(
     ctx: typer.Context, resource_group: ResourceGroupOption, gallery: GalleryOption,
     definition: DefinitionOption,
@@ -280,7 +287,7 @@ def definition_show(
         output.emit(client.get(path, params=PARAMS), fmt, columns=DEFINITION_COLUMNS)
 
 
-@definitions.command("list")
+@definitions.command("list", cls=GalleryVerb)
 def definition_list(
     ctx: typer.Context, resource_group: ResourceGroupOption, gallery: GalleryOption,
     fmt: OutputOption = OutputFormat.json,
@@ -291,7 +298,7 @@ def definition_list(
         output.emit(list(client.paged(path, params=PARAMS)), fmt, columns=DEFINITION_COLUMNS)
 
 
-@definitions.command("delete")
+@definitions.command("delete", cls=DefinitionVerb)
 def definition_delete(
     ctx: typer.Context, resource_group: ResourceGroupOption, gallery: GalleryOption,
     definition: DefinitionOption,
@@ -304,7 +311,7 @@ def definition_delete(
 
 # -- image versions -------------------------------------------------------------------------
 
-@versions.command("create", cls=VariadicCommand)
+@versions.command("create", cls=VersionVerb)
 def version_create(
     ctx: typer.Context, resource_group: ResourceGroupOption, gallery: GalleryOption,
     definition: DefinitionOption, version: VersionOption,
@@ -344,7 +351,7 @@ def version_create(
                     fmt, columns=VERSION_COLUMNS)
 
 
-@versions.command("update", cls=VariadicCommand)
+@versions.command("update", cls=VersionVerb)
 def version_update(
     ctx: typer.Context, resource_group: ResourceGroupOption, gallery: GalleryOption,
     definition: DefinitionOption, version: VersionOption,
@@ -383,7 +390,7 @@ def version_update(
         output.emit(_put(client, path, body, no_wait), fmt, columns=VERSION_COLUMNS)
 
 
-@versions.command("show")
+@versions.command("show", cls=VersionVerb)
 def version_show(
     ctx: typer.Context, resource_group: ResourceGroupOption, gallery: GalleryOption,
     definition: DefinitionOption, version: VersionOption,
@@ -399,7 +406,7 @@ def version_show(
         output.emit(client.get(path, params=params), fmt, columns=VERSION_COLUMNS)
 
 
-@versions.command("list")
+@versions.command("list", cls=DefinitionVerb)
 def version_list(
     ctx: typer.Context, resource_group: ResourceGroupOption, gallery: GalleryOption,
     definition: DefinitionOption,
@@ -411,7 +418,7 @@ def version_list(
         output.emit(list(client.paged(path, params=PARAMS)), fmt, columns=VERSION_COLUMNS)
 
 
-@versions.command("delete")
+@versions.command("delete", cls=VersionVerb)
 def version_delete(
     ctx: typer.Context, resource_group: ResourceGroupOption, gallery: GalleryOption,
     definition: DefinitionOption, version: VersionOption,
@@ -425,7 +432,7 @@ def version_delete(
 POLL_SECONDS: Final = 1.0
 
 
-@versions.command("wait")
+@versions.command("wait", cls=VersionVerb)
 def version_wait(
     ctx: typer.Context, resource_group: ResourceGroupOption, gallery: GalleryOption,
     definition: DefinitionOption, version: VersionOption,
