@@ -30,7 +30,7 @@ from typing import Any, Final
 import httpx
 import typer
 
-from scaleset.cli import clientconfig, connection
+from scaleset.cli import clientconfig, connection, tracing
 from scaleset.cli.clientconfig import ClientConfig, ClientConfigError
 
 TERMINAL: Final = frozenset({"succeeded", "failed", "canceled", "cancelled"})
@@ -49,6 +49,34 @@ class ClientError(Exception):
         self.code = code
         self.message = message
 
+    def describe(self) -> str:
+        """What the CLI prints on stderr: ``error (Code): message``."""
+        return f"error ({self.code}): {self.message}"
+
+
+MAX_DETAIL_DEPTH: Final = 8
+"""Nested ``details`` deeper than this are summarised (a server bug, not a user's problem)."""
+
+
+def _detail_lines(details: list[Any], indent: str, depth: int) -> list[str]:
+    """Each detail as ``- (Code) message``, its target and its own details beneath it."""
+    lines: list[str] = []
+    for detail in details:
+        if not isinstance(detail, dict):
+            lines.append(f"{indent}- {detail}")
+            continue
+        code = detail.get("code") or "Error"
+        lines.append(f"{indent}- ({code}) {detail.get('message') or ''}".rstrip())
+        if detail.get("target"):
+            lines.append(f"{indent}  target: {detail['target']}")
+        nested = detail.get("details")
+        if isinstance(nested, list) and nested:
+            if depth >= MAX_DETAIL_DEPTH:
+                lines.append(f"{indent}  ({len(nested)} more nested details not shown)")
+            else:
+                lines.extend(_detail_lines(nested, indent + "  ", depth + 1))
+    return lines
+
 
 class ArmClientError(ClientError):
     """An ARM error: from an HTTP response's ``{"error": {...}}``, or a failed operation."""
@@ -63,6 +91,29 @@ class ArmClientError(ClientError):
     def __repr__(self) -> str:
         return (f"ArmClientError(status={self.status}, code={self.code!r}, "
                 f"message={self.message!r}, target={self.target!r})")
+
+    def describe(self) -> str:
+        """Code, message, target and every detail (nested ones indented), as the CLI prints.
+
+        >>> print(ArmClientError(400, "InvalidParameter", "2 problems", "properties",
+        ...       [{"code": "A", "message": "first", "target": "x",
+        ...         "details": [{"code": "A1", "message": "why"}]},
+        ...        {"code": "B", "message": "second"}]).describe())
+        error (InvalidParameter): 2 problems
+          target: properties
+          details:
+          - (A) first
+            target: x
+            - (A1) why
+          - (B) second
+        """
+        lines = [super().describe()]
+        if self.target:
+            lines.append(f"  target: {self.target}")
+        if self.details:
+            lines.append("  details:")
+            lines.extend(_detail_lines(self.details, "  ", 1))
+        return "\n".join(lines)
 
     @classmethod
     def from_response(cls, response: httpx.Response) -> ArmClientError:
@@ -90,8 +141,10 @@ class ArmClientError(ClientError):
         error = document.get("error")
         state = str(document.get("status", "Failed"))
         if isinstance(error, dict) and error.get("code"):
+            details = error.get("details")
             return cls(status, str(error["code"]), str(error.get("message") or state),
-                       str(error["target"]) if error.get("target") else None)
+                       str(error["target"]) if error.get("target") else None,
+                       details if isinstance(details, list) else None)
         code = "OperationCanceled" if state.lower() in ("canceled", "cancelled") \
             else "OperationFailed"
         return cls(status, code, f"the operation ended {state}")
@@ -144,7 +197,7 @@ class ArmClient:
                  api_version: str = clientconfig.DEFAULT_API_VERSION,
                  timeout: float = 30.0, transport: httpx.BaseTransport | None = None,
                  sleep: Sleep = time.sleep, default_poll_interval: float = 2.0,
-                 max_poll_interval: float = 10.0) -> None:
+                 max_poll_interval: float = 10.0, tracer: tracing.Tracer | None = None) -> None:
         self.endpoint = endpoint.rstrip("/")
         self.subscription = subscription
         self.api_version = api_version
@@ -153,6 +206,8 @@ class ArmClient:
         self.max_poll_interval = max_poll_interval
         """Cap on any ``Retry-After``, so a slow hint never stalls the CLI."""
         self._sleep = sleep
+        self._tracer = tracer
+        """Prints each request and answer (``--debug`` / ``--verbose``); None: silent."""
         verify: ssl.SSLContext | bool = True
         if ca_file and self.endpoint.lower().startswith("https://") and transport is None:
             try:
@@ -169,10 +224,13 @@ class ArmClient:
 
     @classmethod
     def from_config(cls, config: ClientConfig, *, transport: httpx.BaseTransport | None = None,
-                    sleep: Sleep = time.sleep) -> ArmClient:
+                    sleep: Sleep = time.sleep, tracer: tracing.Tracer | None = None
+                    ) -> ArmClient:
+        """The client for resolved settings (the token must be there)."""
         return cls(endpoint=config.endpoint, token=config.require_token(),
                    subscription=config.subscription, ca_file=config.ca_file,
-                   api_version=config.api_version, transport=transport, sleep=sleep)
+                   api_version=config.api_version, transport=transport, sleep=sleep,
+                   tracer=tracer)
 
     def close(self) -> None:
         self._http.close()
@@ -201,11 +259,8 @@ class ArmClient:
             url, query = self.endpoint + path, {"api-version": self.api_version, **(params or {})}
         attempts = GET_ATTEMPTS if method.upper() == "GET" else 1
         for attempt in range(1, attempts + 1):
-            try:
-                response = self._http.request(method, url, params=query or None, json=json,
-                                              headers=headers)
-            except httpx.HTTPError as exc:
-                raise _translate(exc, self.endpoint) from exc
+            response = self._exchange(self._http.build_request(
+                method, url, params=query or None, json=json, headers=headers))
             if response.status_code in RETRIED_GET_STATUSES and attempt < attempts:
                 self.sleep(self.retry_after(response))
                 continue
@@ -213,6 +268,21 @@ class ArmClient:
                 raise ArmClientError.from_response(response)
             return response
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _exchange(self, request: httpx.Request) -> httpx.Response:
+        """Send one request, traced when asked; httpx failures become ``TransportError``."""
+        if self._tracer is not None:
+            self._tracer.request(request)
+        started = time.monotonic()
+        try:
+            response = self._http.send(request)
+        except httpx.HTTPError as exc:
+            if self._tracer is not None:
+                self._tracer.failure(request, exc, (time.monotonic() - started) * 1000)
+            raise _translate(exc, self.endpoint) from exc
+        if self._tracer is not None:
+            self._tracer.response(response, (time.monotonic() - started) * 1000)
+        return response
 
     def _check_origin(self, url: str) -> None:
         """Server-given URLs must point back at the endpoint: the token goes nowhere else."""
@@ -374,11 +444,18 @@ class ClientFactory:
 
     def connect(self, *, endpoint: str | None = None, token: str | None = None,
                 ca_file: str | None = None, subscription: str | None = None,
-                profile: str | None = None) -> ArmClient:
+                profile: str | None = None, tracer: tracing.Tracer | None = None
+                ) -> ArmClient:
+        """A client for these flags, resolved over the environment and the config file."""
         config = clientconfig.resolve(endpoint=endpoint, token=token, ca_file=ca_file,
                                       subscription=subscription, profile=profile,
                                       environ=self.environ)
-        return ArmClient.from_config(config, transport=self.transport, sleep=self.sleep)
+        return ArmClient.from_config(config, transport=self.transport, sleep=self.sleep,
+                                     tracer=tracer)
+
+
+def _stderr(line: str) -> None:
+    typer.echo(line, err=True)
 
 
 def connect(ctx: typer.Context) -> ArmClient:
@@ -387,5 +464,8 @@ def connect(ctx: typer.Context) -> ArmClient:
     the client config file)."""
     factory = ctx.find_object(ClientFactory) or ClientFactory()
     given = connection.flags(ctx)
+    tracer = (tracing.Tracer(write=_stderr, debug=given.debug)
+              if given.debug or given.verbose else None)
     return factory.connect(endpoint=given.server, token=given.token, ca_file=given.ca_file,
-                           subscription=given.subscription, profile=given.profile)
+                           subscription=given.subscription, profile=given.profile,
+                           tracer=tracer)

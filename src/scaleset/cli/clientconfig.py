@@ -62,6 +62,10 @@ class ClientConfigError(Exception):
         self.code = code
         self.message = message
 
+    def describe(self) -> str:
+        """What the CLI prints on stderr: ``error (Code): message``."""
+        return f"error ({self.code}): {self.message}"
+
 
 @dataclass(frozen=True)
 class ClientConfig:

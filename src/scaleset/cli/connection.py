@@ -1,8 +1,8 @@
 """The connection options of the client verbs, declared here and nowhere else.
 
 ``--server`` (also spelled ``--endpoint``), ``--token``, ``--ca-file``,
-``--subscription`` and ``--profile`` go before the verb, between its words or after it, as az
-accepts its global arguments::
+``--subscription``, ``--profile``, ``--debug`` and ``--verbose`` go before the
+verb, between its words or after it, as az accepts its global arguments::
 
     scaleset --server https://cp:8443 vmss show -g rg -n ss
     scaleset vmss show -g rg -n ss --server https://cp:8443
@@ -45,6 +45,8 @@ class ConnectionFlags:
     ca_file: str | None = None
     subscription: str | None = None
     profile: str | None = None
+    debug: bool = False
+    verbose: bool = False
 
 
 ServerOption = Annotated[str | None, typer.Option(
@@ -59,6 +61,12 @@ CaFileOption = Annotated[str | None, typer.Option(
 ProfileOption = Annotated[str | None, typer.Option(
     "--profile", metavar="NAME", show_default=False, rich_help_panel=PANEL,
     help=f"Client config profile: a server's URL, CA and token (env {clientconfig.ENV_PROFILE}).")]
+DebugOption = Annotated[bool, typer.Option(
+    "--debug", rich_help_panel=PANEL,
+    help="Print every request and answer on stderr (headers, status, time; never a token).")]
+VerboseOption = Annotated[bool, typer.Option(
+    "--verbose", rich_help_panel=PANEL,
+    help="Print one line per request on stderr: method, URL, status, time.")]
 SubscriptionOption = Annotated[str | None, typer.Option(
     "--subscription", metavar="ID", show_default=False, rich_help_panel=PANEL,
     help=f"Subscription id (env {clientconfig.ENV_SUBSCRIPTION}).")]
@@ -72,13 +80,16 @@ def flags(ctx: typer.Context) -> ConnectionFlags:
 
 def options(ctx: typer.Context, server: ServerOption = None, token: TokenOption = None,
             ca_file: CaFileOption = None, subscription: SubscriptionOption = None,
-            profile: ProfileOption = None) -> None:
+            profile: ProfileOption = None, debug: DebugOption = False,
+            verbose: VerboseOption = False) -> None:
     """Record the connection options for the verb (a group callback)."""
-    given = {"server": server, "token": token, "ca_file": ca_file,
-             "subscription": subscription, "profile": profile}
-    # A nested group parses its own (absent) copies as None: they must not undo the
-    # root's, e.g. `scaleset --server X vmss show`.
-    chosen = {name: value for name, value in given.items() if value is not None}
+    given: dict[str, Any] = {"server": server, "token": token, "ca_file": ca_file,
+                             "subscription": subscription, "profile": profile,
+                             "debug": debug, "verbose": verbose}
+    # A nested group parses its own (absent) copies as None or False: they must not undo
+    # the root's, e.g. `scaleset --server X --debug vmss show`.
+    chosen = {name: value for name, value in given.items()
+              if value is not None and value is not False}
     ctx.meta[_META_KEY] = dataclasses.replace(flags(ctx), **chosen)
 
 
@@ -113,8 +124,9 @@ def lift(args: list[str], *, takes_value: set[str], flags_only: set[str]) -> lis
     return lifted + rest
 
 
-EPILOG: Final = ("Connection options (--server, --token, --ca-file, --subscription, --profile) "
-                  "go before or after the verb; 'scaleset --help' describes them.")
+EPILOG: Final = ("Connection options (--server, --token, --ca-file, --subscription, --profile, "
+                  "--debug, --verbose) go before or after the verb; 'scaleset --help' "
+                  "describes them.")
 
 
 class ClientGroup(TyperGroup):
