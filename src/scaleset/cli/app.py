@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from scaleset.cli import connection
+from typing import Any
+
+import typer.main
+
+from scaleset.cli import connection, verbs
 from scaleset.cli import demo as demo_cmd
 from scaleset.cli import image as image_cmd
 from scaleset.cli import network as network_cmd
@@ -12,6 +16,7 @@ from scaleset.cli import sig as sig_cmd
 from scaleset.cli import simulate as simulate_cmd
 from scaleset.cli import token as token_cmd
 from scaleset.cli import vmss as vmss_cmd
+from scaleset.cli import version as version_opt
 from scaleset.cli import vmss_network  # noqa: F401  (registers its verbs on vmss)
 
 app = connection.client_app(
@@ -20,10 +25,11 @@ app = connection.client_app(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},  # inherited by every verb
 )
-app.command("simulate")(simulate_cmd.simulate)
-app.command("serve")(serve_cmd.serve)
-app.command("demo")(demo_cmd.demo)
+app.command("simulate", cls=verbs.PlainHelp)(simulate_cmd.simulate)
+app.command("serve", cls=verbs.PlainHelp)(serve_cmd.serve)
+app.command("demo", cls=verbs.PlainHelp)(demo_cmd.demo)
 app.add_typer(vmss_cmd.app, name="vmss")
 app.add_typer(image_cmd.app, name="vm")
 app.add_typer(image_cmd.images, name="image")  # `scaleset image ...` = `scaleset vm image ...`
@@ -33,5 +39,13 @@ app.add_typer(sf_cmd.app, name="sf")
 app.add_typer(token_cmd.app, name="token")
 
 
+def command() -> Any:
+    """The root command with ``--version`` (the root's callback is the connection options',
+    so the flag is added to the command built from ``app``)."""
+    root = typer.main.get_command(app)
+    root.params.append(version_opt.option())
+    return root
+
+
 def main() -> None:
-    app()
+    command()()

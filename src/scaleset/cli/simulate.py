@@ -72,15 +72,15 @@ def simulate(
     health_timeout: Annotated[str | None, typer.Option(
         "--health-timeout", help="Health wait: seconds or ISO 8601 (default PT5M).")] = None,
     max_batch_percent: Annotated[int | None, typer.Option(
-        "--max-batch-percent", help="rollingUpgradePolicy.maxBatchInstancePercent")] = None,
+        "--max-batch-percent", help="maxBatchInstancePercent (rolling policy)")] = None,
     max_unhealthy_percent: Annotated[int | None, typer.Option(
-        "--max-unhealthy-percent", help="rollingUpgradePolicy.maxUnhealthyInstancePercent")]
+        "--max-unhealthy-percent", help="maxUnhealthyInstancePercent (rolling policy)")]
     = None,
     max_unhealthy_upgraded_percent: Annotated[int | None, typer.Option(
         "--max-unhealthy-upgraded-percent",
-        help="rollingUpgradePolicy.maxUnhealthyUpgradedInstancePercent")] = None,
+        help="maxUnhealthyUpgradedInstancePercent (rolling policy)")] = None,
     pause: Annotated[str | None, typer.Option(
-        "--pause", help="rollingUpgradePolicy.pauseTimeBetweenBatches (ISO 8601).")] = None,
+        "--pause", help="pauseTimeBetweenBatches (rolling policy), ISO 8601.")] = None,
     prioritize_unhealthy: Annotated[bool | None, typer.Option(
         "--prioritize-unhealthy/--no-prioritize-unhealthy")] = None,
     cross_zone: Annotated[bool | None, typer.Option("--cross-zone/--no-cross-zone")] = None,

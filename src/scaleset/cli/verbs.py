@@ -101,7 +101,7 @@ def _resource_id(text: str, kind: str) -> tuple[str, str, list[str]]:
     return parts[1], parts[3], parts[7::2]
 
 
-def _typer_param(name: str, annotation: Any) -> Any:
+def typer_param(name: str, annotation: Any) -> Any:
     """The parameter Typer makes of ``name: annotation = None`` (Typer builds its own
     options; this way they are the kind its parser expects)."""
     def holder(**_: Any) -> None:
@@ -115,31 +115,40 @@ def _typer_param(name: str, annotation: Any) -> Any:
 
 
 def _query_option() -> Any:
-    return _typer_param("query", Annotated[str | None, typer.Option(
+    return typer_param("query", Annotated[str | None, typer.Option(
         "--query", metavar="JMESPATH", show_default=False,
         help="JMESPath query applied to the output, as in az (https://jmespath.org).")])
 
 
 def _ids_option(kind: str, flags: str) -> Any:
-    return _typer_param("ids", Annotated[list[str] | None, typer.Option(
+    return typer_param("ids", Annotated[list[str] | None, typer.Option(
         "--ids", metavar="ID", show_default=False,
         help=f"One or more {kind.rsplit('/', 1)[-1]} resource ids, instead of {flags}.")])
 
 
-class Verb(TyperCommand):
-    """A client verb (see the module doc)."""
+class PlainHelp(TyperCommand):
+    """A command whose help is plain Click text wrapped whole-word (see the module doc);
+    ``-h`` works as ``--help``."""
 
     context_class = HelpContext
-    id_kind: ClassVar[str] = ""
-    """``Namespace/type[/subtype...]`` of the resource ``--ids`` names; empty: no --ids."""
-    id_params: ClassVar[tuple[str, ...]] = ()
-    """The parameters an id fills: the resource group's first, then one per name."""
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs["rich_markup_mode"] = None
         settings = dict(kwargs.get("context_settings") or {})
         settings.setdefault("help_option_names", HELP_OPTION_NAMES)
         kwargs["context_settings"] = settings
+        super().__init__(**kwargs)
+
+
+class Verb(PlainHelp):
+    """A client verb (see the module doc)."""
+
+    id_kind: ClassVar[str] = ""
+    """``Namespace/type[/subtype...]`` of the resource ``--ids`` names; empty: no --ids."""
+    id_params: ClassVar[tuple[str, ...]] = ()
+    """The parameters an id fills: the resource group's first, then one per name."""
+
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         names = [p.name for p in self.params]
         if "fmt" in names:
@@ -154,7 +163,7 @@ class Verb(TyperCommand):
             self.params.insert(0, _ids_option(self.id_kind, flags))
 
     def _id_flags(self) -> str:
-        return "/".join(p.opts[0] for p in self.params if p.name in self.id_params
+        return ", ".join(p.opts[0] for p in self.params if p.name in self.id_params
                         and p.opts and p.opts[0].startswith("-"))
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
