@@ -401,3 +401,15 @@ def test_dash_h_is_help(run: Callable[..., Result]) -> None:
 
 def test_truth_reads_az_words() -> None:
     assert [verbs.truth(w, "--x") for w in ("yes", "NO", "1", "0")] == [True, False, True, False]
+
+
+def test_instance_view_rows_for_tables_the_view_itself_for_yaml_and_queries(
+        run: Callable[..., Result], fake: Fake) -> None:
+    view = {"statuses": [{"code": "ProvisioningState/succeeded",
+                          "displayStatus": "Provisioning succeeded"}]}
+    fake.on("GET", SS + "/instanceView", view)
+    args = ("vmss", "get-instance-view", "-g", "rg1", "-n", "vmss1")
+    assert "ProvisioningState/succeeded" in run(*args, "-o", "table").stdout
+    assert yaml.safe_load(run(*args, "-o", "yaml").stdout) == view
+    assert run(*args, "--query", "statuses[0].code", "-o", "tsv").stdout == \
+        "ProvisioningState/succeeded\n"

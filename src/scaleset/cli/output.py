@@ -148,6 +148,16 @@ def collecting() -> Iterator[None]:
         emit([data for data, _, _ in printed], printed[0][1], columns=printed[0][2])
 
 
+def as_rows(fmt: OutputFormat) -> bool:
+    """Whether the verb's rows (not its raw result) get printed: table or tsv, no ``--query``.
+
+    A verb whose table shows a reshaped result (an instance view as status rows)
+    prints the raw one for json, jsonc, yaml and whenever a query is given, so
+    the query sees what the server sent.
+    """
+    return fmt in (OutputFormat.table, OutputFormat.tsv) and _QUERY.get() is None
+
+
 def query(data: Any, expression: str) -> Any:
     """``expression`` (JMESPath) applied to ``data``.
 

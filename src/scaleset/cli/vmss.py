@@ -611,7 +611,7 @@ def get_instance_view(
         if instance_id is not None:
             path += f"/virtualMachines/{quote(instance_id, safe='')}"
         view = client.get(path + "/instanceView")
-        rows = _view_rows(view) if fmt is not OutputFormat.json else view
+        rows = _view_rows(view) if output.as_rows(fmt) else view
         output.emit(rows, fmt, columns=VIEW_COLUMNS)
 
 
