@@ -413,3 +413,11 @@ def test_instance_view_rows_for_tables_the_view_itself_for_yaml_and_queries(
     assert yaml.safe_load(run(*args, "-o", "yaml").stdout) == view
     assert run(*args, "--query", "statuses[0].code", "-o", "tsv").stdout == \
         "ProvisioningState/succeeded\n"
+
+
+def test_a_narrow_table_keeps_the_columns_of_highest_priority_and_cuts_none_below_12() -> None:
+    headers = ["Name", "Zones", "Image", "State"]
+    row = ["vmss1", "1 2 3", LONG_IMAGE, "Succeeded"]
+    chosen = tables.layout(headers, [row], 30, priority=[9, 1, 8, 7])
+    assert [i for i, _ in chosen] == [0, 2, 3]
+    assert all(w >= min(len(row[i]), tables.MIN_CUT) for i, w in chosen)

@@ -82,6 +82,8 @@ class Column:
 
     header: str
     get: str | Callable[[Any], Any]
+    priority: int = 0
+    """A table too wide for the terminal drops its columns of lowest priority first."""
 
     def value(self, item: Any) -> Any:
         return lookup(item, self.get) if isinstance(self.get, str) else self.get(item)
@@ -221,7 +223,8 @@ def emit(data: Any, fmt: OutputFormat, *, columns: Sequence[Column] | None = Non
                              + "\n")
         return
     text = tables.render([c.header for c in chosen], rows,
-                         console.width if console is not None else tables.terminal_width())
+                         console.width if console is not None else tables.terminal_width(),
+                         [c.priority for c in chosen])
     (console.file if console is not None else sys.stdout).write(text)
 
 

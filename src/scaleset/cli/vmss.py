@@ -101,26 +101,29 @@ def _health(item: Any) -> str | None:
     return str(code).removeprefix("HealthState/") if code else None
 
 
+# Priorities: what a narrow terminal keeps (name, image, state) and drops first (zones).
 SCALE_SET_COLUMNS: Final = (
-    Column("Name", "name"), Column("ResourceGroup", _resource_group),
-    Column("Location", "location"), Column("Zones", lambda i: " ".join(i.get("zones") or [])),
-    Column("Capacity", "sku.capacity"),
+    Column("Name", "name", 9), Column("ResourceGroup", _resource_group, 6),
+    Column("Location", "location", 2),
+    Column("Zones", lambda i: " ".join(i.get("zones") or []), 1),
+    Column("Capacity", "sku.capacity", 5),
     Column("Image", lambda i: _image(lookup(
-        i, "properties.virtualMachineProfile.storageProfile.imageReference"))),
-    Column("UpgradeMode", "properties.upgradePolicy.mode"),
+        i, "properties.virtualMachineProfile.storageProfile.imageReference")), 8),
+    Column("UpgradeMode", "properties.upgradePolicy.mode", 4),
     Column("AutoOSUpgrade",
-           "properties.upgradePolicy.automaticOSUpgradePolicy.enableAutomaticOSUpgrade"),
-    Column("ProvisioningState", "properties.provisioningState"),
+           "properties.upgradePolicy.automaticOSUpgradePolicy.enableAutomaticOSUpgrade", 3),
+    Column("ProvisioningState", "properties.provisioningState", 7),
 )
 INSTANCE_COLUMNS: Final = (
-    Column("InstanceId", "instanceId"), Column("Name", "name"), Column("Zone", "zones[0]"),
-    Column("ProvisioningState", "properties.provisioningState"),
-    Column("LatestModel", "properties.latestModelApplied"),
-    Column("Image", "properties.storageProfile.imageReference.exactVersion"),
-    Column("Health", _health),
-    Column("PrivateIp", "properties.instanceView.privateIPAddress"),
-    Column("ProtectScaleIn", "properties.protectionPolicy.protectFromScaleIn"),
-    Column("ProtectActions", "properties.protectionPolicy.protectFromScaleSetActions"),
+    Column("InstanceId", "instanceId", 9), Column("Name", "name", 4),
+    Column("Zone", "zones[0]", 3),
+    Column("ProvisioningState", "properties.provisioningState", 6),
+    Column("LatestModel", "properties.latestModelApplied", 7),
+    Column("Image", "properties.storageProfile.imageReference.exactVersion", 8),
+    Column("Health", _health, 8),
+    Column("PrivateIp", "properties.instanceView.privateIPAddress", 5),
+    Column("ProtectScaleIn", "properties.protectionPolicy.protectFromScaleIn", 2),
+    Column("ProtectActions", "properties.protectionPolicy.protectFromScaleSetActions", 1),
 )
 _STATUS_COLUMNS: Final = (
     Column("Status", "properties.runningStatus.code"),
