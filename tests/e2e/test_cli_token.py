@@ -197,6 +197,13 @@ def test_offline_refuses_a_directory_without_a_database_and_creates_nothing(
     (tmp_path / "empty").mkdir()
     assert token_cli("create", "--data-dir", tmp_path / "empty").returncode == 1
     assert list((tmp_path / "empty").iterdir()) == []
+    by_url = token_cli("create", "--database-url", f"sqlite:///{tmp_path / 'none.db'}")
+    assert by_url.returncode == 1 and "error (DatabaseNotFound)" in by_url.stderr
+    assert not (tmp_path / "none.db").exists()
+    (tmp_path / "other.db").write_bytes(b"")  # some other (empty) SQLite file
+    other = token_cli("list", "--database-url", f"sqlite:///{tmp_path / 'other.db'}")
+    assert other.returncode == 1 and "error (DatabaseNotFound)" in other.stderr
+    assert (tmp_path / "other.db").read_bytes() == b""
 
 
 def test_offline_list_and_revoke(tmp_path: Path) -> None:

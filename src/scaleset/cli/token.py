@@ -4,8 +4,9 @@ They talk to the running server (``/scaleset/tokens``, a contributor token
 needed), connected like every client verb (``--server``, ``--token``,
 ``--profile`` ...). ``--data-dir`` (or ``--database-url``), given explicitly,
 opens the server's database instead: the offline path, to bootstrap or recover
-access with the server stopped. It refuses a directory that holds no database
-rather than create one, so a typo cannot mint a token nobody checks.
+access with the server stopped. It refuses a directory (or URL) that holds no
+scaleset database rather than create one, so a typo cannot mint a token nobody
+checks.
 
 ``create`` prints the token once, alone on stdout's last line, so a script can
 capture it (``TOKEN=$(scaleset token create --role reader)``); the hint for
@@ -15,14 +16,16 @@ people goes to stderr. ``list`` never shows secrets. Failures print
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Final
 
 import typer
 from alembic.util import CommandError
+from sqlalchemy import inspect, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from scaleset.cli import connection, output
@@ -32,7 +35,7 @@ from scaleset.clock import SystemClock
 from scaleset.errors import NotFound, ScalesetError
 from scaleset.model.durations import format_duration, parse_duration
 from scaleset.security import tokens
-from scaleset.store.database import open_store
+from scaleset.store.database import make_engine, open_store
 from scaleset.store.repository import Store, StoreError
 
 DATABASE_FILE: Final = "scaleset.db"
@@ -102,18 +105,50 @@ def _offline(data_dir: Path | None, url: str | None) -> bool:
     return data_dir is not None or url is not None
 
 
+def has_store(url: str) -> bool:
+    """Whether ``url`` holds a scaleset database already (without creating anything).
+
+    >>> has_store("sqlite:////nonexistent/scaleset.db")
+    False
+    """
+    if url.startswith("sqlite"):
+        # Connecting through the engine would create the file (and set WAL mode): look
+        # read-only instead.
+        name = make_url(url).database
+        if not name or not Path(name).is_file():
+            return False
+        with closing(sqlite3.connect(f"{Path(name).resolve().as_uri()}?mode=ro",
+                                     uri=True)) as conn:
+            try:
+                found = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' "
+                                     "AND name = 'tokens'").fetchone()
+            except sqlite3.DatabaseError:  # not an SQLite file at all
+                return False
+        return found is not None
+    engine = make_engine(url)
+    try:
+        return inspect(engine).has_table("tokens")
+    finally:
+        engine.dispose()
+
+
 @contextmanager
 def _store(data_dir: Path | None, url: str | None) -> Iterator[Store]:
     """The database the flags name, with failures as ``error (Code): message`` and exit 1."""
-    if url is None:
-        assert data_dir is not None
-        if not (data_dir / DATABASE_FILE).is_file():
-            output.error(f"error (DatabaseNotFound): no database at {data_dir / DATABASE_FILE}; "
-                         "pass the --data-dir 'scaleset serve' uses (or --database-url). "
-                         "Nothing was created.")
-            raise typer.Exit(1)
+    chosen = database_url(data_dir or Path("."), url)
     try:
-        store = open_store(database_url(data_dir or Path("."), url))
+        present = has_store(chosen)
+    except (SQLAlchemyError, OSError, sqlite3.Error) as exc:
+        output.error(f"error (StoreError): cannot open the database: {exc}")
+        raise typer.Exit(1) from exc
+    if not present:
+        where = url if url is not None else str((data_dir or Path(".")) / DATABASE_FILE)
+        output.error(f"error (DatabaseNotFound): no scaleset database at {where}; pass the "
+                     "--data-dir (or --database-url) 'scaleset serve' uses. Nothing was "
+                     "created.")
+        raise typer.Exit(1)
+    try:
+        store = open_store(chosen)
     except (SQLAlchemyError, CommandError, OSError) as exc:
         output.error(f"error (StoreError): cannot open the database: {exc}")
         raise typer.Exit(1) from exc
