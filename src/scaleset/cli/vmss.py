@@ -33,7 +33,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from scaleset.cli import connection, jsonpaths, output, probe_ref, verbs
+from scaleset.cli import connection, jsonpaths, output, probe_ref, rolling_wait, verbs
 from scaleset.cli.client import ArmClient, ArmClientError
 from scaleset.cli.client import connect as _connect
 from scaleset.cli.output import Column, OutputFormat, OutputOption, lookup
@@ -803,6 +803,34 @@ def get_latest(
         path = scale_set_path(client.subscription, resource_group, name)
         output.emit(client.get(path + "/rollingUpgrades/latest"), fmt,
                     columns=ROLLING_UPGRADE_COLUMNS)
+
+
+@rolling_upgrade.command("wait", cls=ScaleSetVerb)
+def wait_(
+    ctx: typer.Context, resource_group: ResourceGroupOption, name: NameOption,
+    version: Annotated[str | None, typer.Option(
+        "--for-version", metavar="VERSION",
+        help="Wait for the run towards this image version (it may not have started "
+             "yet: rollout delays, maintenance windows, booting instances). "
+             "Default: the latest run.")] = None,
+    timeout: Annotated[float, typer.Option(
+        "--timeout", metavar="SECONDS", min=0,
+        help="Give up (exit 1) after this many seconds.")] = 3600.0,
+    fmt: OutputOption = OutputFormat.json,
+) -> None:
+    """Wait until a rolling upgrade has ended, saying on stderr what holds it meanwhile;
+    print its status; exit 1 unless it Completed."""
+    with output.reporting(), _connect(ctx) as client:
+        path = scale_set_path(client.subscription, resource_group, name)
+        run = rolling_wait.wait_for_run(client, path, version=version, timeout=timeout,
+                                        report=output.error)
+        output.emit(run, fmt, columns=ROLLING_UPGRADE_COLUMNS)
+        code = lookup(run, "properties.runningStatus.code")
+        if code != "Completed":
+            error = lookup(run, "properties.error") or {}
+            output.error(f"error ({error.get('code') or 'RollingUpgrade' + str(code)}): "
+                         f"{error.get('message') or f'the rolling upgrade ended {code}'}")
+            raise typer.Exit(1)
 
 
 @rolling_upgrade.command("cancel", cls=ScaleSetVerb)
