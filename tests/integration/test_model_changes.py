@@ -95,6 +95,7 @@ def test_capacity_or_upgrade_policy_changes_do_not_bump_the_generation(store: St
 
     assert update(world, sid, model(capacity=6)).generation == 1
     assert update(world, sid, model(capacity=6, policy={"maxBatchInstancePercent": 50,
+                                                        "maxUnhealthyInstancePercent": 50,
                                                         "pauseTimeBetweenBatches": "PT1M"})
                   ).generation == 1
     assert update(world, sid, model(capacity=6, mode="Rolling")).generation == 1

@@ -282,6 +282,7 @@ def test_batches_mix_zones_only_with_cross_zone_upgrade(store: Store, cross_zone
     world = World.create(store)
     sid = world.add_scale_set(capacity=9, zones=["1", "2", "3"], automatic=False,
                               policy={"maxBatchInstancePercent": 50,
+                                      "maxUnhealthyInstancePercent": 50,
                                       "enableCrossZoneUpgrade": cross_zone})
     zone = {iid: r.zone or "" for iid, r in records(world, sid).items()}
     assert set(zone.values()) == {"1", "2", "3"}

@@ -64,8 +64,9 @@ CUSTOM_DATA_LIMIT = 64 * 1024  # bytes, decoded
 def validate_model(model: ScaleSet) -> None:
     """Refuse a model the engine cannot run, naming the field and the fix."""
     policy = model.properties.upgrade_policy.rolling_upgrade_policy
-    if policy is not None and {"max_batch_instance_percent",
-                               "max_unhealthy_instance_percent"} <= policy.model_fields_set \
+    # The effective policy (Azure's defaults filled) is what GET shows and a client PUTs
+    # back, so it is what gets checked: whether a field was sent must not matter.
+    if policy is not None \
             and policy.max_batch_instance_percent > policy.max_unhealthy_instance_percent:
         raise InvalidParameter(
             f"rollingUpgradePolicy.maxBatchInstancePercent ({policy.max_batch_instance_percent}) "
