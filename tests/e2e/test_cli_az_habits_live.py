@@ -56,8 +56,13 @@ def test_create_by_probe_name_then_update_the_policy_by_id(server: Server) -> No
     assert created["properties"]["upgradePolicy"]["automaticOSUpgradePolicy"][
         "enableAutomaticOSUpgrade"] is True
 
+    # A batch above the unhealthy limit (default 20) is refused, whichever one was sent.
+    over = cli(server, "vmss", "update", "--ids", created["id"],
+               "--max-batch-instance-percent", "50")
+    assert over.returncode == 1 and "maxBatchInstancePercent" in over.stderr, over.stderr
     policy = json.loads(ok(cli(
         server, "vmss", "update", "--ids", created["id"], "--max-batch-instance-percent", "50",
+        "--max-unhealthy-instance-percent", "50",
         "--pause-time-between-batches", "5", "--prioritize-unhealthy-instances",
         "--enable-auto-os-upgrade", "false",
         "--query", "properties.upgradePolicy")))
