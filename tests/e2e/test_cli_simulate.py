@@ -70,7 +70,8 @@ def test_flags_override_the_scenario_file(tmp_path: Path) -> None:
                             "faults": {"badImage": True}})
     assert simulate_json(path)["status"] == "Faulted"
 
-    summary = simulate_json(path, "--instances", "20", "--good-image", "--max-batch-percent", "50")
+    summary = simulate_json(path, "--instances", "20", "--good-image", "--max-batch-percent", "50",
+                            "--max-unhealthy-percent", "50")
 
     assert summary["status"] == "Completed"
     assert summary["successfulInstanceCount"] == 20

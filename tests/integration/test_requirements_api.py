@@ -85,7 +85,7 @@ def api(store: Store) -> Iterator[Api]:
 def body(*, image: dict[str, str] | None = None, version: str = "latest",
          probe: str | None = PROBE_ID, automatic: bool = True,
          extensions: list[dict[str, Any]] | None = None, windows_updates: bool | None = None,
-         **properties: Any) -> dict[str, Any]:
+         mode: str = "Automatic", **properties: Any) -> dict[str, Any]:
     profile: dict[str, Any] = {
         "storageProfile": {"imageReference": {**(image or IMAGE), "version": version}}}
     if probe is not None:
@@ -96,7 +96,7 @@ def body(*, image: dict[str, str] | None = None, version: str = "latest",
         profile["osProfile"] = {"windowsConfiguration": {
             "enableAutomaticUpdates": windows_updates}}
     return {"location": "westus", "sku": {"name": "Standard_D2s_v3", "capacity": 2},
-            "properties": {"upgradePolicy": {"mode": "Rolling", "automaticOSUpgradePolicy": {
+            "properties": {"upgradePolicy": {"mode": mode, "automaticOSUpgradePolicy": {
                 "enableAutomaticOSUpgrade": automatic}}, "virtualMachineProfile": profile,
                 **properties}}
 
@@ -152,6 +152,18 @@ PUT_CASES: list[tuple[str, Callable[[Api], tuple[dict[str, Any], str]], str, str
      IMAGE_REF + ".id"),
     ("no health signal", lambda api: (body(probe=None), V), "BadRequest",
      PROFILE + ".networkProfile.healthProbe"),
+    ("probe and health extension", lambda api: (body(extensions=[health_extension()]), V),
+     "BadRequest", PROFILE + ".networkProfile.healthProbe"),
+    ("rolling without a health signal", lambda api: (body(probe=None, mode="Rolling"), V),
+     "InvalidParameter", "properties.upgradePolicy.mode"),
+    ("rolling without a health signal, no auto upgrade", lambda api: (
+        body(probe=None, mode="Rolling", automatic=False), V),
+     "InvalidParameter", "properties.upgradePolicy.mode"),
+    ("rolling with only a look-alike health extension", lambda api: (body(
+        probe=None, mode="Rolling", automatic=False, extensions=[{
+            **health_extension(), "properties": {**health_extension()["properties"],
+                                                 "publisher": "Contoso.Health"}}]), V),
+     "InvalidParameter", "properties.upgradePolicy.mode"),
     ("old api-version", lambda api: (body(), "2018-06-01"), "OperationNotAllowed",
      "api-version"),
     ("windows automatic updates", lambda api: (
@@ -210,6 +222,14 @@ PATCH_CASES: list[tuple[str, Callable[[Api], dict[str, Any]], str, str]] = [
     ("health probe removed", lambda api: {"properties": {"virtualMachineProfile": {
         "networkProfile": {"healthProbe": None}}}},
      "BadRequest", PROFILE + ".networkProfile.healthProbe"),
+    ("health extension added next to the probe", lambda api: {"properties": {
+        "virtualMachineProfile": {"extensionProfile": {"extensions": [health_extension()]}}}},
+     "BadRequest", PROFILE + ".networkProfile.healthProbe"),
+    ("mode Rolling with the probe removed", lambda api: {"properties": {
+        "upgradePolicy": {"mode": "Rolling", "automaticOSUpgradePolicy": {
+            "enableAutomaticOSUpgrade": False}},
+        "virtualMachineProfile": {"networkProfile": {"healthProbe": None}}}},
+     "InvalidParameter", "properties.upgradePolicy.mode"),
     ("multiple placement groups on a basic load balancer", lambda api: {"properties": {
         "singlePlacementGroup": False}},
      "InvalidParameter", PROFILE + ".networkProfile.healthProbe.id"),
@@ -380,3 +400,14 @@ def test_a_scale_set_stored_before_the_allow_list_changed_stays_updatable(store:
             "networkProfile": {"healthProbe": None}}}}), "BadRequest",
             PROFILE + ".networkProfile.healthProbe")
         assert api.get("legacy").json()["sku"]["capacity"] == 5
+
+
+@pytest.mark.parametrize("mode", ["Rolling", "Manual"])
+def test_either_health_signal_alone_is_accepted_and_both_without_auto_upgrade_too(
+        api: Api, mode: str) -> None:
+    for name, request in [
+            ("probe", body(mode=mode)),
+            ("extension", body(mode=mode, probe=None, extensions=[health_extension()])),
+            ("both-manual", body(mode=mode, automatic=False, extensions=[health_extension()]))]:
+        r = api.put(name, request)
+        assert r.status_code in (200, 201), (name, r.text)

@@ -350,8 +350,9 @@ def test_history_is_the_last_five_os_runs_of_sixty_days_newest_first(store: Stor
 def test_history_of_real_runs_started_and_cancelled(store: Store) -> None:
     world = World.create(store)
     # No automatic OS upgrade: only the runs started here exist.
-    sid = world.add_scale_set(capacity=4, automatic=False, policy={"maxBatchInstancePercent": 25,
-                                                                    "maxUnhealthyInstancePercent": 25})
+    sid = world.add_scale_set(capacity=4, automatic=False,
+                              policy={"maxBatchInstancePercent": 25,
+                                      "maxUnhealthyInstancePercent": 25})
     for minor in range(1, 8):
         world.clock.advance(timedelta(days=3))
         world.publish(f"1.{minor}.0")

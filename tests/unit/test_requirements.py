@@ -57,6 +57,7 @@ class Setup:
     cluster_exists: bool = True
     node_type_ref: str = "nt1"
     legacy: bool = False
+    mode: str = "Automatic"
 
     def model(self) -> ScaleSet:
         profile: dict[str, Any] = {"storageProfile": {"imageReference": dict(self.image)}}
@@ -81,7 +82,7 @@ class Setup:
                              "durabilityLevel": self.service_fabric}}})
         if extensions:
             profile["extensionProfile"] = {"extensions": extensions}
-        upgrade: dict[str, Any] = {"mode": "Automatic", "automaticOSUpgradePolicy": {
+        upgrade: dict[str, Any] = {"mode": self.mode, "automaticOSUpgradePolicy": {
             "enableAutomaticOSUpgrade": True}}
         if self.legacy:
             upgrade["automaticOSUpgrade"] = True
@@ -130,8 +131,8 @@ gallery_images = st.sampled_from([
 @st.composite
 def valid_setups(draw: st.DrawFn) -> Setup:
     os_type = draw(st.sampled_from(["Linux", "Windows"]))
-    health = draw(st.sampled_from(["probe", "extension", "both", "service fabric"]))
-    probe = health in ("probe", "both") or (health == "service fabric" and draw(st.booleans()))
+    health = draw(st.sampled_from(["probe", "extension", "service fabric"]))
+    probe = health == "probe" or (health == "service fabric" and draw(st.booleans()))
     single = draw(st.sampled_from([None, True, False]))
     return Setup(
         image=draw(st.one_of(platform_images, gallery_images)),
@@ -146,6 +147,9 @@ def valid_setups(draw: st.DrawFn) -> Setup:
         service_fabric=draw(st.sampled_from(["Silver", "Gold", "silver"]))
         if health == "service fabric" else None,
         sf_version=draw(st.sampled_from(["1.1", "1.2", "1.10", "2.0", "1.1.0"])),
+        # Rolling needs a probe or the Application Health extension (not Service Fabric's).
+        mode=draw(st.sampled_from(["Automatic", "Manual", "Rolling"]
+                                  if probe or health == "extension" else ["Automatic", "Manual"])),
     )
 
 
@@ -162,14 +166,18 @@ def _break(rule: Rule, setup: Setup) -> Setup:
         Rule.IMAGE_NOT_SUPPORTED: lambda: setup.replace(image=(
             ("publisher", "Contoso"), ("offer", "WebApp"), ("sku", "demo"))),
         Rule.HEALTH_SIGNAL: lambda: setup.replace(probe=False, health_extension=False,
-                                                  service_fabric=None),
+                                                  service_fabric=None, mode="Automatic"),
+        Rule.HEALTH_SIGNAL_TWICE: lambda: setup.replace(
+            probe=True, health_extension=True, single_placement_group=None),
+        Rule.ROLLING_HEALTH_SIGNAL: lambda: service_fabric.replace(
+            probe=False, health_extension=False, mode="Rolling"),
         Rule.API_VERSION: lambda: setup.replace(api_version=OLD_APIS[-1]),
         Rule.LEGACY_PROPERTY: lambda: setup.replace(legacy=True),
         Rule.WINDOWS_UPDATES: lambda: setup.replace(
             os_type="Windows", windows_updates=True,
             api_version=max(setup.api_version or "2026-04-01", "2019-03-01")),
         Rule.LOAD_BALANCER_SKU: lambda: setup.replace(probe=True, single_placement_group=False,
-                                                      lb_sku="Basic"),
+                                                      lb_sku="Basic", health_extension=False),
         Rule.SF_DURABILITY: lambda: service_fabric.replace(service_fabric="Bronze",
                                                            cluster_durability="Bronze"),
         Rule.SF_EXTENSION_VERSION: lambda: service_fabric.replace(sf_version="1.0"),
@@ -196,7 +204,7 @@ def test_breaking_one_rule_yields_exactly_that_violation(setup: Setup, rule: Rul
     assert violation.code in ("InvalidParameter", "BadRequest", "OperationNotAllowed")
 
 
-@given(valid_setups(), st.sampled_from(list(Rule)))
+@given(valid_setups(), st.sampled_from([r for r in Rule if r is not Rule.ROLLING_HEALTH_SIGNAL]))
 def test_nothing_is_required_while_automatic_os_upgrade_is_off(setup: Setup, rule: Rule) -> None:
     model = _break(rule, setup).replace(legacy=False).model()
     raw = model.model_dump(by_alias=True, exclude_none=True)
@@ -235,6 +243,12 @@ WINDOWS = Setup(os_type="Windows", windows_updates=False)
     (BASE.replace(probe=False), Rule.HEALTH_SIGNAL, "BadRequest",
      "properties.virtualMachineProfile.networkProfile.healthProbe",
      ["because a health probe or health extension was not specified", "ApplicationHealth"]),
+    (BASE.replace(health_extension=True), Rule.HEALTH_SIGNAL_TWICE, "BadRequest",
+     "properties.virtualMachineProfile.networkProfile.healthProbe",
+     ["one health signal", "'health'", "not both"]),
+    (SF.replace(mode="Rolling"), Rule.ROLLING_HEALTH_SIGNAL, "InvalidParameter",
+     "properties.upgradePolicy.mode",
+     ["Rolling Upgrade mode is not supported", "healthProbe.id", "ApplicationHealth"]),
     (BASE.replace(api_version="2018-06-01"), Rule.API_VERSION, "OperationNotAllowed",
      "api-version", ["2018-10-01", "2018-06-01"]),
     (BASE.replace(legacy=True), Rule.LEGACY_PROPERTY, "InvalidParameter",
@@ -342,3 +356,31 @@ def test_a_malformed_urn_is_refused_with_the_form_to_write(text: str) -> None:
 def test_a_malformed_allow_list_file_is_refused(text: str, needle: str) -> None:
     with pytest.raises(AllowListError, match=needle.replace("[", r"\[").replace("]", r"\]")):
         auto_upgrade.parse_json(text)
+
+
+@pytest.mark.parametrize("automatic", [True, False])
+def test_rolling_mode_needs_a_probe_or_the_health_extension_with_or_without_auto_upgrade(
+        automatic: bool) -> None:
+    model = Setup(probe=False, mode="Rolling").model()
+    raw = model.model_dump(by_alias=True, exclude_none=True)
+    raw["properties"]["upgradePolicy"]["automaticOSUpgradePolicy"][
+        "enableAutomaticOSUpgrade"] = automatic
+    found = requirements.check(ScaleSet.model_validate(raw), api_version=None,
+                               images=DEFAULT_IMAGES, facts=Facts())
+    assert found[0].rule is Rule.ROLLING_HEALTH_SIGNAL
+    assert [v.rule for v in found] == ([Rule.ROLLING_HEALTH_SIGNAL, Rule.HEALTH_SIGNAL]
+                                       if automatic else [Rule.ROLLING_HEALTH_SIGNAL])
+    for signal in ({"probe": True}, {"health_extension": True}):
+        ok = Setup(probe=False, mode="Rolling").replace(**signal)
+        assert ok.check() == []
+
+
+def test_the_health_extension_counts_only_from_its_publisher() -> None:
+    """A look-alike type from another publisher is not the Application Health extension."""
+    raw = Setup(probe=False, health_extension=True).model().model_dump(
+        by_alias=True, exclude_none=True)
+    raw["properties"]["virtualMachineProfile"]["extensionProfile"]["extensions"][0][
+        "properties"]["publisher"] = "Contoso.Health"
+    found = requirements.check(ScaleSet.model_validate(raw), api_version=None,
+                               images=DEFAULT_IMAGES, facts=Facts(os_type="Linux"))
+    assert [v.rule for v in found] == [Rule.HEALTH_SIGNAL]

@@ -37,11 +37,6 @@ class ExtensionSpec:
     settings: Mapping[str, Any] = field(default_factory=dict)
     protected_settings: Mapping[str, Any] = field(default_factory=dict)
 
-    @property
-    def handler(self) -> str:
-        """``publisher/type``, case-folded: what picks the handler."""
-        return f"{self.publisher}/{self.type}".lower()
-
 
 @dataclass(frozen=True, slots=True)
 class ProbeSpec:

@@ -13,11 +13,10 @@ from pydantic import Field
 
 from scaleset.model.base import ArmModel
 from scaleset.model.durations import Duration
+from scaleset.model.extensions import ExtensionKind, kind_of
 from scaleset.model.maintenance import MAX_WINDOWS, MaintenanceWindow
 
 UpgradeMode = Literal["Automatic", "Manual", "Rolling"]
-SERVICE_FABRIC_PUBLISHER = "microsoft.azure.servicefabric"
-SERVICE_FABRIC_TYPES = frozenset({"servicefabricnode", "servicefabriclinuxnode"})
 
 
 class Sku(ArmModel):
@@ -137,6 +136,11 @@ class Extension(ArmModel):
     name: str
     properties: ExtensionProperties
 
+    @property
+    def kind(self) -> ExtensionKind:
+        """What this extension is, by publisher and type (``model/extensions.py``)."""
+        return kind_of(self.properties.publisher, self.properties.type)
+
 
 class ExtensionProfile(ArmModel):
     extensions: list[Extension] = Field(default_factory=list)
@@ -204,11 +208,21 @@ class ScaleSet(ArmModel):
     @property
     def service_fabric_extension(self) -> Extension | None:
         """The Service Fabric node extension, if this scale set is a Service Fabric node type."""
-        for e in self.extensions:
-            if (e.properties.publisher.lower() == SERVICE_FABRIC_PUBLISHER
-                    and e.properties.type.lower() in SERVICE_FABRIC_TYPES):
-                return e
-        return None
+        return next((e for e in self.extensions if e.kind is ExtensionKind.SERVICE_FABRIC),
+                    None)
+
+    @property
+    def health_extension(self) -> Extension | None:
+        """The Application Health extension, if the model has one."""
+        return next((e for e in self.extensions
+                     if e.kind is ExtensionKind.APPLICATION_HEALTH), None)
+
+    @property
+    def health_probe_id(self) -> str | None:
+        """The load balancer probe that tells instance health, if one is set."""
+        network = self.properties.virtual_machine_profile.network_profile
+        probe = network.health_probe if network is not None else None
+        return probe.id if probe is not None else None
 
     @property
     def data_disks(self) -> list[DataDisk]:

@@ -71,18 +71,11 @@ def scale_in_victims(records: Mapping[str, InstanceRecord], count: int,
     return [r.instance_id for r in candidates[:count]]
 
 
-HEALTH_EXTENSION_TYPES = frozenset({"applicationhealthlinux", "applicationhealthwindows"})
-
-
 def has_health_source(model: ScaleSet) -> bool:
     """A load-balancer health probe, the Application Health extension, or the Service Fabric
     extension (its node reports its own health) is configured."""
-    network = model.properties.virtual_machine_profile.network_profile
-    if network is not None and network.health_probe is not None:
-        return True
-    if model.service_fabric_extension is not None:
-        return True
-    return any(e.properties.type.lower() in HEALTH_EXTENSION_TYPES for e in model.extensions)
+    return (model.health_probe_id is not None or model.health_extension is not None
+            or model.service_fabric_extension is not None)
 
 
 @dataclass(frozen=True, slots=True)

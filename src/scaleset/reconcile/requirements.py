@@ -1,4 +1,4 @@
-"""The requirement checks of automatic OS upgrade, with the facts they need looked up.
+"""The requirement checks of automatic OS upgrade and Rolling mode, with their facts.
 
 The rules live in :mod:`scaleset.upgrade.requirements` (pure); this module
 looks up what the model alone does not say — the image's OS type, the sku of
@@ -68,9 +68,10 @@ def facts(tx: Tx, model: ScaleSet) -> Facts:
 
 def violations(tx: Tx, model: ScaleSet, *, api_version: str | None, settings: ShellSettings
                ) -> list[Violation]:
-    """The rules ``model`` breaks at ``api_version`` (none when automatic upgrade is off)."""
-    if not requirements.requested(model):
-        return []
+    """The rules ``model`` breaks at ``api_version`` (only upgrade mode's when automatic
+    upgrade is off)."""
+    if not requirements.requested(model):  # the facts are not needed: skip the lookups
+        return requirements.check(model, api_version=api_version, images=(), facts=Facts())
     return requirements.check(model, api_version=api_version,
                               images=settings.auto_upgrade_images, facts=facts(tx, model))
 

@@ -30,6 +30,7 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 from scaleset.drivers.simulated import Faults, HealthEvent, Timings
 from scaleset.model.base import ArmModel
 from scaleset.model.durations import Duration
+from scaleset.model.extensions import ExtensionKind, kind_of
 from scaleset.model.instance import HealthState
 from scaleset.model.scaleset import ScaleSet
 from scaleset.upgrade.state import DEFAULT_HEALTH_TIMEOUT
@@ -42,8 +43,9 @@ DEFAULT_PROBE = ("/subscriptions/00000000-0000-0000-0000-000000000000/resourceGr
 
 def _has_health_extension(profile: dict[str, Any]) -> bool:
     extensions = (profile.get("extensionProfile") or {}).get("extensions") or []
-    return any(str((e.get("properties") or {}).get("type", "")).lower().startswith(
-        "applicationhealth") for e in extensions if isinstance(e, dict))
+    return any(kind_of((e.get("properties") or {}).get("publisher"),
+                       (e.get("properties") or {}).get("type"))
+               is ExtensionKind.APPLICATION_HEALTH for e in extensions if isinstance(e, dict))
 DEFAULT_IMAGE = {"publisher": "Canonical", "offer": "UbuntuServer", "sku": "18.04-LTS",
                  "version": "latest"}
 

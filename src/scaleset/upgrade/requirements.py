@@ -1,20 +1,25 @@
-"""What a scale set must satisfy to have automatic OS upgrade turned on (pure).
+"""What a scale set must satisfy to have automatic OS upgrade, or Rolling mode (pure).
 
 The seed's "Requirements" and "Service Fabric requirements", checked when a
-PUT or PATCH writes a model with ``enableAutomaticOSUpgrade`` true. This module
+PUT or PATCH writes a model with ``enableAutomaticOSUpgrade`` true, and the one
+rule of upgrade mode Rolling, checked on every write. This module
 owns every such rule; ``check`` returns the violations (data), and the
 scale-set commands refuse the request with the first one (all of them in the
 error's ``details``), storing nothing.
 
 The rules, each a :class:`Rule`:
 
+* upgrade mode Rolling has a health probe or the Application Health extension
+  (what an extension is: :mod:`scaleset.model.extensions`), with or without
+  automatic OS upgrade: its batches wait for upgraded instances to be healthy;
 * the image is a platform image or a gallery image, with version ``latest``
   (a gallery image: its id without ``/versions/``, or ``/versions/latest``);
   a custom image that is not a gallery image is refused;
 * a platform image is on the allow-list (:mod:`scaleset.catalog.auto_upgrade`);
 * a health probe (``networkProfile.healthProbe``) or the Application Health
   extension gives the health signal, unless the scale set is a Service Fabric
-  node type (Service Fabric reports health itself);
+  node type (Service Fabric reports health itself); not both a probe and the
+  extension (two signals could disagree);
 * the request's Compute api-version is 2018-10-01 or later (the first with
   ``automaticOSUpgradePolicy``); the older ``upgradePolicy.automaticOSUpgrade``
   boolean is refused at every api-version;
@@ -50,12 +55,8 @@ from typing import Final
 
 from scaleset.catalog import auto_upgrade
 from scaleset.catalog.auto_upgrade import PlatformImage
-from scaleset.model.scaleset import (
-    SERVICE_FABRIC_PUBLISHER,
-    SERVICE_FABRIC_TYPES,
-    Extension,
-    ScaleSet,
-)
+from scaleset.model.extensions import ExtensionKind
+from scaleset.model.scaleset import Extension, ScaleSet
 from scaleset.model.servicefabric import DURABILITY_LEVELS
 
 FIRST_API_VERSION: Final = "2018-10-01"
@@ -64,14 +65,13 @@ WINDOWS_UPDATES_API_VERSION: Final = "2019-03-01"
 """From this api-version on, Windows needs ``enableAutomaticUpdates: false``."""
 MIN_SERVICE_FABRIC_VERSION: Final = (1, 1)
 
-HEALTH_PUBLISHER: Final = "microsoft.managedservices"
-HEALTH_TYPES: Final = frozenset({"applicationhealthlinux", "applicationhealthwindows"})
 
 PROFILE: Final = "properties.virtualMachineProfile"
 IMAGE_TARGET: Final = PROFILE + ".storageProfile.imageReference"
 HEALTH_PROBE_TARGET: Final = PROFILE + ".networkProfile.healthProbe"
 WINDOWS_UPDATES_TARGET: Final = (PROFILE + ".osProfile.windowsConfiguration"
                                  ".enableAutomaticUpdates")
+MODE_TARGET: Final = "properties.upgradePolicy.mode"
 ENABLE_TARGET: Final = "properties.upgradePolicy.automaticOSUpgradePolicy.enableAutomaticOSUpgrade"
 LEGACY_TARGET: Final = "properties.upgradePolicy.automaticOSUpgrade"
 LEGACY_FIELD: Final = "automaticOSUpgrade"
@@ -90,6 +90,8 @@ class Rule(StrEnum):
     IMAGE_KIND = "PlatformOrGalleryImageRequired"
     IMAGE_NOT_SUPPORTED = "PlatformImageNotSupported"
     HEALTH_SIGNAL = "HealthSignalRequired"
+    HEALTH_SIGNAL_TWICE = "OneHealthSignalOnly"
+    ROLLING_HEALTH_SIGNAL = "RollingUpgradeNeedsHealthSignal"
     API_VERSION = "ApiVersionTooOld"
     LEGACY_PROPERTY = "LegacyAutomaticOSUpgradeProperty"
     WINDOWS_UPDATES = "WindowsAutomaticUpdatesMustBeOff"
@@ -269,20 +271,10 @@ def _image_rules(model: ScaleSet, images: tuple[PlatformImage, ...]) -> list[Vio
 
 # -- extensions ------------------------------------------------------------------------------
 
-def _is(extension: Extension, publisher: str, types: frozenset[str]) -> bool:
-    return (extension.properties.publisher.lower() == publisher
-            and extension.properties.type.lower() in types)
-
-
-def health_extension(model: ScaleSet) -> Extension | None:
-    """The Application Health extension, if the model has one."""
-    return next((e for e in model.extensions if _is(e, HEALTH_PUBLISHER, HEALTH_TYPES)), None)
-
-
 def service_fabric_extension(model: ScaleSet) -> tuple[int, Extension] | None:
     """The Service Fabric node extension and its index, if the model has one."""
     for index, extension in enumerate(model.extensions):
-        if _is(extension, SERVICE_FABRIC_PUBLISHER, SERVICE_FABRIC_TYPES):
+        if extension.kind is ExtensionKind.SERVICE_FABRIC:
             return index, extension
     return None
 
@@ -367,10 +359,34 @@ def _service_fabric_rules(model: ScaleSet, facts: Facts) -> list[Violation]:
 
 # -- the whole check -------------------------------------------------------------------------
 
+def _mode_rules(model: ScaleSet) -> list[Violation]:
+    # Rolling batches wait for each upgraded instance to report healthy: without a
+    # signal there is nothing to wait for, with or without automatic OS upgrade.
+    if model.properties.upgrade_policy.mode != "Rolling" or model.health_probe_id is not None \
+            or model.health_extension is not None:
+        return []
+    return [Violation(
+        Rule.ROLLING_HEALTH_SIGNAL, "InvalidParameter", MODE_TARGET,
+        "Rolling Upgrade mode is not supported for this Virtual Machine Scale Set because a "
+        "health probe or health extension was not specified. Set "
+        "networkProfile.healthProbe.id to a load balancer probe, add the Application Health "
+        "extension (publisher Microsoft.ManagedServices, type ApplicationHealthLinux or "
+        "ApplicationHealthWindows), or use upgradePolicy.mode Manual or Automatic.")]
+
+
 def _health_rules(model: ScaleSet, facts: Facts, service_fabric: bool) -> list[Violation]:
     network = model.properties.virtual_machine_profile.network_profile
     probe = network.health_probe if network is not None else None
-    if probe is None and health_extension(model) is None:
+    health_extension = model.health_extension
+    if probe is not None and health_extension is not None:
+        # Two signals could disagree on one instance; Azure takes exactly one.
+        return [Violation(
+            Rule.HEALTH_SIGNAL_TWICE, "BadRequest", HEALTH_PROBE_TARGET,
+            "A Virtual Machine Scale Set with Automatic OS Upgrade uses one health signal: "
+            "either networkProfile.healthProbe or the Application Health extension "
+            f"'{health_extension.name}', not both. Remove networkProfile.healthProbe, or "
+            "remove the extension.")]
+    if probe is None and health_extension is None:
         if service_fabric:
             return []  # Service Fabric's own health gates the rollout
         return [Violation(
@@ -444,17 +460,19 @@ def _api_rules(model: ScaleSet, api_version: str | None) -> list[Violation]:
 
 def check(model: ScaleSet, *, api_version: str | None, images: Iterable[PlatformImage],
           facts: Facts) -> list[Violation]:
-    """Every requirement ``model`` breaks; empty when automatic OS upgrade is off or allowed.
+    """Every requirement ``model`` breaks: upgrade mode Rolling's health signal, then, when
+    the model asks for automatic OS upgrade, that feature's; empty when all hold.
 
     ``api_version`` is the request's Compute api-version (None: not an API request, e.g.
     the simulator; the newest api-version's rules apply); ``images`` the allow-list of
-    platform images. Violations come in a fixed order: api-version, image, health,
+    platform images. Violations come in a fixed order: upgrade mode, api-version, image, health,
     Windows, Service Fabric.
     """
+    mode = _mode_rules(model)
     if not requested(model):
-        return []
+        return mode
     service_fabric = service_fabric_extension(model) is not None
-    return [*_api_rules(model, api_version),
+    return [*mode, *_api_rules(model, api_version),
             *_image_rules(model, tuple(images)),
             *_health_rules(model, facts, service_fabric),
             *_windows_rules(model, facts, api_version),

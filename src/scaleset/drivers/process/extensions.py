@@ -39,15 +39,10 @@ from typing import Any, IO
 import httpx
 
 from scaleset.drivers.base import ExtensionSpec
-from scaleset.model.instance import ExtensionStatus
 from scaleset.drivers.process.probes import HealthExtensionSpec
+from scaleset.model.extensions import HANDLERS, ExtensionKind, kind_of
+from scaleset.model.instance import ExtensionStatus
 
-CUSTOM_SCRIPT = frozenset({"microsoft.azure.extensions/customscript",
-                           "microsoft.compute/customscriptextension"})
-APPLICATION_HEALTH = frozenset({"microsoft.managedservices/applicationhealthlinux",
-                                "microsoft.managedservices/applicationhealthwindows"})
-SERVICE_FABRIC = frozenset({"microsoft.azure.servicefabric/servicefabricnode",
-                            "microsoft.azure.servicefabric/servicefabriclinuxnode"})
 DEFAULT_BUDGET = 90 * 60.0  # seconds: Azure's extensions time budget
 DOWNLOAD_TIMEOUT = 30.0
 OUTPUT_LIMIT = 4096  # characters of a script's output kept in its status message
@@ -75,9 +70,13 @@ def merged_settings(spec: ExtensionSpec) -> dict[str, Any]:
     return {**dict(spec.settings), **dict(spec.protected_settings)}
 
 
+def _kind(spec: ExtensionSpec) -> ExtensionKind:
+    return kind_of(spec.publisher, spec.type)
+
+
 def health_spec(spec: ExtensionSpec) -> HealthExtensionSpec | None:
     """The Application Health extension's probe, ``None`` for any other extension."""
-    if spec.handler not in APPLICATION_HEALTH:
+    if _kind(spec) is not ExtensionKind.APPLICATION_HEALTH:
         return None
     return HealthExtensionSpec.from_settings(merged_settings(spec))
 
@@ -85,15 +84,16 @@ def health_spec(spec: ExtensionSpec) -> HealthExtensionSpec | None:
 def run(spec: ExtensionSpec, ctx: Context) -> ExtensionStatus:
     """Provision one extension; never raises for the extension's own failures."""
     try:
-        if spec.handler in CUSTOM_SCRIPT:
+        kind = _kind(spec)
+        if kind is ExtensionKind.CUSTOM_SCRIPT:
             message = _custom_script(spec, ctx)
-        elif spec.handler in APPLICATION_HEALTH:
+        elif kind is ExtensionKind.APPLICATION_HEALTH:
             health_spec(spec)
             message = "Application health probe configured"
-        elif spec.handler in SERVICE_FABRIC:
+        elif kind is ExtensionKind.SERVICE_FABRIC:
             message = _service_fabric_node(spec, ctx)
         else:
-            known = sorted(CUSTOM_SCRIPT | APPLICATION_HEALTH | SERVICE_FABRIC)
+            known = sorted(f"{p}/{t}" for p, t in HANDLERS)
             raise ExtensionFailed(
                 f"no handler for extension type '{spec.publisher}.{spec.type}' on this control "
                 f"plane; built-in handlers: {', '.join(known)}")
