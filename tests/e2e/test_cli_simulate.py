@@ -135,6 +135,13 @@ def test_a_run_started_by_a_user_never_rolls_back() -> None:
 @pytest.mark.parametrize(("scenario", "field"), [
     ({"seeed": 3}, "seeed"),
     ({"faults": {"neverHealtyProbability": 0.5}}, "neverHealtyProbability"),
+    ({"scaleSet": {"properties": {"upgradePolicy": {"rollingUpgradePolicy": {
+        "maxBatchInstancePercnt": 50}}}}}, "maxBatchInstancePercnt"),
+    ({"scaleSet": {"sku": {"capacty": 5}}}, "capacty"),
+    ({"scaleSet": {"properties": {"virtualMachineProfile": {"extensionProfile": {
+        "extensions": [{"name": "s", "properties": {"publisher": "Microsoft.Azure.Extensions",
+                                                    "type": "CustomScript",
+                                                    "setings": {}}}]}}}}}, "setings"),
 ])
 def test_a_typo_in_the_scenario_exits_2_and_names_the_field(
         tmp_path: Path, scenario: dict[str, Any], field: str) -> None:
@@ -143,6 +150,16 @@ def test_a_typo_in_the_scenario_exits_2_and_names_the_field(
     assert done.returncode == 2
     assert field in done.stderr
     assert done.stdout.strip() == ""
+
+
+def test_free_form_settings_and_tags_in_the_scenario_take_any_key(tmp_path: Path) -> None:
+    summary = simulate_json(write(tmp_path, {"scaleSet": {
+        "tags": {"anyKey": "x"}, "sku": {"capacity": 2},
+        "properties": {"virtualMachineProfile": {"extensionProfile": {"extensions": [
+            {"name": "s", "properties": {"publisher": "Microsoft.Azure.Extensions",
+                                         "type": "CustomScript",
+                                         "settings": {"anythingGoes": 1}}}]}}}}}))
+    assert summary["status"] == "Completed"
 
 
 def test_malformed_json_exits_2(tmp_path: Path) -> None:

@@ -31,6 +31,7 @@ from scaleset.drivers.simulated import Faults, HealthEvent, Timings
 from scaleset.model.base import ArmModel
 from scaleset.model.durations import Duration
 from scaleset.model.extensions import ExtensionKind, kind_of
+from scaleset.model import fields
 from scaleset.model.instance import HealthState
 from scaleset.model.scaleset import ScaleSet
 from scaleset.upgrade.state import DEFAULT_HEALTH_TIMEOUT
@@ -141,6 +142,16 @@ class Scenario(_Strict):
             raise ValueError("rolloutTiming paces runs the platform starts; use startedBy "
                              "'Platform' or drop rolloutTiming")
         return self
+
+    @field_validator("scale_set")
+    @classmethod
+    def _known_fields(cls, value: dict[str, Any]) -> dict[str, Any]:
+        # The scale set is ARM JSON, whose models keep unknown keys for clients; a
+        # scenario is written by hand, so a misspelt key is refused, not ignored.
+        unknown = fields.unknown_keys(ScaleSet, value, "scaleSet")
+        if unknown:
+            raise ValueError("; ".join(u.message() for u in unknown))
+        return value
 
     @field_validator("health_timeout")
     @classmethod
