@@ -916,3 +916,47 @@ def test_approve_with_nothing_deferred_reports_the_conflict(
     result = cli("vmss", "rolling-upgrade", "approve", "-g", "rg1", "-n", "vmss1")
     assert result.exit_code == 1
     assert result.stderr.startswith("error (OperationNotAllowed): Nothing to approve")
+
+
+@pytest.mark.parametrize(("assignment", "words"), [
+    ("upgradePolicy.rollingUpgradePolicy.maxBatchInstancePercnt=50",
+     ["'maxBatchInstancePercnt'", "properties.upgradePolicy.rollingUpgradePolicy",
+      "did you mean maxBatchInstancePercent"]),
+    ("upgradePolicy.automaticOSUpgradePolicy.enableAutomaticOSUpgrad=true",
+     ["did you mean enableAutomaticOSUpgrade"]),
+    ("upgradePolcy.mode=Rolling", ["'upgradePolcy'", "did you mean upgradePolicy"]),
+    ("sku.capacty=5", ["'capacty' in sku", "did you mean capacity"]),
+])
+def test_update_refuses_a_path_the_model_does_not_have_and_sends_nothing(
+        fake: FakeArm, cli: Callable[..., Result], assignment: str, words: list[str]) -> None:
+    fake.on("GET", SS, httpx.Response(200, json=scale_set(), headers={"ETag": '"7"'}))
+    result = cli("vmss", "update", "-g", "rg1", "-n", "vmss1", "--set", assignment)
+    assert result.exit_code == 2, result.output
+    flat = " ".join(result.output.split()).replace("│", "")
+    flat = " ".join(flat.split())
+    for word in words:
+        assert word in flat, flat
+    assert fake.sent("PATCH", SS) == []
+
+
+@pytest.mark.parametrize(("assignment", "patch"), [
+    # A typed field GET left out (no rollingUpgradePolicy in the body).
+    ("upgradePolicy.rollingUpgradePolicy.maxSurge=true",
+     {"properties": {"upgradePolicy": {"rollingUpgradePolicy": {"maxSurge": True}}}}),
+    ("tags.team=web", {"tags": {"team": "web"}}),
+    # An extension's settings are free-form.
+    ("virtualMachineProfile.extensionProfile.extensions[0].settings.requestPath=/health",
+     {"properties": {"virtualMachineProfile": {"extensionProfile": {"extensions": [
+         {"name": "health", "properties": {
+             "publisher": "Microsoft.ManagedServices", "type": "ApplicationHealthLinux",
+             "settings": {"port": 80, "requestPath": "/health"}}}]}}}}),
+])
+def test_update_accepts_typed_fields_free_form_maps_and_tags(
+        fake: FakeArm, cli: Callable[..., Result], assignment: str, patch: dict[str, Any]
+) -> None:
+    fake.on("GET", SS, httpx.Response(200, json=scale_set(), headers={"ETag": '"7"'}))
+    fake.on("PATCH", SS, httpx.Response(200, json=scale_set(),
+                                        headers=fake.operation("op3", "Succeeded")))
+    result = cli("vmss", "update", "-g", "rg1", "-n", "vmss1", "--set", assignment)
+    assert result.exit_code == 0, result.output
+    assert fake.body("PATCH", SS) == patch
