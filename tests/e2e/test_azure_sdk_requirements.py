@@ -55,6 +55,7 @@ def test_a_scale_set_without_a_health_signal_is_refused_with_bad_request(
         client: ComputeManagementClient) -> None:
     body = scale_set_body()
     body.virtual_machine_profile.network_profile = None
+    body.upgrade_policy.mode = "Automatic"  # Rolling would be refused first, for its own rule
     with pytest.raises(HttpResponseError) as caught:
         client.virtual_machine_scale_sets.begin_create_or_update(RG, "blind", body)
     assert caught.value.status_code == 400

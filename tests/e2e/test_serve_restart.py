@@ -26,7 +26,7 @@ def test_a_rollout_interrupted_by_a_restart_resumes_and_completes(
         http.put(f"{IMAGES}/1.0.0{V}", json={"location": "westus"})
         r = http.put(f"{SET}{V}", json={
             "location": "westus", "sku": {"capacity": 10},
-            "properties": {"upgradePolicy": {"mode": "Rolling"},
+            "properties": {"upgradePolicy": {"mode": "Manual"},
                            "virtualMachineProfile": {"storageProfile": {"imageReference": {
                                "publisher": "Canonical", "offer": "UbuntuServer",
                                "sku": "18.04-LTS", "version": "latest"}}}}})

@@ -27,6 +27,8 @@ EXTENSIONS = {
 def _with_profile(name: str, capacity: int, profile: dict) -> object:
     model = scale_set_model(name, capacity=capacity)
     raw = model.model_dump(by_alias=True, exclude_none=True)
+    # EXTENSIONS has the Application Health extension: one health signal, not a probe too.
+    raw["properties"]["virtualMachineProfile"].pop("networkProfile", None)
     raw["properties"]["virtualMachineProfile"].update(profile)
     return type(model).model_validate(raw)
 
@@ -94,7 +96,9 @@ def test_custom_data_over_64_kib_is_refused(store: Store) -> None:
 
 def _without_probe(name: str, capacity: int, extensions: list | None = None,
                    automatic: bool = True) -> object:
-    model = scale_set_model(name, capacity=capacity, automatic=automatic)
+    # Rolling mode needs a health signal; without a probe, only the extension gives one.
+    model = scale_set_model(name, capacity=capacity, automatic=automatic,
+                            mode="Rolling" if extensions else "Manual")
     raw = model.model_dump(by_alias=True, exclude_none=True)
     raw["properties"]["virtualMachineProfile"].pop("networkProfile", None)
     if extensions is not None:

@@ -26,6 +26,7 @@ from scaleset.catalog import auto_upgrade
 from scaleset.catalog.auto_upgrade import PlatformImage
 from scaleset.clock import SystemClock
 from scaleset.drivers.process.driver import ProcessDriver
+from scaleset.model.extensions import ExtensionKind, kind_of
 from scaleset.reconcile.settings import ShellSettings
 from scaleset.reconcile.shell import Reconciler
 from scaleset.server.loop import ReconcileLoop
@@ -111,7 +112,11 @@ class Fleet:
                          custom_data: str | None = None, data_disks: int = 1,
                          max_batch: int = 50, automatic: bool = True,
                          disable_rollback: bool = False, version: str = "latest",
-                         mode: str = "Rolling") -> Any:
+                         mode: str | None = None) -> Any:
+        if mode is None:  # Rolling needs a health signal: without one, Manual
+            mode = "Rolling" if probe or any(
+                kind_of(e["properties"].get("publisher"), e["properties"].get("type"))
+                is ExtensionKind.APPLICATION_HEALTH for e in extensions or []) else "Manual"
         profile: dict[str, Any] = {
             "osProfile": {"computerNamePrefix": name, "adminUsername": "azureuser"},
             "storageProfile": {
