@@ -348,16 +348,8 @@ def test_put_of_get_is_accepted_and_changes_nothing(rt: RoundTrip, body: dict[st
     round_trip(rt, body)
 
 
-SECRET_BUG = (
-    "PUT(GET) of a scale set with a write-only secret (osProfile.adminPassword, "
-    "osProfile.customData, an extension's protectedSettings) deletes the secret: GET scrubs it "
-    "(reconcile/views.scrub_secrets), api/routes/scalesets.create_or_update stores the PUT body "
-    "as the whole new model, and reconcile/commands.update_scale_set's model_changes_instances "
-    "then sees a changed virtualMachineProfile: generation + 1, every instance "
-    "latestModelApplied false, and in Automatic/Rolling mode a model rolling upgrade starts")
 
 
-@pytest.mark.xfail(strict=True, reason=SECRET_BUG)
 @settings(ROUND_TRIP, max_examples=10, phases=[Phase.explicit, Phase.generate])
 @given(body=scale_set_bodies(secrets=True))
 def test_put_of_get_with_secrets_changes_nothing(rt: RoundTrip, body: dict[str, Any]) -> None:
@@ -474,7 +466,6 @@ def _with_secret(secret: str) -> dict[str, Any]:
     return body
 
 
-@pytest.mark.xfail(strict=True, reason=SECRET_BUG)
 @pytest.mark.parametrize("secret", SECRETS)
 def test_put_of_get_keeps_a_write_only_secret(rt: RoundTrip, secret: str) -> None:
     name = fresh_name()
@@ -497,15 +488,8 @@ def test_put_of_get_keeps_a_write_only_secret(rt: RoundTrip, secret: str) -> Non
     assert_unchanged(first, rt.snapshot(name))
 
 
-ETAG_BUG = (
-    "A scale set's etag is sha1(id/generation/now) (reconcile/commands._etag in "
-    "create_scale_set and update_scale_set), not a function of its content or revision: a "
-    "write that changes tags, capacity or the upgrade policy (no new generation) in the same "
-    "clock instant as the previous write keeps the etag, so an If-Match taken before the "
-    "change still matches and a lost update goes through")
 
 
-@pytest.mark.xfail(strict=True, reason=ETAG_BUG)
 def test_a_write_that_changes_the_resource_gives_it_a_new_etag(rt: RoundTrip) -> None:
     name = fresh_name()
     first = create(rt, name, base_body())

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import json
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
@@ -33,6 +34,50 @@ from scaleset.upgrade.state import Policy, Run, RunKind, StartedBy, Target
 
 def _etag(payload: str) -> str:
     return '"' + hashlib.sha1(payload.encode()).hexdigest()[:16] + '"'
+
+
+def _next_etag(row: ScaleSetRow, model: ScaleSet, generation: int) -> str:
+    """A new etag for every write: chained to the previous one and the new content, so two
+    writes in the same instant (the clock may not move between them) still differ."""
+    content = json.dumps(model.to_wire(), sort_keys=True, separators=(",", ":"))
+    return _etag(f"{row.etag}/{generation}/{content}")
+
+
+SECRET_OS_PROFILE_KEYS = ("adminPassword", "customData")
+SECRET_EXTENSION_KEYS = ("protectedSettings", "protectedSettingsFromKeyVault")
+
+
+def keep_write_only_secrets(stored: ScaleSet, new: ScaleSet) -> ScaleSet:
+    """``new`` with the secrets it leaves out taken from ``stored``.
+
+    GET never returns passwords, custom data or protected settings, so a client
+    that PUTs back what it read (or PATCHes the extension list) leaves them out
+    without meaning to remove them. A key sent explicitly, even as null, wins.
+    """
+    old = stored.model_dump(mode="json", by_alias=True, exclude_unset=True)
+    body = new.model_dump(mode="json", by_alias=True, exclude_unset=True)
+    old_profile = old.get("properties", {}).get("virtualMachineProfile", {})
+    profile = body.get("properties", {}).get("virtualMachineProfile", {})
+    changed = False
+    old_os, os_profile = old_profile.get("osProfile"), profile.get("osProfile")
+    if isinstance(old_os, dict) and isinstance(os_profile, dict):
+        for key in SECRET_OS_PROFILE_KEYS:
+            if key in old_os and key not in os_profile:
+                os_profile[key] = old_os[key]
+                changed = True
+    old_extensions = {e.get("name"): e for e in (old_profile.get("extensionProfile") or {})
+                      .get("extensions") or [] if isinstance(e, dict)}
+    for extension in (profile.get("extensionProfile") or {}).get("extensions") or []:
+        before = old_extensions.get(extension.get("name")) if isinstance(extension, dict) \
+            else None
+        props, old_props = (extension or {}).get("properties"), (before or {}).get("properties")
+        if not isinstance(props, dict) or not isinstance(old_props, dict):
+            continue
+        for key in SECRET_EXTENSION_KEYS:
+            if key in old_props and key not in props:
+                props[key] = old_props[key]
+                changed = True
+    return ScaleSet.model_validate(body) if changed else new
 
 
 def model_changes_instances(old: ScaleSet, new: ScaleSet) -> bool:
@@ -142,10 +187,11 @@ def update_scale_set(store: Store, *, scale_set_id: str, model: ScaleSet, now: d
     The requirements of automatic OS upgrade are checked as in ``create_scale_set``,
     counting only what this change breaks.
     """
-    validate_model(model)
     settings = settings or ShellSettings()
     with store.transaction() as tx:
         row = _get(tx, scale_set_id)
+        model = keep_write_only_secrets(row.model, model)
+        validate_model(model)
         if model.location.replace(" ", "").lower() != row.location.replace(" ", "").lower():
             raise InvalidParameter(
                 f"Changing property 'location' is not allowed: scale set '{row.name}' is in "
@@ -161,7 +207,7 @@ def update_scale_set(store: Store, *, scale_set_id: str, model: ScaleSet, now: d
             image_version = images.resolve_image_version(tx, row.location, model, now)
         since = row.auto_os_upgrade_since if _auto(row.model) else None
         updated = row.replace(model=model, generation=generation, image_version=image_version,
-                              etag=_etag(f"{scale_set_id}/{generation}/{now.isoformat()}"),
+                              etag=_next_etag(row, model, generation),
                               updated_at=now,
                               auto_os_upgrade_since=(since or now) if _auto(model) else None)
         tx.update_scale_set(updated)
@@ -179,7 +225,7 @@ def set_capacity(store: Store, *, scale_set_id: str, capacity: int, now: datetim
         model = row.model.model_copy(update={
             "sku": row.model.sku.model_copy(update={"capacity": capacity})})
         updated = row.replace(model=model, updated_at=now,
-                              etag=_etag(f"{scale_set_id}/cap{capacity}/{now.isoformat()}"))
+                              etag=_next_etag(row, model, row.generation))
         tx.update_scale_set(updated)
     return updated
 

@@ -40,7 +40,17 @@ def _model_from(body: Any, *, display_id: str, name: str) -> ScaleSet:
         data.pop(key, None)
     props = data.get("properties")
     if isinstance(props, dict):
-        data["properties"] = {k: v for k, v in props.items() if k not in READ_ONLY_PROPERTIES}
+        data["properties"] = props = {k: v for k, v in props.items()
+                                      if k not in READ_ONLY_PROPERTIES}
+        # exactVersion is what "latest" resolved to (GET fills it in): read-only, as in ARM.
+        ref = ((props.get("virtualMachineProfile") or {}).get("storageProfile") or {}).get(
+            "imageReference")
+        if isinstance(ref, dict) and "exactVersion" in ref:
+            profile = dict(props["virtualMachineProfile"])
+            storage = dict(profile["storageProfile"])
+            storage["imageReference"] = {k: v for k, v in ref.items() if k != "exactVersion"}
+            profile["storageProfile"] = storage
+            props["virtualMachineProfile"] = profile
     if "location" not in data:
         raise InvalidParameter("Required parameter 'location' is missing (null).",
                                target="location")
