@@ -71,12 +71,18 @@ def create_or_update(
 ) -> JSONResponse:
     """Create a scale set, or replace its model (``If-Match`` / ``If-None-Match`` honoured)."""
     key = scale_set_key(subscription, resource_group, name)
-    model = _model_from(body.model_dump(mode="json", by_alias=True, exclude_unset=True),
-                        display_id=scale_set_display_id(subscription, resource_group, name),
-                        name=name)
+    sent = body.model_dump(mode="json", by_alias=True, exclude_unset=True)
     with context.store.transaction() as tx:
         existing = tx.get_scale_set(key)
     check_preconditions(request, existing.etag if existing else None)
+    if existing is not None:
+        # As the Compute RP does: a PUT changes what it names and keeps what it leaves out
+        # (az vmss scale PUTs only location and sku). null removes a field.
+        sent = deep_merge(existing.model.model_dump(mode="json", by_alias=True,
+                                                    exclude_unset=True, exclude_none=True),
+                          sent)
+    model = _model_from(sent, display_id=scale_set_display_id(subscription, resource_group, name),
+                        name=name)
     now = context.clock.now()
     if existing is None:
         row = commands.create_scale_set(context.store, scale_set_id=key, model=model, now=now,
