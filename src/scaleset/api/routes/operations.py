@@ -12,6 +12,7 @@ from scaleset.api.auth import READ
 from scaleset.api.context import ApiContext, get_context
 from scaleset.api.routes.common import operation_version
 from scaleset.errors import NotFound
+from scaleset.reconcile import views
 
 router = APIRouter(tags=["operations"])
 
@@ -26,8 +27,10 @@ def operation_status(subscription: str, location: str, operation_id: str,
                      context: ApiContext = Depends(get_context)) -> Response:
     """InProgress (with ``Retry-After: 1``), then Succeeded, Failed or Canceled.
 
-    With ``monitor=true`` (the ``Location`` URL): 202 while running, then
-    204 when it succeeded, or the operation's error.
+    With ``monitor=true`` (the ``Location`` URL): 202 while running, then 200
+    when it succeeded, with the resource for a scale-set PUT/PATCH and an empty
+    body otherwise (every SDK's poller accepts 200 there; the JavaScript one
+    refuses 204), or the operation's error.
     """
     op = lro.poll(context, operation_id)
     if op is None:
@@ -38,8 +41,19 @@ def operation_status(subscription: str, location: str, operation_id: str,
         if running:
             return Response(status_code=202, headers=headers)
         if op.status == lro.SUCCEEDED:
-            return Response(status_code=204)
+            return _final(context, op)
         body: dict[str, Any] = {"error": {"code": op.error_code or "OperationFailed",
                                           "message": op.error_message or op.status}}
         return JSONResponse(body, status_code=200)
     return JSONResponse(op.to_wire(), headers=headers)
+
+
+def _final(context: ApiContext, op: lro.Operation) -> Response:
+    """What a succeeded operation's ``Location`` answers: 200, with the resource if any."""
+    if op.kind == lro.SCALE_SET_PUT and op.scale_set_id:
+        with context.store.transaction() as tx:
+            row = tx.get_scale_set(op.scale_set_id)
+        if row is not None:
+            return JSONResponse(views.scale_set_resource(row), status_code=200,
+                                headers={"ETag": row.etag})
+    return Response(status_code=200)
