@@ -1,7 +1,8 @@
 """Accepted api-versions, per resource provider.
 
 Compute: every stable version from 2017-03-30 to 2026-04-01 (what
-azure-mgmt-compute 39 sends). Automatic OS upgrade as it is now
+azure-mgmt-compute 39 sends by default; ``tests/unit/test_api_versions_sdk.py``
+checks that every version the installed SDK lists is accepted). Automatic OS upgrade as it is now
 (``automaticOSUpgradePolicy``) exists from 2018-10-01 on; the four older
 versions are accepted so that a request at one of them is answered, and
 turning automatic OS upgrade on there is refused by the requirement check
@@ -20,13 +21,16 @@ COMPUTE: Final = (
     "2019-07-01", "2019-12-01", "2020-06-01", "2020-12-01", "2021-03-01", "2021-04-01",
     "2021-07-01", "2021-11-01", "2022-03-01", "2022-08-01", "2022-11-01", "2023-03-01",
     "2023-07-01", "2023-09-01", "2024-03-01", "2024-07-01", "2024-11-01", "2025-04-01",
-    "2025-11-01", "2026-04-01",
+    "2025-11-01", "2026-03-01", "2026-04-01",
 )
+"""Compute: 2026-03-01 is what @azure/arm-compute 24.1 sends (issue 11) and one of
+azure-mgmt-compute 39's ``api_versions_list``; 2026-04-01 is that SDK's default."""
 GALLERY: Final = (
     "2019-03-01", "2019-07-01", "2019-12-01", "2020-09-30", "2021-07-01", "2021-10-01",
     "2022-01-03", "2022-03-03", "2022-08-03", "2023-07-03", "2024-03-03", "2025-03-03",
-    "2026-03-03",
+    "2025-12-03", "2026-03-03",
 )
+"""Gallery: 2025-12-03 is in azure-mgmt-compute 39's gallery image version operations."""
 NETWORK: Final = (
     "2018-10-01", "2018-11-01", "2018-12-01", "2019-02-01", "2019-04-01", "2019-06-01",
     "2019-07-01", "2019-08-01", "2019-09-01", "2019-11-01", "2019-12-01", "2020-03-01",
