@@ -9,7 +9,10 @@ change fails with 412 instead of being overwritten. ``--set`` follows az:
 dotted paths, ``[n]`` indexes, keys matched case-insensitively against the
 resource, a first key that is not top-level looked up under ``properties``,
 values parsed as JSON when they parse (``5``, ``true``, ``{"a": 1}``) and
-kept as strings otherwise. A path through a list sends the whole list.
+kept as strings otherwise. A path through a list sends the whole list. A key
+the scale set does not have (not in the GET body, not a field of scaleset's
+model, not below a free-form map such as ``tags``) is refused before anything
+is sent: the server would store it and ignore it (:mod:`scaleset.cli.setpaths`).
 
 Options that take several values accept them az-style (``--zones 1 2 3``) as
 well as repeated (``--zones 1 --zones 2``); every verb taking ``-g``/``-n``
@@ -33,12 +36,10 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from scaleset.cli import connection, jsonpaths, output, probe_ref, rolling_wait, verbs
+from scaleset.cli import connection, jsonpaths, output, probe_ref, rolling_wait, setpaths, verbs
 from scaleset.cli.client import ArmClient, ArmClientError
 from scaleset.cli.client import connect as _connect
 from scaleset.cli.output import Column, OutputFormat, OutputOption, lookup
-from scaleset.model import fields as model_fields
-from scaleset.model.scaleset import ScaleSet
 
 DEFAULT_LOCATION: Final = "westus"
 DEFAULT_VM_SKU: Final = "Standard_D2s_v3"
@@ -365,7 +366,7 @@ def create(
 
 # -- update --set --------------------------------------------------------------------------
 
-Segment = str | int
+Segment = setpaths.Segment
 
 
 def parse_path(path: str) -> list[Segment]:
@@ -461,45 +462,6 @@ def _assign(doc: dict[str, Any], path: list[Segment], value: Any, shown: str) ->
             node = node[here]
 
 
-def check_known_path(resource: dict[str, Any], path: list[Segment], shown: str) -> None:
-    """Refuse a ``--set`` path the scale set does not have (az: "Couldn't find ...").
-
-    A key goes when the resource already has it or the typed model has that field
-    (a field GET left out, such as an unset policy); below a free-form map
-    (``tags``, an extension's ``settings``) anything goes. The server would keep
-    any other key and ignore it, so a typo would look like a change that worked.
-    """
-    node: Any = resource
-    annotation: Any = ScaleSet  # None: an untyped value the resource carries as-is
-    where: list[str] = []
-    for segment in path:
-        if isinstance(segment, int):
-            annotation = model_fields.item_of(annotation) if annotation is not None else None
-            node = node[segment] if isinstance(node, list) and -len(node) <= segment < len(
-                node) else None
-            where[-1:] = [f"{where[-1]}[{segment}]"] if where else [f"[{segment}]"]
-            continue
-        exists = isinstance(node, dict) and segment in node
-        typed = model_fields.model_of(annotation) if annotation is not None else None
-        if typed is not None:
-            hit = model_fields.field(typed, segment, ignore_case=True)
-            if hit is None and not exists:
-                unknown = model_fields.UnknownKey(".".join(where), segment,
-                                                  model_fields.known_keys(typed))
-                raise typer.BadParameter(f"{shown}: {unknown.message()}", param_hint="--set")
-            annotation = hit[1] if hit is not None else None
-        elif annotation is not None and model_fields.is_free_form(annotation):
-            return
-        elif not exists:
-            place = ".".join(where) or "the scale set"
-            raise typer.BadParameter(f"{shown}: {place} has no '{segment}' (and scaleset's "
-                                     "model does not define it)", param_hint="--set")
-        else:
-            annotation = None
-        where.append(segment)
-        node = node.get(segment) if isinstance(node, dict) else None
-
-
 def build_patch(resource: dict[str, Any], assignments: list[tuple[list[Segment], Any]],
                 shown: list[str] | None = None) -> dict[str, Any]:
     """The sparse PATCH body for ``--set`` assignments on ``resource`` (az's rules).
@@ -511,9 +473,9 @@ def build_patch(resource: dict[str, Any], assignments: list[tuple[list[Segment],
     changed = copy.deepcopy(resource)
     patch: dict[str, Any] = {}
     for n, (segments, value) in enumerate(assignments):
-        path = resolve_path(changed, segments)
-        label = shown[n] if shown else ".".join(map(str, segments))
-        check_known_path(changed, path, label)
+        label = shown[n] if shown else setpaths.format_path(segments)
+        # Refused before anything changes: the server would store a misspelt key and ignore it.
+        path = setpaths.known_path(changed, resolve_path(changed, segments), label)
         _assign(changed, path, value, label)
         # PATCH replaces lists whole: send the list that holds the change.
         cut = next((i for i, s in enumerate(path) if isinstance(s, int)), len(path))
