@@ -6,7 +6,15 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PG_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 
-.PHONY: demo demo-simulated test bench install clean
+# The real clients the end-to-end tests drive, unmodified (issue 11): azure-cli in
+# its own venv (its pins clash with ours), the JavaScript SDK from tests/clients/js.
+AZ_VENV := .venv-az
+AZ_CLI := azure-cli==2.91.0
+AZ_STAMP := $(AZ_VENV)/.installed-stamp
+JS_DIR := tests/clients/js
+JS_STAMP := $(JS_DIR)/node_modules/.installed-stamp
+
+.PHONY: demo demo-simulated test bench install clients clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,6 +23,23 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+$(AZ_STAMP):
+	test -x $(AZ_VENV)/bin/python || $(PYTHON) -m venv $(AZ_VENV)
+	$(AZ_VENV)/bin/python -m pip install --quiet '$(AZ_CLI)'
+	touch $@
+
+# Node.js and npm from Debian's packages where they are missing and we may install.
+$(JS_STAMP): $(JS_DIR)/package.json $(JS_DIR)/package-lock.json
+	command -v npm >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+		&& { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm; }; }
+	cd $(JS_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# Best effort: a client that cannot be installed here makes its tests skip, saying why.
+clients:
+	-@$(MAKE) --no-print-directory $(AZ_STAMP) || echo "azure-cli could not be installed: its tests will skip"
+	-@$(MAKE) --no-print-directory $(JS_STAMP) || echo "the JavaScript SDK could not be installed: its tests will skip"
 
 # Real instances on this machine: upgrade to 1.1.0, roll back the broken 1.2.0.
 demo: $(STAMP)
@@ -26,8 +51,10 @@ demo-simulated: $(STAMP)
 
 # PostgreSQL-backed tests run when a server answers on 127.0.0.1:5432;
 # otherwise they skip and say why.
-test: $(STAMP)
-	@if $(BIN)/python -c "import psycopg,sys; psycopg.connect('host=127.0.0.1 port=5432 user=postgres dbname=test', connect_timeout=3).close()" 2>/dev/null; then \
+test: $(STAMP) clients
+	@if [ -f $(AZ_STAMP) ]; then export SCALESET_TEST_AZ='$(abspath $(AZ_VENV))/bin/az'; fi; \
+	if [ -f $(JS_STAMP) ]; then export SCALESET_TEST_JS_DIR='$(abspath $(JS_DIR))'; fi; \
+	if $(BIN)/python -c "import psycopg,sys; psycopg.connect('host=127.0.0.1 port=5432 user=postgres dbname=test', connect_timeout=3).close()" 2>/dev/null; then \
 		echo "PostgreSQL answers on 127.0.0.1:5432: store tests run on it too"; \
 		SCALESET_TEST_POSTGRES_URL='$(PG_URL)' $(BIN)/python -m pytest $(PYTEST_ARGS); \
 	else \
@@ -39,4 +66,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/engine.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) $(AZ_VENV) $(JS_DIR)/node_modules build *.egg-info src/*.egg-info .pytest_cache .hypothesis
