@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from scaleset import __version__
-from scaleset.api import envelope
+from scaleset.api import docs, envelope
 from scaleset.api.context import ApiContext
 from scaleset.api.paths import CanonicalPathMiddleware
 from scaleset.api.routes import (
@@ -35,9 +35,11 @@ def create_app(context: ApiContext) -> FastAPI:
         description="Virtual machine scale sets with automatic OS image upgrades, on Azure "
                     "Resource Manager's wire format. Every ARM route needs "
                     "'Authorization: Bearer <token>' and an api-version.",
+        docs_url=None, redoc_url=None,  # docs.install serves them without a CDN
     )
     app.state.context = context
     envelope.install(app)
+    docs.install(app)
     for module in (scalesets, upgrades, instances, images, operations, loadbalancers,
                    galleries, servicefabric, tokens):
         app.include_router(module.router)

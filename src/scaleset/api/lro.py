@@ -22,7 +22,7 @@ from sqlalchemy import insert, select, update
 
 from scaleset.api.context import ApiContext
 from scaleset.model.instance import ProvisioningState
-from scaleset.reconcile import galleries
+from scaleset.reconcile import galleries, views
 from scaleset.store import tables as t
 from scaleset.store.repository import NotFoundError, Tx
 from scaleset.upgrade.state import RunStatus
@@ -139,6 +139,18 @@ def _derive(tx: Tx, op: Operation) -> tuple[str, str | None, str | None]:
     if op.kind == GALLERY_IMAGE_VERSION_PUT:
         return galleries.put_outcome(tx.get_resource(op.resource_id))
     return FAILED, "InternalServerError", f"unknown operation kind {op.kind}"
+
+
+def final_resource(tx: Tx, op: Operation) -> tuple[dict[str, Any], str | None] | None:
+    """What a succeeded operation's ``Location`` URL answers with: the resource a PUT or
+    PATCH wrote (and its etag), or None for operations without one (POST, DELETE)."""
+    if op.kind == SCALE_SET_PUT and op.scale_set_id:
+        row = tx.get_scale_set(op.scale_set_id)
+        return (views.scale_set_resource(row), row.etag) if row is not None else None
+    if op.kind == GALLERY_IMAGE_VERSION_PUT:
+        resource = tx.get_resource(op.resource_id)
+        return (galleries.view(resource), None) if resource is not None else None
+    return None
 
 
 def provisioning_state(context: ApiContext, scale_set_id: str) -> str | None:

@@ -12,7 +12,6 @@ from scaleset.api.auth import READ
 from scaleset.api.context import ApiContext, get_context
 from scaleset.api.routes.common import operation_version
 from scaleset.errors import NotFound
-from scaleset.reconcile import views
 
 router = APIRouter(tags=["operations"])
 
@@ -27,10 +26,11 @@ def operation_status(subscription: str, location: str, operation_id: str,
                      context: ApiContext = Depends(get_context)) -> Response:
     """InProgress (with ``Retry-After: 1``), then Succeeded, Failed or Canceled.
 
-    With ``monitor=true`` (the ``Location`` URL): 202 while running, then 200
-    when it succeeded, with the resource for a scale-set PUT/PATCH and an empty
-    body otherwise (every SDK's poller accepts 200 there; the JavaScript one
-    refuses 204), or the operation's error.
+    With ``monitor=true`` (the ``Location`` URL): 202 while running, then 200 when it
+    succeeded, with the resource for a PUT/PATCH and an empty body otherwise (every
+    SDK's poller accepts 200 there; the JavaScript one refuses 204). A failed or
+    cancelled operation answers 409 with its error: a client that polls only
+    ``Location`` treats any 2xx but 202 as success, so the failure must not be one.
     """
     op = lro.poll(context, operation_id)
     if op is None:
@@ -42,18 +42,19 @@ def operation_status(subscription: str, location: str, operation_id: str,
             return Response(status_code=202, headers=headers)
         if op.status == lro.SUCCEEDED:
             return _final(context, op)
-        body: dict[str, Any] = {"error": {"code": op.error_code or "OperationFailed",
+        code = op.error_code or ("OperationCanceled" if op.status == lro.CANCELED
+                                 else "OperationFailed")
+        body: dict[str, Any] = {"error": {"code": code,
                                           "message": op.error_message or op.status}}
-        return JSONResponse(body, status_code=200)
+        return JSONResponse(body, status_code=409)
     return JSONResponse(op.to_wire(), headers=headers)
 
 
 def _final(context: ApiContext, op: lro.Operation) -> Response:
     """What a succeeded operation's ``Location`` answers: 200, with the resource if any."""
-    if op.kind == lro.SCALE_SET_PUT and op.scale_set_id:
-        with context.store.transaction() as tx:
-            row = tx.get_scale_set(op.scale_set_id)
-        if row is not None:
-            return JSONResponse(views.scale_set_resource(row), status_code=200,
-                                headers={"ETag": row.etag})
-    return Response(status_code=200)
+    with context.store.transaction() as tx:
+        final = lro.final_resource(tx, op)
+    if final is None:
+        return Response(status_code=200)
+    body, etag = final
+    return JSONResponse(body, status_code=200, headers={"ETag": etag} if etag else {})
