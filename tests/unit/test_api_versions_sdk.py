@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import inspect
+import os
 import re
+from pathlib import Path
 
 import pytest
 
@@ -29,6 +31,63 @@ def test_the_sdks_api_versions_are_accepted(name: str, accepted: tuple[str, ...]
     assert listed <= set(accepted), sorted(listed - set(accepted))
 
 
-def test_the_javascript_sdks_compute_version_is_accepted() -> None:
-    # @azure/arm-compute 24.1 sends 2026-03-01 (measured for issue 11).
-    assert versions.check("2026-03-01", versions.COMPUTE, provider="Microsoft.Compute")
+def _python_network_versions() -> set[str]:
+    network = pytest.importorskip("azure.mgmt.network.operations._operations",
+                                  reason="azure-mgmt-network is a test dependency")
+    source = inspect.getsource(network)
+    return set(re.findall(r'_params.pop\("api-version", "(\d{4}-\d{2}-\d{2})"\)', source))
+
+
+def test_the_python_network_sdks_api_versions_are_accepted() -> None:
+    sent = _python_network_versions()
+    assert sent, "no default api-version found in azure-mgmt-network: its layout changed"
+    assert sent <= set(versions.NETWORK), sorted(sent - set(versions.NETWORK))
+
+
+# The JavaScript SDK's operation groups that scaleset serves, by calendar.
+JS_GROUPS = {
+    "arm-compute": {
+        versions.COMPUTE: ("virtualMachineScaleSets", "virtualMachineScaleSetVMs",
+                           "virtualMachineScaleSetRollingUpgrades",
+                           "virtualMachineScaleSetExtensions", "virtualMachineImages",
+                           "operations"),
+        versions.GALLERY: ("galleries", "galleryImages", "galleryImageVersions"),
+    },
+}
+
+
+def _js_dir() -> Path:
+    folder = os.environ.get("SCALESET_TEST_JS_DIR")
+    if not folder:
+        pytest.skip("the JavaScript SDK is not installed: make test installs it into "
+                    "tests/clients/js and sets SCALESET_TEST_JS_DIR")
+    return Path(folder) / "node_modules" / "@azure"
+
+
+@pytest.mark.parametrize("package", sorted(JS_GROUPS))
+def test_the_javascript_sdks_api_versions_are_accepted(package: str) -> None:
+    api = _js_dir() / package / "dist" / "commonjs" / "api"
+    for accepted, groups in JS_GROUPS[package].items():
+        for group in groups:
+            source = (api / group / "operations.js").read_text()
+            sent = set(re.findall(r'"(\d{4}-\d{2}-\d{2})"', source))
+            assert sent, f"no api-version found in {package} {group}: its layout changed"
+            assert sent <= set(accepted), (group, sorted(sent - set(accepted)))
+
+
+def test_the_javascript_network_sdks_api_version_is_accepted() -> None:
+    parameters = (_js_dir() / "arm-network" / "dist" / "commonjs" / "models" /
+                  "parameters.js").read_text()
+    # exports.apiVersion = { parameterPath: "apiVersion", mapper: { defaultValue: "..." ...
+    sent = set(re.findall(r'exports\.apiVersion = \{[^}]*?defaultValue: "(\d{4}-\d{2}-\d{2})"',
+                          parameters))
+    assert sent, "no default api-version found in @azure/arm-network: its layout changed"
+    assert sent <= set(versions.NETWORK), sorted(sent - set(versions.NETWORK))
+
+
+def test_a_version_past_the_newest_is_refused_as_arm_refuses_it() -> None:
+    newest = max(versions.COMPUTE)
+    later = f"{int(newest[:4]) + 1}{newest[4:]}"
+    with pytest.raises(versions.InvalidApiVersion) as refused:
+        versions.check(later, versions.COMPUTE, provider="Microsoft.Compute")
+    assert refused.value.status == 400 and newest in str(refused.value)

@@ -41,6 +41,8 @@ NETWORK: Final = (
     "2024-07-01", "2024-10-01", "2025-01-01", "2025-03-01", "2025-05-01", "2025-07-01",
     "2025-09-01", "2026-01-01", "2026-03-01",
 )
+"""Network: 2026-03-01 is what azure-mgmt-network 33.1 sends; @azure/arm-network 36 sends
+2025-05-01; az 2.91's network commands send 2022-01-01 to 2025-09-01 by command."""
 SERVICE_FABRIC: Final = ("2016-09-01", "2018-02-01", "2019-03-01", "2020-03-01", "2021-06-01")
 """The stable api-versions of Microsoft.ServiceFabric/clusters."""
 LATEST_COMPUTE: Final = COMPUTE[-1]
