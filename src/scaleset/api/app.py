@@ -17,6 +17,7 @@ from scaleset.api.routes import (
     instances,
     loadbalancers,
     operations,
+    resourcegroups,
     scalesets,
     servicefabric,
     tokens,
@@ -41,7 +42,7 @@ def create_app(context: ApiContext) -> FastAPI:
     envelope.install(app)
     docs.install(app)
     for module in (scalesets, upgrades, instances, images, operations, loadbalancers,
-                   galleries, servicefabric, tokens):
+                   galleries, servicefabric, tokens, resourcegroups):
         app.include_router(module.router)
 
     @app.get("/healthz", tags=["service"])

@@ -22,7 +22,7 @@ from sqlalchemy import insert, select, update
 
 from scaleset.api.context import ApiContext
 from scaleset.model.instance import ProvisioningState
-from scaleset.reconcile import galleries, views
+from scaleset.reconcile import galleries, resourcegroups, views
 from scaleset.store import tables as t
 from scaleset.store.repository import NotFoundError, Tx
 from scaleset.upgrade.state import RunStatus
@@ -39,6 +39,8 @@ RUN: Final = "run"  # osRollingUpgrade, manualupgrade, reimage: when the run end
 CANCEL: Final = "cancel"  # rollingUpgrades/cancel: when the run has stopped
 INSTANCE_DELETE: Final = "instanceDelete"
 GALLERY_IMAGE_VERSION_PUT: Final = "galleryImageVersionPut"  # when replication has ended
+# A resource group's DELETE: when nothing is left in it (its scale sets are the last to go).
+RESOURCE_GROUP_DELETE: Final = "resourceGroupDelete"
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,10 @@ def _derive(tx: Tx, op: Operation) -> tuple[str, str | None, str | None]:
             error.message if error else "the rolling upgrade faulted"
     if op.kind == GALLERY_IMAGE_VERSION_PUT:
         return galleries.put_outcome(tx.get_resource(op.resource_id))
+    if op.kind == RESOURCE_GROUP_DELETE:
+        done = resourcegroups.deletion_finished(tx, str(op.data.get("subscription", "")),
+                                                str(op.data.get("name", "")))
+        return (SUCCEEDED, None, None) if done else (IN_PROGRESS, None, None)
     return FAILED, "InternalServerError", f"unknown operation kind {op.kind}"
 
 

@@ -19,11 +19,14 @@ KEYWORDS: Final = {k.lower(): k for k in (
     "locations", "publishers", "artifacttypes", "vmimage", "offers", "skus", "versions",
     "operations", "galleries", "images", "loadBalancers", "probes", "approveRollingUpgrade",
     "extensionRollingUpgrade", "admin", "Microsoft.ServiceFabric", "clusters",
+    "resources", "virtualNetworks", "subnets", "publicIPAddresses", "networkSecurityGroups",
+    "securityRules", "inboundNatRules",
 )}
 NAME_TAKING: Final = frozenset(k.lower() for k in (
     "subscriptions", "resourceGroups", "virtualMachineScaleSets", "virtualMachines",
     "locations", "publishers", "offers", "skus", "versions", "operations", "galleries",
-    "images", "loadBalancers", "probes", "clusters",
+    "images", "loadBalancers", "probes", "clusters", "virtualNetworks", "subnets",
+    "publicIPAddresses", "networkSecurityGroups", "securityRules", "inboundNatRules",
 ))
 
 

@@ -32,6 +32,7 @@ GALLERY: Final = (
 )
 """Gallery: 2025-12-03 is in azure-mgmt-compute 39's gallery image version operations."""
 NETWORK: Final = (
+    "2015-06-15",
     "2018-10-01", "2018-11-01", "2018-12-01", "2019-02-01", "2019-04-01", "2019-06-01",
     "2019-07-01", "2019-08-01", "2019-09-01", "2019-11-01", "2019-12-01", "2020-03-01",
     "2020-04-01", "2020-05-01", "2020-06-01", "2020-07-01", "2020-08-01", "2020-11-01",
@@ -42,7 +43,18 @@ NETWORK: Final = (
     "2025-09-01", "2026-01-01", "2026-03-01",
 )
 """Network: 2026-03-01 is what azure-mgmt-network 33.1 sends; @azure/arm-network 36 sends
-2025-05-01; az 2.91's network commands send 2022-01-01 to 2025-09-01 by command."""
+2025-05-01; az 2.91's network commands send 2022-01-01 to 2025-09-01 by command. 2015-06-15
+is what az vmss create's template writes for its virtual network and network security group
+(``_template_builder.build_vnet_resource``/``build_nsg_resource``)."""
+RESOURCES: Final = (
+    "2016-02-01", "2016-09-01", "2017-05-10", "2018-02-01", "2018-05-01", "2019-03-01",
+    "2019-05-01", "2019-05-10", "2019-07-01", "2019-08-01", "2019-10-01", "2020-06-01",
+    "2020-10-01", "2021-01-01", "2021-04-01", "2022-09-01", "2024-07-01", "2024-11-01",
+    "2025-03-01", "2025-04-01",
+)
+"""Microsoft.Resources (resource groups, resources): every api-version azure-mgmt-resource
+24 (the az venv) ships a client for; azure-cli 2.91 sends 2024-11-01 (its profile's
+MGMT_RESOURCE_RESOURCES), that SDK and @azure/arm-resources 7.0.0 default to 2025-04-01."""
 SERVICE_FABRIC: Final = ("2016-09-01", "2018-02-01", "2019-03-01", "2020-03-01", "2021-06-01")
 """The stable api-versions of Microsoft.ServiceFabric/clusters."""
 LATEST_COMPUTE: Final = COMPUTE[-1]

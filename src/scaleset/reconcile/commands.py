@@ -452,14 +452,20 @@ DELETING = "Deleting"
 def delete_scale_set(store: Store, *, scale_set_id: str, now: datetime) -> ScaleSetRow:
     """Mark a scale set for deletion; the reconciler deletes its instances, then the record."""
     with store.transaction() as tx:
-        row = _get(tx, scale_set_id)
-        model = row.model.model_copy(update={
-            "sku": row.model.sku.model_copy(update={"capacity": 0}),
-            "properties": row.model.properties.model_copy(
-                update={"provisioning_state": DELETING})})
-        updated = row.replace(model=model, updated_at=now)
-        tx.update_scale_set(updated)
-        tx.append_events(scale_set_id, None, [Event("ScaleSetDeleting", "delete requested")], now)
+        return mark_deleting(tx, scale_set_id=scale_set_id, now=now)
+
+
+def mark_deleting(tx: Tx, *, scale_set_id: str, now: datetime) -> ScaleSetRow:
+    """``delete_scale_set`` inside the caller's transaction (a resource group's delete
+    marks all its scale sets in one)."""
+    row = _get(tx, scale_set_id)
+    model = row.model.model_copy(update={
+        "sku": row.model.sku.model_copy(update={"capacity": 0}),
+        "properties": row.model.properties.model_copy(
+            update={"provisioning_state": DELETING})})
+    updated = row.replace(model=model, updated_at=now)
+    tx.update_scale_set(updated)
+    tx.append_events(scale_set_id, None, [Event("ScaleSetDeleting", "delete requested")], now)
     return updated
 
 

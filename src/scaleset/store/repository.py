@@ -9,6 +9,7 @@ concurrent step cannot move it along an edge it already left.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
+from scaleset.errors import Conflict
 from scaleset.model.instance import (
     DataDiskRecord,
     ExtensionStatus,
@@ -27,6 +29,7 @@ from scaleset.model.instance import (
     ProvisioningState,
 )
 from scaleset.model.network import LoadBalancer
+from scaleset.model.resourcegroup import DELETING, RESOURCE_GROUP_TYPE, group_body, group_id
 from scaleset.model.scaleset import ScaleSet
 from scaleset.store import tables as t
 from scaleset.upgrade.actions import Decision, Event
@@ -55,6 +58,16 @@ class ConflictError(StoreError):
 
 class NotFoundError(StoreError):
     """The row asked for does not exist."""
+
+
+class ResourceGroupBeingDeleted(Conflict):
+    """A resource was written into a resource group whose deletion is still running (ARM
+    answers 409 ``ResourceGroupBeingDeleted``)."""
+
+    code = "ResourceGroupBeingDeleted"
+
+
+_GROUP_OF = re.compile(r"^/subscriptions/([^/]+)/resourcegroups/([^/]+)/", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -298,6 +311,9 @@ class Tx:
 
     # -- scale sets ------------------------------------------------------------
     def insert_scale_set(self, row: ScaleSetRow) -> None:
+        group = _GROUP_OF.match(row.model.id or row.id)
+        if group is not None:
+            self.ensure_resource_group(group[1], group[2], row.location, row.created_at)
         self.conn.execute(insert(t.scale_sets).values(
             id=row.id, name=row.name, location=row.location,
             model=_model_json(row.model),
@@ -432,6 +448,8 @@ class Tx:
         result = self.conn.execute(update(t.load_balancers).where(c.id == row.id.lower())
                                    .values(**values))
         if result.rowcount == 0:
+            self.ensure_resource_group(row.subscription, row.resource_group, row.location,
+                                       row.created_at)
             self.conn.execute(insert(t.load_balancers).values(
                 id=row.id.lower(), created_at=row.created_at, **values))
 
@@ -479,6 +497,9 @@ class Tx:
         result = self.conn.execute(update(t.resources).where(c.id == row.id.lower())
                                    .values(**values))
         if result.rowcount == 0:
+            if row.type.lower() != RESOURCE_GROUP_TYPE.lower() and row.resource_group:
+                self.ensure_resource_group(row.subscription, row.resource_group, row.location,
+                                           row.created_at)
             self.conn.execute(insert(t.resources).values(
                 id=row.id.lower(), created_at=row.created_at, **values))
 
@@ -513,6 +534,49 @@ class Tx:
             query = query.where(c.resource_group == resource_group.lower())
         if parent_id is not None:
             query = query.where(c.parent_id == parent_id.lower())
+        return [_resource_from_row(r) for r in self.conn.execute(query.order_by(c.id))]
+
+    # -- resource groups ---------------------------------------------------------
+    def ensure_resource_group(self, subscription: str, name: str, location: str,
+                              at: datetime) -> None:
+        """Bring the resource group into being, in ``location``, if it does not exist.
+
+        Every new resource passes here (scale sets, load balancers, generic
+        resources), so a resource written into a group nobody created makes the
+        group, where ARM would answer ``ResourceGroupNotFound``: scaleset stored
+        resources in any group before groups existed, and clients and tests
+        rely on it. A group whose delete is still running refuses new
+        resources (409 ``ResourceGroupBeingDeleted``, as ARM); one whose delete
+        has finished (no scale set left in it) is replaced by a new group.
+        """
+        existing = self.get_resource(group_id(subscription, name), for_update=True)
+        if existing is not None:
+            if existing.body.get("properties", {}).get("provisioningState") != DELETING:
+                return
+            if self.scale_set_ids_in_group(subscription, name):
+                raise ResourceGroupBeingDeleted(
+                    f"The resource group '{existing.name}' is in deprovisioning state and "
+                    "cannot perform this operation; wait for its delete to finish, then "
+                    "create the group again.", target="resourceGroupName")
+        self.put_resource(ResourceRow(
+            id=group_id(subscription, name), type=RESOURCE_GROUP_TYPE, parent_id=None,
+            subscription=subscription, resource_group=name, name=name, location=location,
+            body=group_body(subscription, name, location=location, tags=None), state={},
+            created_at=at, updated_at=at))
+
+    def scale_set_ids_in_group(self, subscription: str, name: str) -> list[str]:
+        """Ids (the store's keys) of the scale sets in one resource group."""
+        prefix = f"/subscriptions/{subscription}/resourcegroups/{name}/".lower()
+        return [sid for sid in self.scale_set_ids() if sid.startswith(prefix)]
+
+    def all_resources(self, subscription: str, resource_group: str | None = None
+                      ) -> list[ResourceRow]:
+        """Every generic resource of a subscription (or of one resource group in it), of
+        any type (resource groups included), by id."""
+        c = t.resources.c
+        query = select(t.resources).where(c.subscription == subscription.lower())
+        if resource_group is not None:
+            query = query.where(c.resource_group == resource_group.lower())
         return [_resource_from_row(r) for r in self.conn.execute(query.order_by(c.id))]
 
     # -- runs ------------------------------------------------------------------

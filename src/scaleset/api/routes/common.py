@@ -34,14 +34,22 @@ def gallery_version(api_version: str | None = Query(default=None, alias="api-ver
 def operation_version(api_version: str | None = Query(default=None, alias="api-version")
                       ) -> str:
     """An operation's status is polled with the api-version of the request that started
-    it: a Compute one, or a Gallery one for gallery image versions."""
-    accepted = tuple(sorted(set(versions.COMPUTE) | set(versions.GALLERY)))
+    it: a Compute one, a Gallery one for gallery image versions, a Resources one for a
+    resource group's delete."""
+    accepted = tuple(sorted(set(versions.COMPUTE) | set(versions.GALLERY)
+                            | set(versions.RESOURCES)))
     return versions.check(api_version, accepted, provider="Microsoft.Compute")
 
 
 def network_version(api_version: str | None = Query(default=None, alias="api-version")) -> str:
     """The api-version of a ``Microsoft.Network`` request, checked against its own calendar."""
     return versions.check(api_version, versions.NETWORK, provider="Microsoft.Network")
+
+
+def resources_version(api_version: str | None = Query(default=None, alias="api-version")
+                      ) -> str:
+    """The api-version of a ``Microsoft.Resources`` request (resource groups, resources)."""
+    return versions.check(api_version, versions.RESOURCES, provider="Microsoft.Resources")
 
 
 def scale_set_display_id(subscription: str, resource_group: str, name: str) -> str:
