@@ -22,6 +22,12 @@ ANY = object()
 ABSENT = object()
 """An expected value meaning: the write removes this field."""
 
+CHANGED = object()
+"""An expected value meaning: the write must give this field a new value (a new disk name)."""
+
+CHANGED_JSON = {"$changed": True}
+"""How a story written in another language says ``CHANGED`` (see ``from_json``)."""
+
 
 class _Missing:
     def __repr__(self) -> str:
@@ -94,14 +100,19 @@ def unexpected_changes(before: Mapping[str, Any], after: Mapping[str, Any],
     """What is wrong with ``after``, one line each (empty when nothing is).
 
     ``expect`` maps each field the write named to the value GET must now show (``ANY``:
-    any value; ``ABSENT``: gone). Every other difference from ``before`` is listed, except
-    ``MOVING``; ``settled`` also requires ``provisioningState`` Succeeded (the write's
-    operation has ended, so the scale set is no longer Updating).
+    any value; ``CHANGED``: any other value than before; ``ABSENT``: gone). Every other
+    difference from ``before`` is listed, except ``MOVING``; ``settled`` also requires
+    ``provisioningState`` Succeeded (the write's operation has ended, so the resource is no
+    longer Updating).
     """
     problems = []
     for path, wanted in expect.items():
         got = _at(after, path)
         if wanted is ANY:
+            continue
+        if wanted is CHANGED:
+            if _same(got, _at(before, path)):
+                problems.append(f"{path}: expected a new value, GET still shows {got!r}")
             continue
         if wanted is ABSENT:
             if got is not MISSING:
@@ -118,6 +129,12 @@ def unexpected_changes(before: Mapping[str, Any], after: Mapping[str, Any],
             problems.append(f"properties.provisioningState: {state!r} after the operation "
                             "ended (expected 'Succeeded')")
     return problems
+
+
+def from_json(expect: Mapping[str, Any]) -> dict[str, Any]:
+    """``expect`` as a JSON story prints it: ``{"$changed": true}`` stands for ``CHANGED``."""
+    return {path: CHANGED if _same(value, CHANGED_JSON) else value
+            for path, value in expect.items()}
 
 
 def assert_only_changed(step: str, before: Mapping[str, Any], after: Mapping[str, Any],

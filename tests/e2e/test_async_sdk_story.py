@@ -27,7 +27,7 @@ from azure.mgmt.compute import models as m
 from azure.mgmt.compute.aio import ComputeManagementClient
 
 from tests.e2e.server import Server, running_server
-from tests.e2e.story import assert_only_changed, step
+from tests.e2e.story import CHANGED, assert_only_changed, step
 from tests.e2e.test_azure_sdk import publish
 
 SUB = "00000000-0000-0000-0000-0000000000aa"  # publish() writes the images under it
@@ -260,15 +260,19 @@ async def story(server: Server) -> None:
             before = after
 
         with step("reimage instance 2"):
+            vm_before = await vms.get(RG, NAME, "2", expand="instanceView", cls=raw)
             await (await vms.begin_reimage(RG, NAME, "2", polling_interval=POLL)).result()
             after = await get()
             assert_only_changed("reimage", before, after, {})
-            vm = await vms.get(RG, NAME, "2", expand="instanceView")
-            assert vm.provisioning_state == "Succeeded", vm.provisioning_state
-            assert vm.storage_profile.image_reference.exact_version == \
-                after["properties"]["virtualMachineProfile"]["storageProfile"][
-                    "imageReference"]["exactVersion"]
             await eventually(lambda: all_healthy(4), "instance 2 healthy again")
+            # A new OS disk from the scale set's image; the data disks and the rest stay.
+            vm_after = await vms.get(RG, NAME, "2", expand="instanceView", cls=raw)
+            assert_only_changed("reimage (instance 2)", vm_before, vm_after, {
+                "properties.storageProfile.osDisk.name": CHANGED,
+                "properties.instanceView.disks.0.name": CHANGED})
+            assert vm_after["properties"]["storageProfile"]["imageReference"][
+                "exactVersion"] == after["properties"]["virtualMachineProfile"][
+                "storageProfile"]["imageReference"]["exactVersion"]
 
         with step("delete the scale set"):
             await (await vmss.begin_delete(RG, NAME, polling_interval=POLL)).result()

@@ -22,12 +22,12 @@ from typing import Any
 import pytest
 
 from tests.e2e.server import Server, running_server
-from tests.e2e.story import unexpected_changes
+from tests.e2e.story import from_json, unexpected_changes
 
 SUB = "00000000-0000-0000-0000-0000000000aa"
 TIMEOUT = 240  # seconds for the whole story; it takes about 15
 WRITES = ["scale", "policy", "automatic run", "automatic off", "manual run", "cancelled run",
-          "reimage"]
+          "reimage", "reimage (instance 2)"]
 """The writes the story records, in order: a write that was not diffed is a failure too."""
 
 
@@ -83,7 +83,8 @@ def test_an_operator_story_with_the_js_sdk(server: Server) -> None:
         failures.append(f"story.mjs exited {code} in step {last!r}:\n{stderr.strip()}")
     writes = [r for r in records if "write" in r]
     for record in writes:
-        problems = unexpected_changes(record["before"], record["after"], record["expect"])
+        problems = unexpected_changes(record["before"], record["after"],
+                                      from_json(record["expect"]))
         if problems:
             failures.append(f"the GET after {record['write']!r} differs from what the write "
                             "asked:\n  " + "\n  ".join(problems))

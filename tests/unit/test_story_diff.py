@@ -7,7 +7,16 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.story import ABSENT, ANY, assert_only_changed, changes, step, unexpected_changes
+from tests.e2e.story import (
+    ABSENT,
+    ANY,
+    CHANGED,
+    assert_only_changed,
+    changes,
+    from_json,
+    step,
+    unexpected_changes,
+)
 
 
 def body() -> dict[str, Any]:
@@ -113,3 +122,13 @@ def test_failures_name_the_write_and_the_step() -> None:
     with pytest.raises(AssertionError, match=r"step 'scale out' failed: KeyError"):
         with step("scale out"):
             raise KeyError("sku")
+
+
+def test_changed_means_a_new_value() -> None:
+    after = body()
+    after["name"] = "other"
+    assert unexpected_changes(body(), after, {"name": CHANGED}) == []
+    assert unexpected_changes(body(), body(), {"name": CHANGED}) == [
+        "name: expected a new value, GET still shows 'web'"]
+    assert from_json({"name": {"$changed": True}, "sku.capacity": 4}) == {
+        "name": CHANGED, "sku.capacity": 4}

@@ -2,7 +2,7 @@
 //
 // Run by tests/e2e/test_js_sdk_story.py, which starts the server and reads what this prints:
 // one JSON object a line on stdout, {"step": name} when a step starts, {"write": ...} with
-// the scale set as GET showed it before and after each write (the Python side diffs them:
+// the resource as GET showed it before and after each write (the Python side diffs them:
 // tests/e2e/story.py), {"done": true} at the end. A failed step prints what failed on
 // stderr (the request, the status, the body) and exits 1.
 //
@@ -23,6 +23,7 @@ const IMAGES = `/subscriptions/${subscription}/providers/Microsoft.Compute/locat
   + "publishers/Canonical/artifacttypes/vmimage/offers/UbuntuServer/skus/18.04-LTS/versions";
 const EXACT = "properties.virtualMachineProfile.storageProfile.imageReference.exactVersion";
 const POLICY = "properties.upgradePolicy";
+const CHANGED = { $changed: true }; // the field must show a new value (story.py's CHANGED)
 
 function required(name) {
   const value = process.env[name];
@@ -58,6 +59,17 @@ function emit(record) {
 async function get() {
   let body;
   await vmss.get(RG, NAME, {
+    onResponse: (response) => { body = JSON.parse(response.bodyAsText); },
+  });
+  assert.ok(body, "the SDK's GET gave no body to onResponse");
+  return body;
+}
+
+/** Instance `id` with its instance view, as the server sent it. */
+async function getInstance(id) {
+  let body;
+  await vms.get(RG, NAME, id, {
+    expand: "instanceView",
     onResponse: (response) => { body = JSON.parse(response.bodyAsText); },
   });
   assert.ok(body, "the SDK's GET gave no body to onResponse");
@@ -296,14 +308,19 @@ async function story() {
   });
 
   await step("reimage instance 2", async () => {
+    const vmBefore = await getInstance("2");
     await vms.reimage(RG, NAME, "2", POLL);
     after = await get();
     wrote("reimage", {}, before, after);
-    const vm = await vms.get(RG, NAME, "2", { expand: "instanceView" });
-    assert.equal(vm.provisioningState, "Succeeded");
-    assert.equal(vm.storageProfile.imageReference.exactVersion,
-      after.properties.virtualMachineProfile.storageProfile.imageReference.exactVersion);
     await eventually(() => allHealthy(4), "instance 2 healthy again");
+    // A new OS disk from the scale set's image; the data disks and the rest stay.
+    const vmAfter = await getInstance("2");
+    wrote("reimage (instance 2)", {
+      "properties.storageProfile.osDisk.name": CHANGED,
+      "properties.instanceView.disks.0.name": CHANGED,
+    }, vmBefore, vmAfter);
+    assert.equal(vmAfter.properties.storageProfile.imageReference.exactVersion,
+      after.properties.virtualMachineProfile.storageProfile.imageReference.exactVersion);
   });
 
   await step("delete the scale set", async () => {
