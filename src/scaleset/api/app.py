@@ -22,6 +22,7 @@ from scaleset.api.routes import (
     servicefabric,
     tokens,
     upgrades,
+    virtualnetworks,
 )
 
 
@@ -42,7 +43,8 @@ def create_app(context: ApiContext) -> FastAPI:
     envelope.install(app)
     docs.install(app)
     for module in (scalesets, upgrades, instances, images, operations, loadbalancers,
-                   galleries, servicefabric, tokens, resourcegroups):
+                   galleries, servicefabric, tokens, resourcegroups,
+                   virtualnetworks):
         app.include_router(module.router)
 
     @app.get("/healthz", tags=["service"])

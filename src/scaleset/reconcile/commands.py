@@ -20,7 +20,7 @@ from scaleset.errors import InvalidParameter, NotFound, OperationNotAllowed
 from scaleset.model import sequencing
 from scaleset.model.instance import InstanceRecord
 from scaleset.model.scaleset import ScaleSet
-from scaleset.reconcile import automatic, images, requirements
+from scaleset.reconcile import automatic, images, networkrefs, requirements
 from scaleset.reconcile.probes import check_health_probe
 from scaleset.reconcile.settings import ShellSettings
 from scaleset.reconcile.shell import run_id_for, run_policy
@@ -165,6 +165,7 @@ def create_scale_set(store: Store, *, scale_set_id: str, model: ScaleSet, now: d
         if tx.get_scale_set(scale_set_id) is not None:
             raise OperationNotAllowed(f"scale set '{name}' already exists", target="name")
         check_health_probe(tx, model)
+        networkrefs.check_references(tx, model, scale_set_id=model.id or scale_set_id)
         requirements.enforce(tx, model, api_version=api_version, settings=settings)
         image_version = images.resolve_image_version(tx, model.location, model, now)
         row = ScaleSetRow(
@@ -198,6 +199,8 @@ def update_scale_set(store: Store, *, scale_set_id: str, model: ScaleSet, now: d
                 f"'{row.location}'. Create a new scale set in '{model.location}' instead.",
                 target="location")
         check_health_probe(tx, model, previous=row.model)
+        networkrefs.check_references(tx, model, scale_set_id=row.model.id or row.id,
+                                     previous=row.model)
         requirements.enforce(tx, model, api_version=api_version, settings=settings,
                              previous=row.model)
         generation = row.generation + (1 if model_changes_instances(row.model, model) else 0)
