@@ -12,14 +12,18 @@ from scaleset.api import docs, envelope
 from scaleset.api.context import ApiContext
 from scaleset.api.paths import CanonicalPathMiddleware
 from scaleset.api.routes import (
+    authority,
     galleries,
     images,
     instances,
     loadbalancers,
+    metadata,
     operations,
+    principals,
     resourcegroups,
     scalesets,
     servicefabric,
+    subscriptions,
     tokens,
     upgrades,
     virtualnetworks,
@@ -44,7 +48,9 @@ def create_app(context: ApiContext) -> FastAPI:
     docs.install(app)
     for module in (scalesets, upgrades, instances, images, operations, loadbalancers,
                    galleries, servicefabric, tokens, resourcegroups,
-                   virtualnetworks):
+                   virtualnetworks,
+                   subscriptions, principals, metadata,
+                   authority):  # authority last: its paths start with a {tenant} variable
         app.include_router(module.router)
 
     @app.get("/healthz", tags=["service"])

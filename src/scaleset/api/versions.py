@@ -57,6 +57,12 @@ RESOURCES: Final = (
 MGMT_RESOURCE_RESOURCES), that SDK and @azure/arm-resources 7.0.0 default to 2025-04-01."""
 SERVICE_FABRIC: Final = ("2016-09-01", "2018-02-01", "2019-03-01", "2020-03-01", "2021-06-01")
 """The stable api-versions of Microsoft.ServiceFabric/clusters."""
+SUBSCRIPTIONS: Final = ("2016-06-01", "2018-06-01", "2019-06-01", "2019-11-01", "2021-01-01",
+                       "2022-12-01")
+"""Subscriptions, tenants and locations (``/subscriptions``, ``/tenants``): the versions
+azure-mgmt-resource 24's SubscriptionClient (in az 2.91's venv) has packages for; az 2.91's
+profile sends 2022-12-01 (ResourceType.MGMT_RESOURCE_SUBSCRIPTIONS; its hybrid profiles
+name none, so they send the same). @azure/arm-resources-subscriptions is not installed."""
 LATEST_COMPUTE: Final = COMPUTE[-1]
 
 

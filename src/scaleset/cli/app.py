@@ -14,6 +14,7 @@ from scaleset.cli import serve as serve_cmd
 from scaleset.cli import sf as sf_cmd
 from scaleset.cli import sig as sig_cmd
 from scaleset.cli import simulate as simulate_cmd
+from scaleset.cli import sp as sp_cmd
 from scaleset.cli import token as token_cmd
 from scaleset.cli import vmss as vmss_cmd
 from scaleset.cli import version as version_opt
@@ -37,6 +38,7 @@ app.add_typer(network_cmd.app, name="network")
 app.add_typer(sig_cmd.app, name="sig")
 app.add_typer(sf_cmd.app, name="sf")
 app.add_typer(token_cmd.app, name="token")
+app.add_typer(sp_cmd.app, name="sp")
 
 
 def command() -> Any:

@@ -25,6 +25,7 @@ from scaleset.drivers.simulated import SimulatedDriver, Timings
 from scaleset.reconcile.replication import Replicator
 from scaleset.reconcile.settings import ShellSettings
 from scaleset.reconcile.shell import Reconciler
+from scaleset.reconcile.subscriptions import DEFAULT_SUBSCRIPTION as DEFAULT_SUBSCRIPTION
 from scaleset.security import tls, tokens
 from scaleset.server.loop import ReconcileLoop
 from scaleset.server.settings import ServeSettings
@@ -84,7 +85,6 @@ class Doorbell:
             self.target(None)
 
 
-DEFAULT_SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
 Ready = Callable[[str, Path | None, str | None], None]
 
 
