@@ -8,9 +8,17 @@ items by index: ``properties.virtualMachineProfile.extensionProfile.extensions.0
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+from tests.e2e.server import Server
 
 MOVING = ("etag", "properties.provisioningState")
 """Read-only fields a write legitimately moves. ``provisioningState`` is checked on its own
@@ -153,3 +161,23 @@ def step(name: str) -> Iterator[None]:
     except Exception as error:
         raise AssertionError(f"step {name!r} failed: {type(error).__name__}: {error}") \
             from error
+
+
+@dataclass(frozen=True)
+class ServicePrincipal:
+    app_id: str
+    password: str
+    tenant: str
+
+
+def create_service_principal(server: Server, name: str) -> ServicePrincipal:
+    """``scaleset sp create`` against ``server``, as an operator signs a client in."""
+    scaleset = Path(sys.executable).with_name("scaleset")
+    env = {**os.environ, "SCALESET_CONFIG": str(server.data_dir / "client-config.json")}
+    done = subprocess.run(
+        [str(scaleset), "sp", "create", "--name", name, "--server", server.endpoint,
+         "--token", server.token, "--ca-file", str(server.ca)],
+        capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, f"scaleset sp create failed:\n{done.stdout}{done.stderr}"
+    created = json.loads(done.stdout)
+    return ServicePrincipal(created["appId"], created["password"], created["tenant"])

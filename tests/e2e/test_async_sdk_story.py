@@ -1,11 +1,13 @@
 """An operator's whole story with the async Azure SDK for Python, unmodified, on a live serve.
 
-Sign in, create a scale set whose health signal is the Application Health extension, with
-automatic OS upgrade on and image ``latest``, scale it, change one rolling-upgrade field,
-publish a new image version and watch the automatic run it triggers to the end, read the OS
-upgrade history, run a manual upgrade and cancel another, reimage an instance, delete the
-scale set. After every write the scale set is read back through the SDK and compared with
-the read before it: only the fields the write named may differ (``tests/e2e/story.py``).
+Sign in (``scaleset sp create``, then azure-identity's async ``ClientSecretCredential``
+against the server's own authority), create a scale set whose health signal is the
+Application Health extension, with automatic OS upgrade on and image ``latest``, scale it,
+change one rolling-upgrade field, publish a new image version and watch the automatic run
+it triggers to the end, read the OS upgrade history, run a manual upgrade and cancel
+another, reimage an instance, delete the scale set. After every write the scale set is
+read back through the SDK and compared with the read before it: only the fields the write
+named may differ (``tests/e2e/story.py``).
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from types import TracebackType
 from typing import Any, TypeVar
 
 import pytest
@@ -21,13 +22,14 @@ import pytest
 pytest.importorskip("aiohttp", reason="azure-core's async transport needs aiohttp "
                     "(the test extras install it: make install)")
 pytest.importorskip("azure.mgmt.compute.aio")
-from azure.core.credentials import AccessToken
+pytest.importorskip("azure.identity.aio")
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.identity.aio import ClientSecretCredential
 from azure.mgmt.compute import models as m
 from azure.mgmt.compute.aio import ComputeManagementClient
 
 from tests.e2e.server import Server, running_server
-from tests.e2e.story import CHANGED, assert_only_changed, step
+from tests.e2e.story import CHANGED, assert_only_changed, create_service_principal, step
 from tests.e2e.test_azure_sdk import publish
 
 SUB = "00000000-0000-0000-0000-0000000000aa"  # publish() writes the images under it
@@ -37,26 +39,6 @@ POLL = 0.2  # seconds between the SDK's LRO polls (the server says Retry-After: 
 STORY_TIMEOUT = 240
 
 T = TypeVar("T")
-
-
-class AsyncStaticCredential:
-    """An AsyncTokenCredential handing out the server's bearer token."""
-
-    def __init__(self, token: str) -> None:
-        self.token = token
-
-    async def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
-        return AccessToken(self.token, int(time.time()) + 3600)
-
-    async def close(self) -> None:
-        return None
-
-    async def __aenter__(self) -> AsyncStaticCredential:
-        return self
-
-    async def __aexit__(self, *exc: type[BaseException] | BaseException | TracebackType | None
-                        ) -> None:
-        return None
 
 
 @pytest.fixture(scope="module")
@@ -116,10 +98,15 @@ POLICY = "properties.upgradePolicy"
 
 
 async def story(server: Server) -> None:
-    credential = AsyncStaticCredential(server.token)
-    options: dict[str, Any] = {"base_url": server.endpoint, "connection_verify": str(server.ca),
-                               "retry_total": 0}
-    async with credential, ComputeManagementClient(credential, SUB, **options) as compute:
+    with step("sign in: scaleset sp create, then ClientSecretCredential"):
+        sp = create_service_principal(server, "async-story")
+        credential = ClientSecretCredential(sp.tenant, sp.app_id, sp.password,
+                                            authority=server.endpoint,
+                                            connection_verify=str(server.ca))
+        scope = f"{server.endpoint}/.default"
+    async with credential, ComputeManagementClient(
+            credential, SUB, base_url=server.endpoint, credential_scopes=[scope],
+            connection_verify=str(server.ca), retry_total=0) as compute:
         vmss = compute.virtual_machine_scale_sets
         vms = compute.virtual_machine_scale_set_vms
         upgrades = compute.virtual_machine_scale_set_rolling_upgrades
@@ -137,7 +124,12 @@ async def story(server: Server) -> None:
                        and v.instance_view.vm_health.status.code == "HealthState/healthy"]
             return found if len(found) == count and len(healthy) == count else None
 
-        with step("sign in and publish image 1.0.0"):
+        with step("sign in: the authority issues an access token"):
+            token = (await credential.get_token(scope)).token
+            assert token.count(".") == 2 and token != server.token, \
+                "expected a JWT from the server's authority, not the bootstrap token"
+
+        with step("the publisher publishes image 1.0.0"):
             publish(server, "1.0.0")
 
         with step("create the scale set"):

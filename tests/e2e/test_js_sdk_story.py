@@ -1,10 +1,12 @@
 """An operator's whole story with the Azure SDK for JavaScript, unmodified, on a live serve.
 
 ``tests/clients/js/story.mjs`` (``@azure/arm-compute`` 24.1, ``@azure/arm-network`` 36) signs
-in, creates a scale set behind a load-balancer probe with automatic OS upgrade on and image
-``latest``, scales it, changes one rolling-upgrade field, publishes a new image version and
-watches the automatic run to its end, reads the OS upgrade history, runs a manual upgrade
-and cancels another, reimages an instance and deletes the scale set. Its own assertions
+in as a service principal (``scaleset sp create``; ``@azure/identity``'s
+``ClientSecretCredential`` against the server's authority), creates a scale set behind a
+load-balancer probe with automatic OS upgrade on and image ``latest``, scales it, changes
+one rolling-upgrade field, publishes a new image version and watches the automatic run to
+its end, reads the OS upgrade history, runs a manual upgrade and cancels another, reimages
+an instance and deletes the scale set. Its own assertions
 (node:assert) fail the step they are in; after every write it prints the GET bodies before
 and after, and this test checks that only the fields the write named differ.
 """
@@ -22,7 +24,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.server import Server, running_server
-from tests.e2e.story import from_json, unexpected_changes
+from tests.e2e.story import create_service_principal, from_json, unexpected_changes
 
 SUB = "00000000-0000-0000-0000-0000000000aa"
 TIMEOUT = 240  # seconds for the whole story; it takes about 15
@@ -53,8 +55,11 @@ def run_story(server: Server, folder: Path) -> tuple[int | None, list[dict[str, 
     script = folder / "story.mjs"
     assert script.is_file(), f"{script} is missing: SCALESET_TEST_JS_DIR must be " \
         "tests/clients/js (story.mjs lives beside its node_modules)"
+    sp = create_service_principal(server, "js-story")
     env = {**os.environ, "SCALESET_ENDPOINT": server.endpoint, "SCALESET_TOKEN": server.token,
-           "SCALESET_SUBSCRIPTION": SUB, "NODE_EXTRA_CA_CERTS": str(server.ca)}
+           "SCALESET_SUBSCRIPTION": SUB, "NODE_EXTRA_CA_CERTS": str(server.ca),
+           "SCALESET_TENANT": sp.tenant, "SCALESET_APP_ID": sp.app_id,
+           "SCALESET_PASSWORD": sp.password}
     try:
         done = subprocess.run(["node", str(script)], cwd=folder, env=env, text=True,
                               capture_output=True, timeout=TIMEOUT)

@@ -6,16 +6,22 @@
 // tests/e2e/story.py), {"done": true} at the end. A failed step prints what failed on
 // stderr (the request, the status, the body) and exits 1.
 //
-// Environment: SCALESET_ENDPOINT, SCALESET_TOKEN, SCALESET_SUBSCRIPTION, NODE_EXTRA_CA_CERTS.
+// Environment: SCALESET_ENDPOINT, SCALESET_SUBSCRIPTION, NODE_EXTRA_CA_CERTS; the service
+// principal the story signs in as (`scaleset sp create`): SCALESET_TENANT, SCALESET_APP_ID,
+// SCALESET_PASSWORD; SCALESET_TOKEN, the publisher's token for publishing image versions.
 
 import assert from "node:assert/strict";
 import { setTimeout as sleep } from "node:timers/promises";
+import { ClientSecretCredential } from "@azure/identity";
 import { ComputeManagementClient } from "@azure/arm-compute";
 import { NetworkManagementClient } from "@azure/arm-network";
 
 const endpoint = required("SCALESET_ENDPOINT");
 const token = required("SCALESET_TOKEN");
 const subscription = required("SCALESET_SUBSCRIPTION");
+const tenant = required("SCALESET_TENANT");
+const appId = required("SCALESET_APP_ID");
+const password = required("SCALESET_PASSWORD");
 const RG = "rg-js-story";
 const NAME = "web";
 const POLL = { updateIntervalInMs: 200 }; // the server says Retry-After: 1
@@ -34,10 +40,11 @@ function required(name) {
   return value;
 }
 
-// Sign in: a TokenCredential handing out the server's bearer token.
-const credential = {
-  getToken: async () => ({ token, expiresOnTimestamp: Date.now() + 3600 * 1000 }),
-};
+// Sign in as the service principal, against the server's own authority. Instance
+// discovery would ask login.microsoftonline.com about a host it does not know.
+const credential = new ClientSecretCredential(tenant, appId, password, {
+  authorityHost: endpoint, disableInstanceDiscovery: true,
+});
 const scopes = [`${endpoint}/.default`];
 const options = {
   endpoint,
@@ -138,7 +145,14 @@ async function story() {
   let after;
   let probeId;
 
-  await step("sign in and publish image 1.0.0", async () => {
+  await step("sign in: the authority issues an access token", async () => {
+    const issued = await credential.getToken(scopes);
+    assert.equal(issued.token.split(".").length, 3, "expected a JWT from the server's authority");
+    assert.notEqual(issued.token, token, "the story must not run on the publisher's token");
+    assert.ok(issued.expiresOnTimestamp > Date.now(), "the token is already expired");
+  });
+
+  await step("the publisher publishes image 1.0.0", async () => {
     await publish("1.0.0");
   });
 
