@@ -13,7 +13,7 @@ from scaleset.api.context import ApiContext
 from scaleset.reconcile.subscriptions import DEFAULT_SUBSCRIPTION
 from scaleset.security import authority
 from scaleset.store.repository import Store
-from tests.integration.test_api import RG, SUB, V, body
+from tests.integration.test_api import SUB, V, body
 from tests.support import World
 
 BASE = "https://testserver"

@@ -34,7 +34,10 @@ from scaleset.api.context import ApiContext, get_context
 from scaleset.security import authority
 from scaleset.security.authority import AuthorityError, ServerIdentity
 
-router = APIRouter(tags=["authority"])
+# Not in /openapi.json: these are OAuth endpoints (clients find them through the OpenID
+# document), they answer in Entra ID's error shape, not the ARM envelope the document
+# promises for every route.
+router = APIRouter(tags=["authority"], include_in_schema=False)
 
 MAX_FORM_BYTES: Final = 64 * 1024
 Tenant = Annotated[str, Path(min_length=1, max_length=128)]
