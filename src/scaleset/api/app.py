@@ -13,6 +13,7 @@ from scaleset.api.context import ApiContext
 from scaleset.api.paths import CanonicalPathMiddleware
 from scaleset.api.routes import (
     authority,
+    deployments,
     galleries,
     images,
     instances,
@@ -48,7 +49,7 @@ def create_app(context: ApiContext) -> FastAPI:
     docs.install(app)
     for module in (scalesets, upgrades, instances, images, operations, loadbalancers,
                    galleries, servicefabric, tokens, resourcegroups,
-                   virtualnetworks,
+                   virtualnetworks, deployments,
                    subscriptions, principals, metadata,
                    authority):  # authority last: its paths start with a {tenant} variable
         app.include_router(module.router)

@@ -21,12 +21,14 @@ KEYWORDS: Final = {k.lower(): k for k in (
     "extensionRollingUpgrade", "admin", "Microsoft.ServiceFabric", "clusters",
     "resources", "virtualNetworks", "subnets", "publicIPAddresses", "networkSecurityGroups",
     "securityRules", "inboundNatRules",
+    "Microsoft.Resources", "deployments", "operationStatuses", "validate",  # template deployments
 )}
 NAME_TAKING: Final = frozenset(k.lower() for k in (
     "subscriptions", "resourceGroups", "virtualMachineScaleSets", "virtualMachines",
     "locations", "publishers", "offers", "skus", "versions", "operations", "galleries",
     "images", "loadBalancers", "probes", "clusters", "virtualNetworks", "subnets",
     "publicIPAddresses", "networkSecurityGroups", "securityRules", "inboundNatRules",
+    "deployments", "operationStatuses",
 ))
 
 

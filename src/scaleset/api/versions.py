@@ -50,11 +50,13 @@ RESOURCES: Final = (
     "2016-02-01", "2016-09-01", "2017-05-10", "2018-02-01", "2018-05-01", "2019-03-01",
     "2019-05-01", "2019-05-10", "2019-07-01", "2019-08-01", "2019-10-01", "2020-06-01",
     "2020-10-01", "2021-01-01", "2021-04-01", "2022-09-01", "2024-07-01", "2024-11-01",
-    "2025-03-01", "2025-04-01",
+    "2025-03-01", "2025-04-01", "2026-06-01",
 )
 """Microsoft.Resources (resource groups, resources): every api-version azure-mgmt-resource
 24 (the az venv) ships a client for; azure-cli 2.91 sends 2024-11-01 (its profile's
-MGMT_RESOURCE_RESOURCES), that SDK and @azure/arm-resources 7.0.0 default to 2025-04-01."""
+MGMT_RESOURCE_RESOURCES), that SDK and @azure/arm-resources 7.0.0 default to 2025-04-01.
+Deployments use the same calendar; 2026-06-01 is what azure-mgmt-resource-deployments 2.0
+(where azure-mgmt-resource 26 moved them) sends by default."""
 SERVICE_FABRIC: Final = ("2016-09-01", "2018-02-01", "2019-03-01", "2020-03-01", "2021-06-01")
 """The stable api-versions of Microsoft.ServiceFabric/clusters."""
 SUBSCRIPTIONS: Final = ("2016-06-01", "2018-06-01", "2019-06-01", "2019-11-01", "2021-01-01",
