@@ -20,6 +20,7 @@ from scaleset.api.routes import (
     loadbalancers,
     metadata,
     operations,
+    power,
     principals,
     resourcegroups,
     scalesets,
@@ -49,8 +50,7 @@ def create_app(context: ApiContext) -> FastAPI:
     docs.install(app)
     for module in (scalesets, upgrades, instances, images, operations, loadbalancers,
                    galleries, servicefabric, tokens, resourcegroups,
-                   virtualnetworks, deployments,
-                   subscriptions, principals, metadata,
+                   virtualnetworks, power, deployments, subscriptions, principals, metadata,
                    authority):  # authority last: its paths start with a {tenant} variable
         app.include_router(module.router)
 

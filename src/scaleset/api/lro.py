@@ -22,7 +22,7 @@ from sqlalchemy import insert, select, update
 
 from scaleset.api.context import ApiContext
 from scaleset.model.instance import ProvisioningState
-from scaleset.reconcile import galleries, resourcegroups, views
+from scaleset.reconcile import galleries, power, resourcegroups, views
 from scaleset.store import tables as t
 from scaleset.store.repository import NotFoundError, Tx
 from scaleset.upgrade.state import RunStatus
@@ -41,6 +41,11 @@ INSTANCE_DELETE: Final = "instanceDelete"
 GALLERY_IMAGE_VERSION_PUT: Final = "galleryImageVersionPut"  # when replication has ended
 # A resource group's DELETE: when nothing is left in it (its scale sets are the last to go).
 RESOURCE_GROUP_DELETE: Final = "resourceGroupDelete"
+# Power verbs (start, powerOff, restart, deallocate, redeploy) on a scale set or one
+# instance: when every instance named in ``data`` reached the state asked for.
+POWER: Final = "power"
+# POST .../delete (az vmss delete-instances): when every instance named is gone.
+INSTANCES_DELETE: Final = "instancesDelete"
 
 
 @dataclass(frozen=True)
@@ -144,6 +149,17 @@ def _derive(tx: Tx, op: Operation) -> tuple[str, str | None, str | None]:
         done = resourcegroups.deletion_finished(tx, str(op.data.get("subscription", "")),
                                                 str(op.data.get("name", "")))
         return (SUCCEEDED, None, None) if done else (IN_PROGRESS, None, None)
+    if op.kind == POWER:
+        ended = power.outcome(tx.instances(op.scale_set_id or ""), str(op.data.get("opId")),
+                              [str(i) for i in op.data.get("instanceIds", [])])
+        if not ended.done:
+            return IN_PROGRESS, None, None
+        return (FAILED if ended.error_code else SUCCEEDED), ended.error_code, \
+            ended.error_message
+    if op.kind == INSTANCES_DELETE:
+        records = tx.instances(op.scale_set_id or "")
+        left = [i for i in op.data.get("instanceIds", []) if i in records]
+        return (IN_PROGRESS, None, None) if left else (SUCCEEDED, None, None)
     return FAILED, "InternalServerError", f"unknown operation kind {op.kind}"
 
 

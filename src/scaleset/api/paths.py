@@ -22,6 +22,8 @@ KEYWORDS: Final = {k.lower(): k for k in (
     "resources", "virtualNetworks", "subnets", "publicIPAddresses", "networkSecurityGroups",
     "securityRules", "inboundNatRules",
     "Microsoft.Resources", "deployments", "operationStatuses", "validate",  # template deployments
+    # power and instance verbs (the SDK sends .../poweroff on a scale set, powerOff on a VM)
+    "start", "powerOff", "restart", "deallocate", "redeploy", "reimageall", "delete",
 )}
 NAME_TAKING: Final = frozenset(k.lower() for k in (
     "subscriptions", "resourceGroups", "virtualMachineScaleSets", "virtualMachines",

@@ -15,7 +15,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
-from scaleset.model.instance import ExtensionStatus, HealthState, PowerState, ProvisioningState
+from scaleset.model.instance import (
+    ExtensionStatus,
+    HealthState,
+    PowerAction,
+    PowerState,
+    ProvisioningState,
+)
 from scaleset.upgrade.observations import OperationObservation
 
 
@@ -94,6 +100,8 @@ class UpgradeOperation:
     """As for ``InstanceSpec``: whether the application's health is watched."""
     image_digest: str | None = None
     """As for ``InstanceSpec``: the target version's artifact, if any."""
+    reset_data_disks: bool = False
+    """``reimageall``: the data disks come back empty too (their ids stay)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +121,33 @@ class ReleaseOperation:
     instance_id: str
 
 
-Operation = UpgradeOperation | RollbackOperation | ReleaseOperation
+@dataclass(frozen=True, slots=True)
+class PowerOperation:
+    """Carry out a user's power verb on one instance; it succeeds once the instance is in
+    ``action.target``.
+
+    * ``powerOff``: stop the instance's processes; disks, address and model stay.
+    * ``deallocate``: stop, and release what the instance holds on its host (its
+      address); disks stay.
+    * ``start``: boot the OS disk the instance has; custom data and extensions do not
+      run again (they ran on this disk already).
+    * ``restart``: stop, then start.
+    * ``redeploy``: stop, then start as on another host: new processes, a new address,
+      the same disks.
+
+    Asking for the state an instance is already in succeeds and changes nothing.
+    ``skip_shutdown`` (``powerOff?skipShutdown=true``) kills at once instead of
+    asking the processes to shut down first.
+    """
+
+    op_id: str
+    scale_set_id: str
+    instance_id: str
+    action: PowerAction
+    skip_shutdown: bool = False
+
+
+Operation = UpgradeOperation | RollbackOperation | ReleaseOperation | PowerOperation
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,12 @@ Timing of an upgrade: the OS disk is replaced after ``reimage``; the instance
 has booted (and the operation succeeds) after ``reimage + boot``; it reports
 Healthy ``healthy`` later. A rollback swaps the kept disk back and boots it.
 
+Power verbs follow the same state machine as the process driver: powerOff and
+deallocate take ``stop`` (the instance shows ``stopping``/``deallocating``
+meanwhile), start takes ``boot`` and reports Healthy ``healthy`` later,
+restart and redeploy do both (a redeploy also moves the instance to a new
+simulated host). Starting keeps the OS disk: custom data does not run again.
+
 Faults are drawn from ``random.Random(f"{seed}/{op_id}")``: the same seed and
 operation give the same fate whatever order things happen in, so a run that
 is interrupted and resumed meets the same faults as one that is not.
@@ -26,13 +32,14 @@ from scaleset.drivers.base import (
     DriverSnapshot,
     InstanceSpec,
     Operation,
+    PowerOperation,
     ProbeSpec,
     ReleaseOperation,
     RollbackOperation,
     UpgradeOperation,
 )
 from scaleset.health import aggregate
-from scaleset.model.instance import HealthState, PowerState, ProvisioningState
+from scaleset.model.instance import HealthState, PowerAction, PowerState, ProvisioningState
 from scaleset.upgrade.observations import OperationObservation, OperationState
 
 # A flapping instance toggles this many times, then settles Healthy: bounded, so a
@@ -47,6 +54,8 @@ class Timings:
     reimage: timedelta = timedelta(seconds=60)
     boot: timedelta = timedelta(seconds=30)
     healthy: timedelta = timedelta(seconds=20)
+    stop: timedelta = timedelta(seconds=10)
+    """How long powerOff / deallocate (and the first half of restart) take."""
 
     @property
     def per_upgrade(self) -> timedelta:
@@ -104,10 +113,19 @@ class _Instance:
     reimages: int = 0
     rollbacks: int = 0
     boots: list[str] = field(default_factory=list)
+    stopped: bool = False  # powered off by the user (or deallocated)
+    deallocated: bool = False
+    power_phase: PowerState | None = None  # stopping / deallocating / starting, while a verb runs
+    hosts: int = 1  # how many hosts it has run on: a redeploy moves it to a new one
+    data_resets: int = 0
 
     def power_state(self) -> PowerState:
+        if self.power_phase is not None:
+            return self.power_phase
         if self.busy_op is not None:
             return PowerState.STARTING
+        if self.stopped:
+            return PowerState.DEALLOCATED if self.deallocated else PowerState.STOPPED
         return PowerState.STOPPED if self.failed else PowerState.RUNNING
 
     def health(self, now: datetime) -> HealthState:
@@ -115,6 +133,9 @@ class _Instance:
         # Without a probe or health extension nobody asks the application: an
         # instance that runs with its extensions provisioned is healthy.
         probe = self.application_health(now) if self.os_disk.health_source else None
+        if self.stopped or self.power_phase is not None:
+            # Powered off: nothing answers a probe, whatever watched it before.
+            return aggregate.instance_health(self.power_state(), extensions, None)
         if self.override is not None and self.busy_op is None:
             return self.override  # an outage (crash, maintenance) shows whatever watches
         return aggregate.instance_health(self.power_state(), extensions, probe)
@@ -236,11 +257,16 @@ class SimulatedDriver:
             return
         if operation.op_id in ss.ops:
             return  # idempotent: the same operation id is the same operation
-        op = _Op(operation.op_id, operation.scale_set_id, operation.instance_id,
-                 "upgrade" if isinstance(operation, UpgradeOperation) else "rollback", self._now)
+        kind = ("upgrade" if isinstance(operation, UpgradeOperation) else
+                "power" if isinstance(operation, PowerOperation) else "rollback")
+        op = _Op(operation.op_id, operation.scale_set_id, operation.instance_id, kind,
+                 self._now)
         ss.ops[op.op_id] = op
         if inst is None:
             self._finish(op, OperationState.FAILED, "instance does not exist")
+            return
+        if isinstance(operation, PowerOperation):
+            self._power(inst, op, operation)
             return
         inst.busy_op = op.op_id
         if isinstance(operation, UpgradeOperation):
@@ -312,6 +338,14 @@ class SimulatedDriver:
     def instance_ids(self, scale_set_id: str) -> list[str]:
         return list(self._sets.get(scale_set_id, _ScaleSet()).instances)
 
+    def host_count(self, scale_set_id: str, instance_id: str) -> int:
+        """How many simulated hosts the instance has run on (a redeploy adds one)."""
+        return self._sets[scale_set_id].instances[instance_id].hosts
+
+    def data_disk_resets(self, scale_set_id: str, instance_id: str) -> int:
+        """How often ``reimageall`` emptied the instance's data disks."""
+        return self._sets[scale_set_id].instances[instance_id].data_resets
+
     def set_health(self, scale_set_id: str, instance_id: str, health: HealthState | None) -> None:
         """Force an instance's reported health (``None`` lifts the override)."""
         self._sets[scale_set_id].instances[instance_id].override = health
@@ -343,6 +377,9 @@ class SimulatedDriver:
             return
         if kind in ("healthy", "flap"):
             return  # nothing to apply: the instance's health is derived from the time
+        if kind in ("power-stopped", "power-started"):
+            self._power_step(kind, sid, key, seq, at)
+            return
         owner = self._sets.get(sid)
         op = owner.ops.get(key) if owner else None
         if owner is None or op is None:
@@ -362,6 +399,11 @@ class SimulatedDriver:
                              "OS disk provisioning failed (simulated fault)", at)
                 return
             inst.reimages += 1
+            if payload.reset_data_disks:  # reimageall: the data disks come back empty
+                inst.data_disks = {lun: "" for lun in inst.data_disks}
+                inst.data_resets += 1
+            # A new OS disk boots: a stopped or deallocated instance runs again afterwards.
+            inst.stopped = inst.deallocated = False
             inst.previous = inst.os_disk
             inst.os_disk = _Disk(payload.os_disk_id,
                                  payload.image_version or inst.os_disk.image_version,
@@ -397,6 +439,63 @@ class SimulatedDriver:
             inst.healthy_from = at + self.timings.healthy
             self._schedule(inst.healthy_from, "healthy", sid, op.op_id)
             self._finish(op, OperationState.SUCCEEDED, None, at)
+
+    def _power(self, inst: _Instance, op: _Op, operation: PowerOperation) -> None:
+        """Begin a power verb; asking for the state the instance is in changes nothing."""
+        action = operation.action
+        running = not inst.stopped
+        if (action is PowerAction.START and running) or (
+                action is PowerAction.POWER_OFF and inst.stopped) or (
+                action is PowerAction.DEALLOCATE and inst.deallocated):
+            self._finish(op, OperationState.SUCCEEDED, None)
+            return
+        if action is PowerAction.START or (not running and action in (
+                PowerAction.RESTART, PowerAction.REDEPLOY)):
+            inst.power_phase = PowerState.STARTING
+            self._schedule(self._now + self.timings.boot, "power-started", op.scale_set_id,
+                           op.op_id, payload=operation)
+            return
+        inst.power_phase = (PowerState.DEALLOCATING if action is PowerAction.DEALLOCATE
+                            else PowerState.STOPPING)
+        stop = timedelta(0) if operation.skip_shutdown else self.timings.stop
+        self._schedule(self._now + stop, "power-stopped", op.scale_set_id, op.op_id,
+                       payload=operation)
+
+    def _power_step(self, kind: str, sid: str, key: str, seq: int, at: datetime) -> None:
+        payload = self._payloads.pop(seq)
+        assert isinstance(payload, PowerOperation)
+        owner = self._sets.get(sid)
+        op = owner.ops.get(key) if owner else None
+        inst = owner.instances.get(payload.instance_id) if owner else None
+        if op is None:
+            return
+        if inst is None:
+            self._finish(op, OperationState.FAILED, "instance was deleted", at)
+            return
+        action = payload.action
+        if kind == "power-stopped":
+            inst.stopped = True
+            inst.deallocated = inst.deallocated or action is PowerAction.DEALLOCATE
+            if action in (PowerAction.RESTART, PowerAction.REDEPLOY):
+                inst.power_phase = PowerState.STARTING
+                self._schedule(at + self.timings.boot, "power-started", sid, key,
+                               payload=payload)
+                return
+            inst.power_phase = None
+            self._finish(op, OperationState.SUCCEEDED, None, at)
+            return
+        # Booted again from the same OS disk: nothing is provisioned anew.
+        inst.stopped = inst.deallocated = False
+        inst.power_phase = None
+        if action is PowerAction.REDEPLOY:
+            inst.hosts += 1
+        inst.boots.append(inst.os_disk.disk_id)
+        if inst.os_disk.image_version in self.bad_images or inst.extension_failed:
+            inst.healthy_from = None
+        else:
+            inst.healthy_from = at + self.timings.healthy
+            self._schedule(inst.healthy_from, "healthy", "", inst.instance_id)
+        self._finish(op, OperationState.SUCCEEDED, None, at)
 
     def _boot(self, inst: _Instance, image_version: str | None, at: datetime,
               rng: random.Random | None) -> None:

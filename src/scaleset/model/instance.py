@@ -21,11 +21,69 @@ class HealthState(StrEnum):
 
 
 class PowerState(StrEnum):
+    """An instance's power state, spelt as Azure's ``PowerState/...`` status codes."""
+
     STARTING = "starting"
     RUNNING = "running"
     STOPPING = "stopping"
     STOPPED = "stopped"
+    DEALLOCATING = "deallocating"
     DEALLOCATED = "deallocated"
+
+    @property
+    def display_status(self) -> str:
+        """What Azure's instance view shows for it: ``VM running``, ``VM deallocated``..."""
+        return f"VM {self.value}"
+
+
+class PowerAction(StrEnum):
+    """A power verb a user asks of an instance (the path segment of its POST)."""
+
+    START = "start"
+    POWER_OFF = "powerOff"
+    RESTART = "restart"
+    DEALLOCATE = "deallocate"
+    REDEPLOY = "redeploy"
+
+    @property
+    def target(self) -> PowerState:
+        """The power state the instance is in once the verb has been carried out."""
+        if self is PowerAction.POWER_OFF:
+            return PowerState.STOPPED
+        if self is PowerAction.DEALLOCATE:
+            return PowerState.DEALLOCATED
+        return PowerState.RUNNING
+
+    def reached(self, state: PowerState) -> bool:
+        """Whether an instance in ``state`` is where this verb leaves it (powerOff leaves a
+        deallocated instance deallocated: it is off already)."""
+        if self is PowerAction.POWER_OFF:
+            return state in (PowerState.STOPPED, PowerState.DEALLOCATED)
+        return state is self.target
+
+
+POWER_SUCCEEDED = "Succeeded"
+POWER_FAILED = "Failed"
+
+
+@dataclass(frozen=True, slots=True)
+class PowerRequest:
+    """The latest power verb asked of an instance and, once the driver is done, how it went.
+
+    It stays on the record after it ends (until the next verb replaces it), so the
+    operation that asked for it can tell success, failure and preemption apart.
+    """
+
+    op_id: str
+    action: PowerAction
+    skip_shutdown: bool = False
+    outcome: str | None = None
+    """None while the driver works on it; then ``Succeeded`` or ``Failed``."""
+    message: str | None = None
+
+    @property
+    def pending(self) -> bool:
+        return self.outcome is None
 
 
 class ProvisioningState(StrEnum):
@@ -82,6 +140,10 @@ class InstanceRecord:
     """The instance's private address, as its driver assigned it."""
     extensions: tuple[ExtensionStatus, ...] | None = None
     """Extension provisioning on the current OS disk; ``None`` when the driver reports none."""
+    power_request: PowerRequest | None = None
+    """The user's latest power verb (start, powerOff, restart, deallocate, redeploy)."""
+    reset_data_disks_run: str | None = None
+    """A ``reimageall`` run whose new OS disk for this instance also empties its data disks."""
 
     def latest_model_applied(self, generation: int) -> bool:
         """Whether this instance runs the scale set's current model generation."""

@@ -11,14 +11,16 @@ import base64
 import binascii
 import hashlib
 import json
+import uuid
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from scaleset.catalog import versions
 from scaleset.errors import InvalidParameter, NotFound, OperationNotAllowed
 from scaleset.model import sequencing
-from scaleset.model.instance import InstanceRecord
+from scaleset.model.instance import InstanceRecord, PowerAction, PowerRequest
 from scaleset.model.scaleset import ScaleSet
 from scaleset.reconcile import automatic, images, networkrefs, requirements
 from scaleset.reconcile.probes import check_health_probe
@@ -29,7 +31,7 @@ from scaleset.upgrade import run as run_machine
 from scaleset.upgrade import trigger
 from scaleset.upgrade.actions import Decision, Event
 from scaleset.upgrade.observations import InstanceObservation
-from scaleset.upgrade.state import Policy, Run, RunKind, StartedBy, Target
+from scaleset.upgrade.state import IN_FLIGHT_STEPS, Policy, Run, RunKind, StartedBy, Target
 
 
 def _etag(payload: str) -> str:
@@ -314,8 +316,12 @@ def start_os_upgrade(store: Store, *, scale_set_id: str, now: datetime,
 
 def _start_for_instances(store: Store, *, scale_set_id: str, instance_ids: Iterable[str] | None,
                          kind: RunKind, operation: str, now: datetime,
-                         settings: ShellSettings | None) -> Run:
-    """A User run over the named instances (all when ``None``), all at once, no rollback."""
+                         settings: ShellSettings | None, reset_data_disks: bool = False) -> Run:
+    """A User run over the named instances (all when ``None``), all at once, no rollback.
+
+    ``reset_data_disks`` (``reimageall``): each instance's new OS disk comes with empty
+    data disks, recorded on its record in the same transaction as the run.
+    """
     settings = settings or ShellSettings()
     with store.transaction() as tx:
         row = _get(tx, scale_set_id)
@@ -338,6 +344,9 @@ def _start_for_instances(store: Store, *, scale_set_id: str, instance_ids: Itera
             fleet=_fleet(records), now=now, all_at_once=True, only=ids,
         )
         _insert_started_run(tx, row, run, now)
+        if reset_data_disks:
+            tx.update_instances([records[i].replace(reset_data_disks_run=run.run_id)
+                                 for i in run.instances])
     return run
 
 
@@ -447,6 +456,108 @@ def reimage(store: Store, *, scale_set_id: str, instance_ids: Iterable[str] | No
     return _start_for_instances(store, scale_set_id=scale_set_id, instance_ids=instance_ids,
                                 kind=RunKind.REIMAGE, operation="reimage", now=now,
                                 settings=settings)
+
+
+def reimage_all(store: Store, *, scale_set_id: str, instance_ids: Iterable[str] | None,
+                now: datetime, settings: ShellSettings | None = None) -> Run:
+    """``reimageall``: a reimage whose instances' data disks come back empty too.
+
+    A run of kind Reimage like ``reimage`` (all at once, no rollback); the data disks
+    keep their ids and luns, their content is gone.
+    """
+    return _start_for_instances(store, scale_set_id=scale_set_id, instance_ids=instance_ids,
+                                kind=RunKind.REIMAGE, operation="reimageall", now=now,
+                                settings=settings, reset_data_disks=True)
+
+
+MAX_INSTANCE_IDS = 1000
+"""The most instance ids one request may name."""
+
+
+def _not_active(instance_id: str) -> InvalidParameter:
+    # Azure's answer, word for word, for an instance id the scale set does not have.
+    return InvalidParameter(f"The provided instanceId {instance_id} is not an active Virtual "
+                            "Machine Scale Set VM instanceId.", target="instanceIds")
+
+
+def _named(records: Mapping[str, InstanceRecord], instance_ids: Iterable[str]) -> list[str]:
+    """The named instances, each once, in the order named; refused if one is not a member."""
+    ids = list(dict.fromkeys(instance_ids))
+    for iid in ids:
+        if iid not in records:
+            raise _not_active(iid)
+    return ids
+
+
+@dataclass(frozen=True, slots=True)
+class PowerRequested:
+    """What ``request_power`` recorded: the operation id and the instances it covers."""
+
+    op_id: str
+    instance_ids: tuple[str, ...]
+
+
+def request_power(store: Store, *, scale_set_id: str, instance_ids: Iterable[str] | None,
+                  action: PowerAction, now: datetime, skip_shutdown: bool = False,
+                  whole_scale_set: bool = False) -> PowerRequested:
+    """Ask for a power verb on the named instances (every instance when ``None``).
+
+    ``whole_scale_set``: the verb was sent to the scale set without naming instances,
+    so instances protected from scale-set actions are left out (as Azure does). A
+    verb meets each instance in whatever state it is in: one already there
+    succeeds without change. Refused (nothing written) when an instance is not a
+    member (400) or a rolling upgrade is working on it right now (409). A newer
+    verb replaces an older one still under way, whose operation then ends
+    ``OperationPreempted``.
+    """
+    with store.transaction() as tx:
+        row = _get(tx, scale_set_id)
+        if row.model.properties.provisioning_state == DELETING:
+            raise OperationNotAllowed(
+                f"Operation '{action}' is not allowed on Virtual Machine Scale Set "
+                f"'{row.name}' since it is being deleted.")
+        records = tx.instances(scale_set_id)
+        if instance_ids is None:
+            ids = [i for i, r in records.items()
+                   if not (whole_scale_set and r.protect_from_scale_set_actions)]
+        else:
+            ids = _named(records, instance_ids)
+        active = tx.active_run(scale_set_id)
+        busy = [i for i in ids if active is not None and i in active.instances
+                and active.instances[i].step in IN_FLIGHT_STEPS]
+        if busy and active is not None:
+            raise OperationNotAllowed(
+                f"Operation '{action}' is not allowed on instances {', '.join(busy)} of "
+                f"Virtual Machine Scale Set '{row.name}' while rolling upgrade "
+                f"{active.run_id} is upgrading them; wait for their batch to finish or "
+                "cancel the upgrade (rollingUpgrades/cancel)", target="instanceIds")
+        op_id = f"power/{uuid.uuid4()}"
+        request = PowerRequest(op_id, action, skip_shutdown)
+        tx.update_instances([records[i].replace(power_request=request) for i in ids])
+        tx.append_events(scale_set_id, None, [
+            Event("PowerRequested", f"{action} requested", i) for i in ids], now)
+    return PowerRequested(op_id, tuple(ids))
+
+
+def delete_instances(store: Store, *, scale_set_id: str, instance_ids: Iterable[str] | None,
+                     now: datetime) -> list[str]:
+    """Delete the named instances (all when ``None``) and lower the capacity by as many.
+
+    An explicit delete is the user's choice: protection from scale-in does not stop
+    it (it protects from the scale set's own scale-in), as in Azure. Unknown ids
+    refuse the whole request (400, nothing deleted).
+    """
+    with store.transaction() as tx:
+        row = _get(tx, scale_set_id)
+        records = tx.instances(scale_set_id)
+        ids = list(records) if instance_ids is None else _named(records, instance_ids)
+        model = row.model.model_copy(update={"sku": row.model.sku.model_copy(
+            update={"capacity": max(0, (row.model.sku.capacity or 0) - len(ids))})})
+        tx.delete_instances(scale_set_id, ids)
+        tx.update_scale_set(row.replace(model=model, updated_at=now))
+        tx.append_events(scale_set_id, None, [
+            Event("InstanceDeleted", "instance deleted on request", i) for i in ids], now)
+    return ids
 
 
 DELETING = "Deleting"

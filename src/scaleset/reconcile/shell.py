@@ -34,7 +34,7 @@ from scaleset.drivers.base import (
 )
 from scaleset.model.instance import HealthState, InstanceRecord
 from scaleset.model.scaleset import ScaleSet
-from scaleset.reconcile import automatic, images, membership, probes, servicefabric
+from scaleset.reconcile import automatic, images, membership, power, probes, servicefabric
 from scaleset.reconcile.settings import ShellSettings
 from scaleset.store.repository import ConflictError, ScaleSetRow, Store, Tx
 from scaleset.upgrade import run as run_machine
@@ -45,6 +45,7 @@ from scaleset.upgrade.actions import (
     ReleasePreviousOsDisk,
     RollbackInstance,
     UpgradeInstance,
+    upgrade_op_id,
 )
 from scaleset.upgrade.observations import InstanceObservation, Observations
 from scaleset.upgrade.state import Policy, Run, RunKind, RunStatus, StartedBy
@@ -227,6 +228,14 @@ class Reconciler:
             iid: _refreshed(r, snapshot.instances[iid]) if iid in snapshot.instances else r
             for iid, r in records.items()
         }
+        # The user's power verbs: outcomes of those the driver finished are committed
+        # with everything else; the pending ones are (re)submitted after the commit.
+        power_plan = power.plan(refreshed, snapshot)
+        refreshed.update({r.instance_id: r for r in power_plan.ended})
+        refreshed.update({iid: r.replace(reset_data_disks_run=None)
+                          for iid, r in refreshed.items()
+                          if r.reset_data_disks_run is not None
+                          and (run is None or run.run_id != r.reset_data_disks_run)})
         changed_records = [r for iid, r in refreshed.items() if r is not records[iid]]
         obs = observations(refreshed, snapshot, self._cluster_healthy(row, snapshot))
 
@@ -277,14 +286,19 @@ class Reconciler:
             provisioning = membership.provisioning(row.model)
             digest = self._digests(row)
             for action in decision.actions:
-                self._act(row, action, provisioning, digest)
+                self._act(row, action, provisioning, digest, refreshed)
                 self.checkpoint("acted")
+        for operation in power_plan.submit:
+            self.driver.submit(operation)
+            self.checkpoint("acted")
 
         if active is None:
             self._release_kept_disks(refreshed)
         wake = decision.wake_at if decision is not None else trigger_wake
         if decision is not None and decision.run.status.is_terminal:
             wake = now  # a finished run may let the next one start: look again at once
+        if power_plan.first_seen:
+            wake = now  # a verb the driver finished at once is recorded by the next pass
         return PassResult(
             wake_at=wake,
             active_run_id=active.run_id if active else None,
@@ -456,15 +470,21 @@ class Reconciler:
 
     # -- acting ------------------------------------------------------------------
     def _act(self, row: ScaleSetRow, action: Action, provisioning: membership.Provisioning,
-             digest: Callable[[str | None], str | None]) -> None:
+             digest: Callable[[str | None], str | None],
+             records: Mapping[str, InstanceRecord]) -> None:
         match action:
             case UpgradeInstance(op_id=op_id, instance_id=iid, image_version=image,
                                  generation=generation):
+                record = records.get(iid)
+                # reimageall: this run's new OS disk comes with empty data disks.
+                reset = record is not None and record.reset_data_disks_run is not None \
+                    and op_id == upgrade_op_id(record.reset_data_disks_run, iid)
                 self.driver.submit(UpgradeOperation(
                     op_id, row.id, iid, image, generation,
                     os_disk_id=membership.os_disk_id(row.name, iid, op_id),
                     extensions=provisioning.extensions, custom_data=provisioning.custom_data,
-                    health_source=provisioning.health_source, image_digest=digest(image)))
+                    health_source=provisioning.health_source, image_digest=digest(image),
+                    reset_data_disks=reset))
             case RollbackInstance(op_id=op_id, instance_id=iid):
                 self.driver.submit(RollbackOperation(op_id, row.id, iid))
             case ReleasePreviousOsDisk(instance_id=iid):

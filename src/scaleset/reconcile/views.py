@@ -95,7 +95,7 @@ def instance_resource(row: ScaleSetRow, record: InstanceRecord, *,
                     level="Error" if record.provisioning_state.value == "Failed" else "Info",
                     display_status=f"Provisioning {record.provisioning_state.value.lower()}"),
                 InstanceViewStatus(code=f"PowerState/{record.power_state.value}",
-                                   display_status=f"VM {record.power_state.value}"),
+                                   display_status=record.power_state.display_status),
             ],
             vm_health=VmHealth(status=_health_status(record.health_state)),
             disks=[DiskInstanceView(name=record.os_disk_id)]
@@ -187,7 +187,8 @@ def scale_set_instance_view(row: ScaleSetRow, records: Mapping[str, InstanceReco
     power = [f"PowerState/{r.power_state.value}" for r in records.values()]
     state = row.model.properties.provisioning_state or "Succeeded"
     return {
-        "virtualMachine": {"statusesSummary": summary(provisioning)},
+        # As Azure counts them: provisioning states, then power states (PowerState/stopped...).
+        "virtualMachine": {"statusesSummary": summary(provisioning) + summary(power)},
         "extensions": [{"name": e.name, "statusesSummary": summary(provisioning)}
                        for e in row.model.extensions],
         "statuses": [{"code": f"ProvisioningState/{state.lower()}", "level": "Info",

@@ -25,6 +25,8 @@ from scaleset.model.instance import (
     ExtensionStatus,
     HealthState,
     InstanceRecord,
+    PowerAction,
+    PowerRequest,
     PowerState,
     ProvisioningState,
 )
@@ -231,7 +233,30 @@ def _instance_values(r: InstanceRecord) -> dict[str, Any]:
         "extension_statuses": None if r.extensions is None else [
             {"name": e.name, "type": e.type, "state": e.state, "message": e.message,
              "typeHandlerVersion": e.type_handler_version} for e in r.extensions],
+        "user_intent": _intent_values(r),
     }
+
+
+def _intent_values(r: InstanceRecord) -> dict[str, Any] | None:
+    """The instance's ``user_intent`` column: its power request and data-disk reset."""
+    intent: dict[str, Any] = {}
+    if r.power_request is not None:
+        p = r.power_request
+        intent["power"] = {"opId": p.op_id, "action": str(p.action),
+                           "skipShutdown": p.skip_shutdown, "outcome": p.outcome,
+                           "message": p.message}
+    if r.reset_data_disks_run is not None:
+        intent["resetDataDisksRun"] = r.reset_data_disks_run
+    return intent or None
+
+
+def _power_request(intent: Any) -> PowerRequest | None:
+    power = (intent or {}).get("power")
+    if not power:
+        return None
+    return PowerRequest(power["opId"], PowerAction(power["action"]),
+                        bool(power.get("skipShutdown")), power.get("outcome"),
+                        power.get("message"))
 
 
 def _instance_from_row(row: Any) -> InstanceRecord:
@@ -257,6 +282,8 @@ def _instance_from_row(row: Any) -> InstanceRecord:
         extensions=None if row.extension_statuses is None else tuple(
             ExtensionStatus(e["name"], e["type"], e["state"], e.get("message"),
                             e.get("typeHandlerVersion")) for e in row.extension_statuses),
+        power_request=_power_request(row.user_intent),
+        reset_data_disks_run=(row.user_intent or {}).get("resetDataDisksRun"),
     )
 
 

@@ -96,6 +96,9 @@ instances = Table(
     Column("protect_from_scale_set_actions", Boolean, nullable=False),
     Column("private_ip", String(45)),  # IPv6 at its longest; None until the driver reports one
     Column("extension_statuses", JSON),  # per extension, as last observed; None: not observed
+    # What the user asked of this one instance and the engine has not forgotten: the latest
+    # power verb with its outcome, a reimageall run's data-disk reset. None: nothing.
+    Column("user_intent", JSON),
 )
 
 image_versions = Table(

@@ -108,3 +108,10 @@ def ensure_data_disks(instance_dir: Path, luns: list[int]) -> list[Path]:
         path.mkdir(parents=True, exist_ok=True)
         paths.append(path)
     return paths
+
+
+def reset_data_disks(instance_dir: Path, luns: list[int]) -> list[Path]:
+    """Empty the data disks (``reimageall``): each lun's directory comes back with nothing in it."""
+    for lun in luns:
+        shutil.rmtree(instance_dir / "disks" / f"lun{lun}", ignore_errors=True)
+    return ensure_data_disks(instance_dir, luns)

@@ -6,6 +6,12 @@ instance is — its disks, address, process id, provisioning results and the
 outcome of recent operations — is in its ``state.json`` (``records.py``), so
 a control plane that restarts on the same data directory adopts running
 processes, restarts stopped ones, and answers for operations it ran before.
+
+Power verbs (``PowerOperation``) change what the instance should be doing:
+powered off or deallocated, it is not restarted by the supervisor nor booted by
+adoption; deallocated, its address is released and a new one is taken when it
+starts; a redeploy always takes a new address (another "host"). Starting boots
+the OS disk it has, so custom data and extensions do not run again.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from scaleset.drivers.base import (
     ExtensionSpec,
     InstanceSpec,
     Operation,
+    PowerOperation,
     ProbeSpec,
     ReleaseOperation,
     RollbackOperation,
@@ -45,7 +52,13 @@ from scaleset.drivers.process.instance import BACKOFF_FIRST, BACKOFF_MAX, LiveIn
 from scaleset.drivers.process.probes import HealthExtensionSpec, Prober
 from scaleset.drivers.process.records import DiskState, InstanceState, OpState
 from scaleset.health import aggregate
-from scaleset.model.instance import ExtensionStatus, HealthState, PowerState, ProvisioningState
+from scaleset.model.instance import (
+    ExtensionStatus,
+    HealthState,
+    PowerAction,
+    PowerState,
+    ProvisioningState,
+)
 from scaleset.upgrade.observations import OperationObservation, OperationState
 
 log = logging.getLogger("scaleset.driver.process")
@@ -136,7 +149,8 @@ class ProcessDriver:
             live.state.running = False
             self._stop(live)
             shutil.rmtree(live.directory, ignore_errors=True)
-            self._claims.release(live.state.private_ip, self._home(live))
+            if live.state.private_ip:
+                self._claims.release(live.state.private_ip, self._home(live))
 
     def submit(self, operation: Operation) -> None:
         live = self._live.get((operation.scale_set_id, operation.instance_id))
@@ -160,6 +174,9 @@ class ProcessDriver:
                               operation)
         elif isinstance(operation, RollbackOperation):
             self._pool.submit(self._guarded, live, operation.op_id, self._rollback, live,
+                              operation)
+        elif isinstance(operation, PowerOperation):
+            self._pool.submit(self._guarded, live, operation.op_id, self._power, live,
                               operation)
 
     def observe(self, scale_set_id: str, now: datetime) -> DriverSnapshot:
@@ -273,13 +290,82 @@ class ProcessDriver:
             self._finish(live, op.op_id, OperationState.FAILED,
                          f"building OS disk {op.os_disk_id} failed: {exc}")
             return
+        if op.reset_data_disks:  # reimageall: the data disks come back empty
+            disks.reset_data_disks(live.directory, [lun for lun, _ in live.state.data_disks])
+            live.note("data disks reimaged (emptied)")
         older = live.state.previous
         live.state.previous, live.state.os_disk = live.state.os_disk, new
-        live.state.failed, live.state.running = False, True
+        # A new OS disk boots: an instance that was powered off runs again afterwards.
+        live.state.failed, live.state.running, live.state.deallocated = False, True, False
         live.record(op.op_id, OpState(OperationState.RUNNING.value, disk_id=new.disk_id))
         if older is not None:
             shutil.rmtree(live.disk_path(older), ignore_errors=True)
         self._complete(live, op.op_id)
+
+    def _power(self, live: LiveInstance, op: PowerOperation) -> None:
+        """A user's power verb; asking for the state the instance is in changes nothing."""
+        state, action = live.state, op.action
+        up = state.running and not state.failed
+        if (action is PowerAction.START and up) or (
+                action is PowerAction.POWER_OFF and not state.running) or (
+                action is PowerAction.DEALLOCATE and state.deallocated):
+            self._finish(live, op.op_id, OperationState.SUCCEEDED, None)
+            return
+        if action in (PowerAction.POWER_OFF, PowerAction.DEALLOCATE) or (
+                up and action in (PowerAction.RESTART, PowerAction.REDEPLOY)):
+            self._power_down(live, op)
+        if action in (PowerAction.POWER_OFF, PowerAction.DEALLOCATE):
+            self._finish(live, op.op_id, OperationState.SUCCEEDED, None)
+            return
+        if self._power_up(live, new_host=action is PowerAction.REDEPLOY) == STOPPING:
+            return  # interrupted by a shutdown: the shell asks again under the same id
+        self._finish(live, op.op_id, OperationState.SUCCEEDED, None)
+
+    def _power_down(self, live: LiveInstance, op: PowerOperation) -> None:
+        state = live.state
+        deallocate = op.action is PowerAction.DEALLOCATE
+        live.power_phase = PowerState.DEALLOCATING if deallocate else PowerState.STOPPING
+        self._on_change()
+        self._stop(live, grace=0.0 if op.skip_shutdown else None)
+        state.running = False
+        if deallocate:
+            # What the instance held on its "host" goes back: its address. Disks stay.
+            if state.private_ip:
+                self._claims.release(state.private_ip, self._home(live))
+            state.private_ip, state.deallocated = "", True
+        live.save()
+        live.note("deallocated (address released; disks kept)" if deallocate else
+                  "powered off" + (" without shutdown" if op.skip_shutdown else ""))
+        live.power_phase = None
+
+    def _power_up(self, live: LiveInstance, *, new_host: bool) -> str | None:
+        """Boot the instance's own OS disk again; a new address when ``new_host``."""
+        state = live.state
+        live.power_phase = PowerState.STARTING
+        self._on_change()
+        try:
+            if new_host:
+                old = state.private_ip
+                state.private_ip = ""
+                self._ensure_address(live, avoid=old)
+                if old:
+                    self._claims.release(old, self._home(live))
+                live.note(f"redeployed: new host, address {state.private_ip}")
+            state.running, state.failed, state.deallocated = True, False, False
+            live.save()
+            return self._boot(live)
+        finally:
+            live.power_phase = None
+
+    def _ensure_address(self, live: LiveInstance, avoid: str = "") -> None:
+        """Give an instance without an address (deallocated, redeployed) a fresh one."""
+        if live.state.private_ip:
+            return
+        with self._lock:
+            taken = [x.state.private_ip for x in self._live.values()] + [avoid]
+            live.state.private_ip = addresses.allocate(
+                self._block, taken, lambda address: self._claims.claim(address,
+                                                                      self._home(live)))
 
     def _complete(self, live: LiveInstance, op_id: str) -> None:
         """Boot the disk an operation swapped in and record how that went.
@@ -309,7 +395,7 @@ class ProcessDriver:
                          f"OS disk {state.os_disk.disk_id} to restore is missing")
             state.failed, state.running = True, False
             return
-        state.failed, state.running = False, True
+        state.failed, state.running, state.deallocated = False, True, False
         live.record(op.op_id, OpState(OperationState.RUNNING.value,
                                       disk_id=state.os_disk.disk_id))
         live.note(f"rolled back to OS disk {state.os_disk.disk_id} "
@@ -360,6 +446,7 @@ class ProcessDriver:
         path = live.disk_path(disk)
         if not path.exists():  # lost in a crash between steps: rebuild it from the image
             self._build(live, disk)
+        self._ensure_address(live)  # a deallocated instance booted by a reimage or start
         env = self._env(live)
         first_boot = not disk.provisioned
         custom_data = disks.write_custom_data(path, disk.custom_data) if first_boot else b""
@@ -409,13 +496,15 @@ class ProcessDriver:
         live.save()
         return None
 
-    def _stop(self, live: LiveInstance) -> None:
+    def _stop(self, live: LiveInstance, grace: float | None = None) -> None:
+        """Stop the instance's processes (SIGTERM, ``grace`` seconds, SIGKILL)."""
         self._prober.unwatch(self._probe_key(live))
         groups = set(live.groups)
         if live.state.pid is not None and processes.alive(live.state.pid,
                                                          live.state.pid_started):
             groups.add(live.state.pid)
-        processes.stop_all(live.key, sorted(groups), grace=self.stop_grace)
+        processes.stop_all(live.key, sorted(groups),
+                           grace=self.stop_grace if grace is None else grace)
         if live.popen is not None:
             live.popen.wait()
         live.popen, live.state.pid, live.state.pid_started = None, None, None
@@ -450,8 +539,12 @@ class ProcessDriver:
         state = live.state
         disk = state.os_disk
         busy = live.busy
-        if busy is not None:
+        if live.power_phase is not None:
+            power = live.power_phase
+        elif busy is not None:
             power = PowerState.STARTING
+        elif state.deallocated:
+            power = PowerState.DEALLOCATED
         elif state.failed or not state.running:
             power = PowerState.STOPPED
         else:
@@ -470,8 +563,8 @@ class ProcessDriver:
             generation=disk.generation, os_disk_id=disk.disk_id,
             previous_os_disk_id=state.previous.disk_id if state.previous else None,
             power_state=power, provisioning_state=provisioning, health=health,
-            data_disk_ids=tuple(d for _, d in state.data_disks), private_ip=state.private_ip,
-            extensions=statuses)
+            data_disk_ids=tuple(d for _, d in state.data_disks),
+            private_ip=state.private_ip or None, extensions=statuses)
 
     def _application_health(self, live: LiveInstance) -> HealthState | None:
         disk = live.state.os_disk
@@ -556,7 +649,7 @@ class ProcessDriver:
                     # It changed nothing that lasts: forget it, and the shell asks again.
                     del state.ops[op_id]
             self._live[(state.scale_set_id, state.instance_id)] = live
-            if not self._claims.claim(state.private_ip, live.directory):
+            if state.private_ip and not self._claims.claim(state.private_ip, live.directory):
                 log.warning("instance %s keeps %s, which another control plane claims",
                             live.key, state.private_ip)
             if resume is not None:

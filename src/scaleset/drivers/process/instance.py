@@ -17,6 +17,7 @@ from typing import IO
 
 from scaleset.drivers.process import processes, records
 from scaleset.drivers.process.records import DiskState, InstanceState, OpState
+from scaleset.model.instance import PowerState
 
 CONSOLE = "console.log"
 CONSOLE_KEEP = 1 << 20  # bytes of console output kept across boots
@@ -35,6 +36,8 @@ class LiveInstance:
     save_lock: threading.Lock = field(default_factory=threading.Lock)
     """Held while ``state.json`` is written or the operation log changes."""
     busy: str | None = None  # "create" or the id of the operation in progress
+    power_phase: PowerState | None = None
+    """stopping / deallocating / starting while a power verb is under way."""
     popen: subprocess.Popen[bytes] | None = None
     groups: set[int] = field(default_factory=set)
     restart_at: float | None = None

@@ -70,7 +70,11 @@ class InstanceState:
     data_disks: list[tuple[int, str]]  # (lun, disk id), in lun order
     previous: DiskState | None = None
     running: bool = True
-    """Desired: the instance should run. False after a failed reimage (down until repaired)."""
+    """Desired: the instance should run. False after a failed reimage (down until repaired)
+    and after the user powered it off or deallocated it."""
+    deallocated: bool = False
+    """Deallocated by the user: its address is released (``private_ip`` is empty) until it
+    starts again."""
     failed: bool = False
     pid: int | None = None
     pid_started: int | None = None  # /proc/<pid>/stat start time: tells a reused pid apart
