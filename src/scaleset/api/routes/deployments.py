@@ -44,6 +44,9 @@ router = APIRouter(tags=["deployments"])
 DEPLOYMENTS = "/subscriptions/{subscription}/resourceGroups/{resource_group}/providers/" \
               "Microsoft.Resources/deployments"
 DEPLOYMENT = DEPLOYMENTS + "/{name}"
+LEGACY = "/subscriptions/{subscription}/resourceGroups/{resource_group}/deployments/{name}"
+"""ARM's older path of a deployment's operations, without the provider (what az's
+``deployment operation group list`` calls)."""
 NAME: Final = re.compile(r"^[-\w.()]{1,64}$")
 
 
@@ -330,6 +333,7 @@ def _operation_view(deployment: str, op: dict[str, Any]) -> dict[str, Any]:
 
 
 @router.get(DEPLOYMENT + "/operations")
+@router.get(LEGACY + "/operations", include_in_schema=False)
 def list_operations(subscription: str, resource_group: str, name: str, request: Request,
                     _v: str = Depends(resources_version), _a: object = Depends(READ),
                     context: ApiContext = Depends(get_context)) -> dict[str, Any]:
@@ -340,6 +344,7 @@ def list_operations(subscription: str, resource_group: str, name: str, request: 
 
 
 @router.get(DEPLOYMENT + "/operations/{operation_id}")
+@router.get(LEGACY + "/operations/{operation_id}", include_in_schema=False)
 def get_operation(subscription: str, resource_group: str, name: str, operation_id: str,
                   request: Request, _v: str = Depends(resources_version),
                   _a: object = Depends(READ),
