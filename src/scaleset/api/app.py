@@ -19,9 +19,11 @@ from scaleset.api.routes import (
     instances,
     loadbalancers,
     metadata,
+    networksecuritygroups,
     operations,
     power,
     principals,
+    publicips,
     resourcegroups,
     scalesets,
     servicefabric,
@@ -50,7 +52,8 @@ def create_app(context: ApiContext) -> FastAPI:
     docs.install(app)
     for module in (scalesets, upgrades, instances, images, operations, loadbalancers,
                    galleries, servicefabric, tokens, resourcegroups,
-                   virtualnetworks, power, deployments, subscriptions, principals, metadata,
+                   virtualnetworks, publicips, networksecuritygroups,
+                   power, deployments, subscriptions, principals, metadata,
                    authority):  # authority last: its paths start with a {tenant} variable
         app.include_router(module.router)
 

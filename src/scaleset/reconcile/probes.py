@@ -23,8 +23,10 @@ from typing import Final
 
 from scaleset.drivers.base import ProbeSpec
 from scaleset.errors import InvalidParameter
+from scaleset.model import lbchildren
 from scaleset.model.network import LOAD_BALANCER_TYPE, PROBE_TYPE, LoadBalancer, Probe
 from scaleset.model.scaleset import ScaleSet
+from scaleset.reconcile import networkrefs
 from scaleset.store.repository import LoadBalancerRow, Store, Tx
 
 HEALTH_PROBE_TARGET: Final = "properties.virtualMachineProfile.networkProfile.healthProbe.id"
@@ -195,7 +197,9 @@ def put_load_balancer(store: Store, *, subscription: str, resource_group: str, n
         "id": display_id, "name": name, "type": LOAD_BALANCER_TYPE,
         "properties": model.properties.model_copy(update={
             "provisioning_state": "Succeeded", "probes": probes})})
+    filled = _with_children(filled, display_id)
     with store.transaction() as tx:
+        check_frontend_references(tx, filled, display_id)
         existing = tx.get_load_balancer(display_id, for_update=True)
         if existing is not None:
             if existing.location.replace(" ", "").lower() != \
@@ -220,6 +224,57 @@ def put_load_balancer(store: Store, *, subscription: str, resource_group: str, n
     return row, existing is None
 
 
+def _with_children(model: LoadBalancer, display_id: str) -> LoadBalancer:
+    """``model`` with its frontends, pools and rules filled in as ARM returns them (ids,
+    types, provisioningState, integers for az's string ports); 400 for unnamed or
+    duplicate children."""
+    wire = model.to_wire()
+    properties = wire.get("properties", {})
+    found = lbchildren.problems(properties)
+    if found:
+        target, message = found[0]
+        raise InvalidParameter(message, target=target)
+    wire["properties"] = {**lbchildren.normalise(properties, display_id),
+                          "probes": properties.get("probes", [])}
+    return LoadBalancer.model_validate(wire)
+
+
+def check_frontend_references(tx: Tx, model: LoadBalancer, display_id: str) -> None:
+    """A frontend's ``publicIPAddress.id`` and ``subnet.id`` must name an existing public IP
+    and subnet in the load balancer's region (400 ``InvalidResourceReference``)."""
+    frontends = model.to_wire().get("properties", {}).get("frontendIPConfigurations") or []
+    for i, frontend in enumerate(frontends):
+        props = frontend.get("properties") if isinstance(frontend, dict) else None
+        for key, kind in (("publicIPAddress", "publicIPAddresses"), ("subnet", "subnets")):
+            ref = networkrefs.get(networkrefs.get(props, key), "id")
+            if not isinstance(ref, str):
+                continue
+            target = f"properties.frontendIPConfigurations[{i}].properties.{key}.id"
+            parsed = networkrefs.parse(ref)
+            wanted = ("microsoft.network/publicipaddresses", None) if kind != "subnets" \
+                else ("microsoft.network/virtualnetworks", "subnets")
+            if parsed is None or (parsed[2], parsed[3]) != wanted:
+                raise InvalidParameter(
+                    f"Property id '{ref}' at path '{target}' is invalid. Expect a fully "
+                    "qualified resource id of a " + ("subnet" if kind == "subnets" else
+                                                     "public IP address") + ".",
+                    target=target, code="LinkedInvalidPropertyId")
+            row = tx.get_resource(networkrefs.parent_id(ref), for_update=True)
+            ok = row is not None and row.type.lower() == wanted[0] and \
+                row.location.replace(" ", "").lower() == \
+                model.location.replace(" ", "").lower()
+            if ok and row is not None and wanted[1] is not None:
+                names = [str(s.get("name", "")).lower() for s in
+                         row.body.get("properties", {}).get("subnets", [])]
+                ok = (parsed[4] or "").lower() in names
+            if not ok:
+                raise InvalidParameter(
+                    f"Resource {ref} referenced by resource {display_id} was not found. "
+                    "Please make sure that the referenced resource exists, and that both "
+                    "resources are in the same region.", target=target,
+                    code="InvalidResourceReference")
+
+
 def delete_load_balancer(store: Store, *, lb_id: str) -> bool:
     """Delete a load balancer no scale set uses; False when it did not exist.
 
@@ -238,6 +293,15 @@ def delete_load_balancer(store: Store, *, lb_id: str) -> bool:
                 f"'{probe}' is in use by virtual machine scale set(s) "
                 f"{', '.join(repr(s) for s in sorted(scale_sets))}; remove the scale sets' "
                 "networkProfile.healthProbe (or delete them) first",
+                target="name", code="LoadBalancerInUseByVirtualMachineScaleSet")
+        pools = [u for kind in (networkrefs.BACKEND_POOL, networkrefs.NAT_POOL)
+                 for u in networkrefs.users(tx, kind, row.model.id or lb_id)]
+        if pools:
+            raise InvalidParameter(
+                f"Cannot delete load balancer {row.model.id or row.id} since its pool "
+                f"{pools[0][2].id.rsplit('/', 1)[-1]} is in use by virtual machine scale "
+                f"set(s) {', '.join(sorted({repr(u[0].rsplit('/', 1)[-1]) for u in pools}))}; "
+                "remove the pool from their ipConfigurations (or delete them) first",
                 target="name", code="LoadBalancerInUseByVirtualMachineScaleSet")
         return tx.delete_load_balancer(lb_id)
 

@@ -38,6 +38,22 @@ def _respond(body: dict[str, Any], status: int = 200) -> JSONResponse:
     return JSONResponse(body, status_code=status, headers={"ETag": str(body.get("etag") or "")})
 
 
+def tags_of(body: Any) -> dict[str, str] | None:
+    """The tags of an ``UpdateTags`` body (``{"tags": {...}}``), checked (400 if not)."""
+    if not isinstance(body, dict):
+        raise InvalidParameter("the request body must be a JSON object {\"tags\": {...}}",
+                               target="body")
+    tags = body.get("tags")
+    if tags is not None and (not isinstance(tags, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in tags.items())):
+        raise InvalidParameter("tags must be an object of string names to string values",
+                               target="tags")
+    try:
+        return check_tags(tags)
+    except ValueError as exc:
+        raise InvalidParameter(str(exc), target="tags") from None
+
+
 def _current_etag(context: ApiContext, subscription: str, resource_group: str, name: str
                   ) -> str | None:
     with context.store.transaction() as tx:
@@ -78,18 +94,7 @@ def update_tags(subscription: str, resource_group: str, name: str, request: Requ
                 _a: object = Depends(WRITE), context: ApiContext = Depends(get_context)
                 ) -> JSONResponse:
     """Replace the network's tags (the only thing PATCH changes, as in ARM)."""
-    if not isinstance(body, dict):
-        raise InvalidParameter("the request body must be a JSON object {\"tags\": {...}}",
-                               target="body")
-    tags = body.get("tags")
-    if tags is not None and (not isinstance(tags, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in tags.items())):
-        raise InvalidParameter("tags must be an object of string names to string values",
-                               target="tags")
-    try:
-        check_tags(tags)
-    except ValueError as exc:
-        raise InvalidParameter(str(exc), target="tags") from None
+    tags = tags_of(body)
     check_preconditions(request, _current_etag(context, subscription, resource_group, name))
     row = virtualnetworks.patch_tags(context.store, subscription=subscription,
                                      resource_group=resource_group, name=name, tags=tags,
