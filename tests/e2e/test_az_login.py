@@ -10,28 +10,24 @@ authority), then real calls. az trusts the server's generated CA through
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from tests.e2e.az import (
+    AZ_MISSING,
+    DEFAULT_SUBSCRIPTION,
+    create_principal,
+    registered,
+    scaleset_cli,
+)
 from tests.e2e.server import Server, running_server
 
-AZ = os.environ.get("SCALESET_TEST_AZ")
-pytestmark = pytest.mark.skipif(
-    not AZ, reason="SCALESET_TEST_AZ (the path of az) is not set: run 'make clients', or "
-                   "make test, which sets it when azure-cli is installed")
+pytestmark = AZ_MISSING
 
-DEFAULT_SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
 RG = "rg-az"
 V = "?api-version=2026-04-01"
-AZ_TIMEOUT = 120
 
 
 def publish_and_create(server: Server, subscription: str, name: str) -> None:
@@ -56,42 +52,6 @@ def publish_and_create(server: Server, subscription: str, name: str) -> None:
         assert r.status_code in (200, 201), r.text
 
 
-def scaleset_cli(server: Server, *args: str) -> subprocess.CompletedProcess[str]:
-    """``scaleset`` with the server's URL, token and CA (its own config file, not ~)."""
-    exe = str(Path(sys.executable).with_name("scaleset"))
-    env = {**os.environ, "SCALESET_CONFIG": str(server.data_dir / "client-config.json")}
-    return subprocess.run([exe, *args, "--server", server.endpoint, "--token", server.token,
-                           "--ca-file", str(server.ca)],
-                          capture_output=True, text=True, timeout=60, env=env)
-
-
-def create_principal(server: Server, role: str = "contributor") -> dict[str, str]:
-    done = scaleset_cli(server, "sp", "create", "--role", role, "--name", f"e2e-{role}")
-    assert done.returncode == 0, done.stderr
-    created: dict[str, str] = json.loads(done.stdout)
-    assert set(created) == {"appId", "displayName", "password", "tenant"}
-    return created
-
-
-@dataclass
-class Az:
-    config_dir: Path
-    ca: Path
-
-    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        assert AZ is not None
-        env = {**os.environ, "AZURE_CONFIG_DIR": str(self.config_dir),
-               "REQUESTS_CA_BUNDLE": str(self.ca), "AZURE_CORE_COLLECT_TELEMETRY": "false",
-               "AZURE_CORE_NO_COLOR": "true", "AZURE_CORE_ONLY_SHOW_ERRORS": "false"}
-        return subprocess.run([AZ, *args], capture_output=True, text=True,
-                              timeout=AZ_TIMEOUT, env=env)
-
-    def json(self, *args: str) -> Any:
-        done = self.run(*args, "-o", "json")
-        assert done.returncode == 0, f"az {' '.join(args)}: {done.stderr}"
-        return json.loads(done.stdout)
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     with running_server(tmp_path_factory.mktemp("az-login")) as s:
@@ -99,20 +59,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         yield s
 
 
-def registered(server: Server, tmp_path: Path) -> Az:
-    az = Az(tmp_path / "azure", server.ca)
-    done = az.run("cloud", "register", "-n", "scaleset",
-                  "--endpoint-resource-manager", server.endpoint + "/")
-    assert done.returncode == 0, done.stderr
-    done = az.run("cloud", "set", "-n", "scaleset")
-    assert done.returncode == 0, done.stderr
-    return az
-
-
 def test_az_signs_in_with_a_service_principal_and_drives_the_server(server: Server,
                                                                     tmp_path: Path) -> None:
     sp = create_principal(server)
-    az = registered(server, tmp_path)
+    az = registered(server, tmp_path / "azure")
     cloud = az.json("cloud", "show", "-n", "scaleset")
     assert cloud["endpoints"]["resourceManager"] == server.endpoint + "/"
     assert cloud["endpoints"]["activeDirectory"] == server.endpoint + "/adfs"
@@ -140,7 +90,7 @@ def test_az_signs_in_with_a_service_principal_and_drives_the_server(server: Serv
 def test_a_deleted_principal_is_refused_although_az_holds_its_token(server: Server,
                                                                     tmp_path: Path) -> None:
     sp = create_principal(server, "reader")
-    az = registered(server, tmp_path)
+    az = registered(server, tmp_path / "azure")
     az.json("login", "--service-principal", "-u", sp["appId"], "-p", sp["password"],
             "--tenant", sp["tenant"])
     assert isinstance(az.json("vmss", "list"), list)
@@ -159,7 +109,7 @@ def test_a_deleted_principal_is_refused_although_az_holds_its_token(server: Serv
 def test_a_wrong_password_fails_az_login_with_entra_ids_error(server: Server,
                                                               tmp_path: Path) -> None:
     sp = create_principal(server)
-    az = registered(server, tmp_path)
+    az = registered(server, tmp_path / "azure")
     done = az.run("login", "--service-principal", "-u", sp["appId"], "-p", "not-it",
                   "--tenant", sp["tenant"])
     assert done.returncode != 0

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from scaleset.model.base import ArmModel
 from scaleset.model.durations import Duration
@@ -113,9 +113,43 @@ class ApiEntityReference(ArmModel):
     id: str
 
 
+# Booleans of the network interface configurations, which are otherwise kept as sent.
+# ARM templates often write them as strings (az vmss create's has "primary": "true"); the
+# Compute RP reads them as booleans and GET shows true, so a later read-modify-write of
+# the GET body must not look like a change.
+_NIC_BOOLEANS = frozenset({"primary", "enableAcceleratedNetworking", "enableIPForwarding",
+                           "enableFpga", "disableTcpStateTracking"})
+_IP_CONFIG_BOOLEANS = frozenset({"primary"})
+
+
+def _booleans(properties: Any, names: frozenset[str]) -> Any:
+    if not isinstance(properties, dict):
+        return properties
+    return {k: (v.lower() == "true" if k in names and isinstance(v, str)
+                and v.lower() in ("true", "false") else v) for k, v in properties.items()}
+
+
 class NetworkProfile(ArmModel):
     health_probe: ApiEntityReference | None = None
     network_interface_configurations: list[dict[str, Any]] | None = None
+
+    @field_validator("network_interface_configurations")
+    @classmethod
+    def _typed_booleans(cls, configs: list[dict[str, Any]] | None
+                        ) -> list[dict[str, Any]] | None:
+        """"true"/"false" strings in the known boolean fields become booleans."""
+        if configs is None:
+            return None
+        out = []
+        for config in configs:
+            props = _booleans(config.get("properties"), _NIC_BOOLEANS)
+            if isinstance(props, dict) and isinstance(props.get("ipConfigurations"), list):
+                props["ipConfigurations"] = [
+                    {**ip, "properties": _booleans(ip.get("properties"), _IP_CONFIG_BOOLEANS)}
+                    if isinstance(ip, dict) and "properties" in ip else ip
+                    for ip in props["ipConfigurations"]]
+            out.append({**config, "properties": props} if "properties" in config else config)
+        return out
 
 
 class ExtensionProperties(ArmModel):
