@@ -670,6 +670,85 @@ def reimage(
             client.wait(response)
 
 
+def _power_verb(ctx: typer.Context, resource_group: str, name: str, verb: str,
+                instance_ids: list[str] | None, no_wait: bool, *, all_body: bool = False,
+                params: dict[str, str] | None = None) -> None:
+    """POST a power or instance verb as az sends it, and follow its operation.
+
+    Without ``--instance-ids`` the verb applies to every instance; ``all_body`` sends
+    ``{"instanceIds": ["*"]}`` then (what az sends for stop and restart), else no body.
+    """
+    with output.reporting(), _connect(ctx) as client:
+        path = scale_set_path(client.subscription, resource_group, name)
+        ids = list(instance_ids) if instance_ids else (["*"] if all_body else None)
+        body = {"instanceIds": ids} if ids is not None else None
+        response = client.send("POST", f"{path}/{verb}", json=body, params=params)
+        if not no_wait:
+            client.wait(response)
+
+
+@app.command("start", cls=ScaleSetVerb)
+def start_instances(
+    ctx: typer.Context, resource_group: ResourceGroupOption, name: NameOption,
+    instance_ids: InstanceIdsOption = None, no_wait: NoWaitOption = False,
+) -> None:
+    """Start instances (all without --instance-ids); running ones stay as they are."""
+    _power_verb(ctx, resource_group, name, "start", instance_ids, no_wait)
+
+
+@app.command("stop", cls=ScaleSetVerb)
+def stop(
+    ctx: typer.Context, resource_group: ResourceGroupOption, name: NameOption,
+    instance_ids: InstanceIdsOption = None, no_wait: NoWaitOption = False,
+    skip_shutdown: Annotated[bool, typer.Option(
+        "--skip-shutdown", help="Stop at once, without asking the processes to shut down."
+    )] = False,
+) -> None:
+    """Power instances off, keeping their disks and addresses (powerOff)."""
+    _power_verb(ctx, resource_group, name, "poweroff", instance_ids, no_wait, all_body=True,
+                params={"skipShutdown": "true"} if skip_shutdown else None)
+
+
+@app.command("restart", cls=ScaleSetVerb)
+def restart(
+    ctx: typer.Context, resource_group: ResourceGroupOption, name: NameOption,
+    instance_ids: InstanceIdsOption = None, no_wait: NoWaitOption = False,
+) -> None:
+    """Stop, then start instances (all without --instance-ids)."""
+    _power_verb(ctx, resource_group, name, "restart", instance_ids, no_wait, all_body=True)
+
+
+@app.command("deallocate", cls=ScaleSetVerb)
+def deallocate(
+    ctx: typer.Context, resource_group: ResourceGroupOption, name: NameOption,
+    instance_ids: InstanceIdsOption = None, no_wait: NoWaitOption = False,
+) -> None:
+    """Stop instances and release their addresses; disks are kept."""
+    _power_verb(ctx, resource_group, name, "deallocate", instance_ids, no_wait)
+
+
+@app.command("redeploy", cls=ScaleSetVerb)
+def redeploy(
+    ctx: typer.Context, resource_group: ResourceGroupOption, name: NameOption,
+    instance_ids: InstanceIdsOption = None, no_wait: NoWaitOption = False,
+) -> None:
+    """Move instances to a new host: new processes and address, the same disks."""
+    _power_verb(ctx, resource_group, name, "redeploy", instance_ids, no_wait)
+
+
+@app.command("delete-instances", cls=ScaleSetVerb)
+def delete_instances(
+    ctx: typer.Context, resource_group: ResourceGroupOption, name: NameOption,
+    instance_ids: InstanceIdsOption = None, no_wait: NoWaitOption = False,
+) -> None:
+    """Delete instances (capacity drops as many); '*' for all. Scale-in protection does not
+    stop an explicit delete."""
+    if not instance_ids:
+        raise typer.BadParameter("name the instances, e.g. --instance-ids 0 3, or '*' for all",
+                                 param_hint="--instance-ids")
+    _power_verb(ctx, resource_group, name, "delete", instance_ids, no_wait)
+
+
 @app.command("update-instances", cls=ScaleSetVerb)
 def update_instances(
     ctx: typer.Context, resource_group: ResourceGroupOption, name: NameOption,

@@ -471,11 +471,11 @@ class Reconciler:
     # -- acting ------------------------------------------------------------------
     def _act(self, row: ScaleSetRow, action: Action, provisioning: membership.Provisioning,
              digest: Callable[[str | None], str | None],
-             records: Mapping[str, InstanceRecord]) -> None:
+             records: Mapping[str, InstanceRecord] | None = None) -> None:
         match action:
             case UpgradeInstance(op_id=op_id, instance_id=iid, image_version=image,
                                  generation=generation):
-                record = records.get(iid)
+                record = (records or {}).get(iid)
                 # reimageall: this run's new OS disk comes with empty data disks.
                 reset = record is not None and record.reset_data_disks_run is not None \
                     and op_id == upgrade_op_id(record.reset_data_disks_run, iid)
