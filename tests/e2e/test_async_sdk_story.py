@@ -5,7 +5,8 @@ against the server's own authority), create a scale set whose health signal is t
 Application Health extension, with automatic OS upgrade on and image ``latest``, scale it,
 change one rolling-upgrade field, publish a new image version and watch the automatic run
 it triggers to the end, read the OS upgrade history, run a manual upgrade and cancel
-another, reimage an instance, delete the scale set. After every write the scale set is
+another, reimage an instance, stop, deallocate, start and restart instances, delete
+one, delete the scale set. After every write the scale set is
 read back through the SDK and compared with the read before it: only the fields the write
 named may differ (``tests/e2e/story.py``).
 """
@@ -265,6 +266,37 @@ async def story(server: Server) -> None:
             assert vm_after["properties"]["storageProfile"]["imageReference"][
                 "exactVersion"] == after["properties"]["virtualMachineProfile"][
                 "storageProfile"]["imageReference"]["exactVersion"]
+
+        async def power_states() -> dict[str, str]:
+            return {str(v.instance_id): next(
+                (str(st.code) for st in v.instance_view.statuses or ()
+                 if str(st.code).startswith("PowerState/")), "none")
+                for v in await instances()}
+
+        with step("power: stop 0, deallocate 1, start them, restart 3"):
+            ids = m.VirtualMachineScaleSetVMInstanceIDs
+            await (await vmss.begin_power_off(RG, NAME, ids(instance_ids=["0"]),
+                                              polling_interval=POLL)).result()
+            await (await vmss.begin_deallocate(RG, NAME, ids(instance_ids=["1"]),
+                                               polling_interval=POLL)).result()
+            states = await power_states()
+            assert (states["0"], states["1"]) == ("PowerState/stopped",
+                                                  "PowerState/deallocated"), states
+            assert states["2"] == states["3"] == "PowerState/running", states
+            await (await vmss.begin_start(RG, NAME, polling_interval=POLL)).result()
+            await (await vms.begin_restart(RG, NAME, "3", polling_interval=POLL)).result()
+            assert set((await power_states()).values()) == {"PowerState/running"}
+            after = await get()
+            assert_only_changed("power actions", before, after, {})
+            before = after
+
+        with step("delete instance 3 (delete-instances)"):
+            await (await vmss.begin_delete_instances(
+                RG, NAME, m.VirtualMachineScaleSetVMInstanceRequiredIDs(instance_ids=["3"]),
+                polling_interval=POLL)).result()
+            after = await get()
+            assert_only_changed("delete instance 3", before, after, {"sku.capacity": 3})
+            assert sorted(str(v.instance_id) for v in await instances()) == ["0", "1", "2"]
 
         with step("delete the scale set"):
             await (await vmss.begin_delete(RG, NAME, polling_interval=POLL)).result()

@@ -29,7 +29,7 @@ from tests.e2e.story import create_service_principal, from_json, unexpected_chan
 SUB = "00000000-0000-0000-0000-0000000000aa"
 TIMEOUT = 240  # seconds for the whole story; it takes about 15
 WRITES = ["scale", "policy", "automatic run", "automatic off", "manual run", "cancelled run",
-          "reimage", "reimage (instance 2)"]
+          "reimage", "reimage (instance 2)", "power actions", "delete instance 3"]
 """The writes the story records, in order: a write that was not diffed is a failure too."""
 
 

@@ -337,6 +337,37 @@ async function story() {
       after.properties.virtualMachineProfile.storageProfile.imageReference.exactVersion);
   });
 
+  async function powerStates() {
+    const found = await all(vms.list(RG, NAME, { expand: "instanceView" }));
+    return Object.fromEntries(found.map((v) => [v.instanceId,
+      (v.instanceView?.statuses ?? []).map((s) => s.code)
+        .find((c) => c?.startsWith("PowerState/")) ?? "none"]));
+  }
+
+  await step("power: stop 0, deallocate 1, start them, restart 3", async () => {
+    await vmss.powerOff(RG, NAME, { vmInstanceIDs: { instanceIds: ["0"] }, ...POLL });
+    await vmss.deallocate(RG, NAME, { vmInstanceIDs: { instanceIds: ["1"] }, ...POLL });
+    const states = await powerStates();
+    assert.equal(states["0"], "PowerState/stopped", JSON.stringify(states));
+    assert.equal(states["1"], "PowerState/deallocated", JSON.stringify(states));
+    assert.equal(states["2"], "PowerState/running", JSON.stringify(states));
+    await vmss.start(RG, NAME, POLL);
+    await vms.restart(RG, NAME, "3", POLL);
+    assert.deepEqual([...new Set(Object.values(await powerStates()))], ["PowerState/running"]);
+    after = await get();
+    wrote("power actions", {}, before, after);
+    before = after;
+  });
+
+  await step("delete instance 3 (delete-instances)", async () => {
+    await vmss.deleteInstances(RG, NAME, { instanceIds: ["3"] }, POLL);
+    after = await get();
+    wrote("delete instance 3", { "sku.capacity": 3 }, before, after);
+    before = after;
+    const left = (await all(vms.list(RG, NAME))).map((v) => v.instanceId).sort();
+    assert.deepEqual(left, ["0", "1", "2"]);
+  });
+
   await step("delete the scale set", async () => {
     await vmss.delete(RG, NAME, POLL);
     await assert.rejects(vmss.get(RG, NAME), (error) => error.statusCode === 404,
