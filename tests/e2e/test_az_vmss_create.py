@@ -13,7 +13,6 @@ SDK (azure-mgmt-resource-deployments) and the template az sends, captured in
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,12 +21,9 @@ from typing import Any
 import pytest
 
 from tests.e2e.server import Server, running_server
-from tests.e2e.test_az_login import DEFAULT_SUBSCRIPTION, Az, create_principal, registered
+from tests.e2e.az import AZ_MISSING, DEFAULT_SUBSCRIPTION, signed_in
 
-AZ = os.environ.get("SCALESET_TEST_AZ")
-needs_az = pytest.mark.skipif(
-    not AZ, reason="SCALESET_TEST_AZ (the path of az) is not set: run 'make clients', or "
-                   "make test, which sets it when azure-cli is installed")
+needs_az = AZ_MISSING
 CV = "?api-version=2026-04-01"
 RV = "?api-version=2024-11-01"
 AZ_TEMPLATES = Path(__file__).parents[1] / "integration" / "az_templates"
@@ -45,14 +41,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
                              "osDiskImage": {"operatingSystem": "Linux"}}})
             assert r.status_code in (200, 201), r.text
         yield s
-
-
-def signed_in(server: Server, tmp_path: Path) -> Az:
-    sp = create_principal(server)
-    az = registered(server, tmp_path)
-    az.json("login", "--service-principal", "-u", sp["appId"], "-p", sp["password"],
-            "--tenant", sp["tenant"])
-    return az
 
 
 def wait_running(server: Server, group: str, name: str, count: int) -> dict[str, Any]:
@@ -81,7 +69,7 @@ def missing_types(stderr: str) -> set[str]:
 @needs_az
 def test_az_vmss_create_uniform_ends_with_a_running_scale_set(server: Server,
                                                               tmp_path: Path) -> None:
-    az = signed_in(server, tmp_path)
+    az = signed_in(server, tmp_path / "azure")
     assert az.json("group", "create", "-n", "rg-uniform", "-l", "westus")["name"] == \
         "rg-uniform"
     done = az.run("vmss", "create", "-g", "rg-uniform", "-n", "web", "--image", IMAGE,
@@ -122,7 +110,7 @@ def test_az_vmss_create_with_its_defaults(server: Server, tmp_path: Path) -> Non
     """az's defaults: Flexible orchestration, a Standard load balancer with a public IP, a
     network security group and a NAT rule. Every type must be served for it to succeed;
     until then the refusal names the missing types and nothing is created."""
-    az = signed_in(server, tmp_path)
+    az = signed_in(server, tmp_path / "azure")
     az.json("group", "create", "-n", "rg-defaults", "-l", "westus")
     done = az.run("vmss", "create", "-g", "rg-defaults", "-n", "web", "--image", IMAGE,
                   "--instance-count", "2", "--upgrade-policy-mode", "Automatic",
