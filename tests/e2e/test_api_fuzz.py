@@ -1,7 +1,8 @@
 """Property-based fuzzing of the API from its own OpenAPI document (schemathesis).
 
 Whatever the request, the answer is never a 5xx, and every error is in ARM's
-envelope with a code and a message (HEAD: no body at all, as HTTP has it). Bounded: a handful of examples per route.
+envelope with a code and a message (HEAD: no body at all, as HTTP has it).
+Bounded: a handful of examples per route.
 """
 
 from __future__ import annotations
