@@ -133,7 +133,7 @@ def create_principal(store: Store, *, role: Role | str, name: str | None,
             target="role") from None
     display_name = name if name is not None else f"scaleset-sp-{now:%Y-%m-%d-%H-%M-%S}"
     check_name(display_name)
-    password = secrets.token_urlsafe(30)  # 40 characters, as Entra ID's secrets
+    password = new_secret()
     principal = Principal(app_id=str(uuid.uuid4()), object_id=str(uuid.uuid4()),
                           display_name=display_name, role=chosen, created_at=now)
     with store.transaction() as tx:
@@ -143,6 +143,19 @@ def create_principal(store: Store, *, role: Role | str, name: str | None,
             body=principal.to_wire(), state={"secretHash": hash_secret(password)},
             created_at=now, updated_at=now))
     return IssuedPrincipal(principal, password)
+
+
+def new_secret() -> str:
+    """A fresh client secret: 40 URL-safe characters, as Entra ID's are.
+
+    It never starts with ``-``: az (argparse) would read ``-p -abc…`` as a
+    missing value and a new flag, so one secret in 64 could not be typed as
+    the help shows it.
+    """
+    while True:
+        secret = secrets.token_urlsafe(30)
+        if not secret.startswith("-"):
+            return secret
 
 
 def get_principal(tx: Tx, app_id: str) -> tuple[Principal, str] | None:
