@@ -20,6 +20,11 @@ def _ignore(_: object) -> None:
     """No reconciler to wake (tests that only exercise the API)."""
 
 
+def _room_everywhere(_: int) -> str | None:
+    """A driver with no machine to fill (the simulated one): every instance fits."""
+    return None
+
+
 @dataclass
 class ApiContext:
     store: Store
@@ -35,6 +40,9 @@ class ApiContext:
     """Where published image artifacts go; ``None``: sources are recorded, not copied."""
     console_log: Callable[[str, str], bytes | None] | None = None
     """(scale set id, instance id) -> the instance's serial console output."""
+    instance_room: Callable[[int], str | None] = _room_everywhere
+    """Whether the driver can hold this many more instances: None if so, else why not
+    (the process driver counts free memory and pids); refused as a quota error."""
 
 
 def get_context(request: Request) -> ApiContext:

@@ -13,8 +13,11 @@ from scaleset.catalog import auto_upgrade
 from scaleset.cli import connection
 from scaleset.catalog.auto_upgrade import PlatformImage
 from scaleset.model.durations import parse_duration
+from scaleset.reconcile.settings import Limits, SourcePolicy
 from scaleset.server.settings import DEFAULT_PORT, ServeSettings
 from scaleset.upgrade import timing
+
+_LIMITS = Limits()  # the defaults the flags show
 
 
 def serve(
@@ -70,6 +73,38 @@ def serve(
         "--auto-upgrade-images", envvar="SCALESET_AUTO_UPGRADE_IMAGES", metavar="FILE",
         help='A JSON list of {"publisher", "offer", "sku"} that replaces the default list of '
              "images with automatic OS upgrade (Azure's supported images).")] = None,
+    max_instances_per_scale_set: Annotated[int, typer.Option(
+        envvar="SCALESET_MAX_INSTANCES_PER_SCALE_SET", min=0,
+        help="The largest sku.capacity a scale set may ask for.")]
+    = _LIMITS.max_instances_per_scale_set,
+    max_instances_total: Annotated[int, typer.Option(
+        envvar="SCALESET_MAX_INSTANCES_TOTAL", min=0,
+        help="The capacities of all scale sets on this server together.")]
+    = _LIMITS.max_instances_total,
+    max_requests_in_flight: Annotated[int, typer.Option(
+        envvar="SCALESET_MAX_REQUESTS_IN_FLIGHT", min=1,
+        help="Requests served at once; more get 429 with Retry-After.")]
+    = _LIMITS.max_requests_in_flight,
+    max_image_archive_bytes: Annotated[int, typer.Option(
+        envvar="SCALESET_MAX_IMAGE_ARCHIVE_BYTES", min=1,
+        help="The largest image archive or downloaded file, in bytes as sent.")]
+    = _LIMITS.max_image_archive_bytes,
+    max_image_expanded_bytes: Annotated[int, typer.Option(
+        envvar="SCALESET_MAX_IMAGE_EXPANDED_BYTES", min=1,
+        help="The most bytes an image may hold once unpacked.")]
+    = _LIMITS.max_image_expanded_bytes,
+    max_image_files: Annotated[int, typer.Option(
+        envvar="SCALESET_MAX_IMAGE_FILES", min=1,
+        help="The most files and directories an image may hold.")]
+    = _LIMITS.max_image_files,
+    image_source_root: Annotated[list[Path] | None, typer.Option(
+        "--image-source-root", envvar="SCALESET_IMAGE_SOURCE_ROOT", metavar="DIR",
+        help="properties.source.path may name files under DIR (repeatable); without it "
+             "no server path can be published.")] = None,
+    allow_private_sources: Annotated[bool, typer.Option(
+        "--allow-private-sources", envvar="SCALESET_ALLOW_PRIVATE_SOURCES",
+        help="Let source.uri and extension fileUris reach loopback, link-local and "
+             "private addresses.")] = False,
 ) -> None:
     """Run the API, the reconcile loop and the driver until interrupted.
 
@@ -104,6 +139,14 @@ def serve(
         rollout_timing=rollout,
         replication_delay=replication,
         auto_upgrade_images=images,
+        limits=Limits(max_instances_per_scale_set=max_instances_per_scale_set,
+                      max_instances_total=max_instances_total,
+                      max_requests_in_flight=max_requests_in_flight,
+                      max_image_archive_bytes=max_image_archive_bytes,
+                      max_image_expanded_bytes=max_image_expanded_bytes,
+                      max_image_files=max_image_files),
+        sources=SourcePolicy(roots=tuple(p.resolve() for p in image_source_root or ()),
+                             allow_private=allow_private_sources),
     )
     profile = connection.flags(ctx).profile
 

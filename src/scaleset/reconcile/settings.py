@@ -2,12 +2,55 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 
 from scaleset.catalog.auto_upgrade import DEFAULT_IMAGES, PlatformImage
 from scaleset.upgrade.state import DEFAULT_HEALTH_TIMEOUT
 from scaleset.upgrade.timing import NO_DELAY, RolloutTiming
+
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What one request or the whole server may hold; every field is a ``serve`` flag.
+
+    Per-resource limits that ARM itself fixes (tags, extensions, data disks, probes,
+    ``customData``, names) are constants next to the models, not settings.
+    """
+
+    max_instances_per_scale_set: int = 1000
+    """``sku.capacity`` above this is refused (``--max-instances-per-scale-set``)."""
+    max_instances_total: int = 10_000
+    """The capacities of all scale sets together (``--max-instances-total``)."""
+    max_request_bytes: int = 4 * MiB
+    """A larger request body is refused with 413 before it is read in full."""
+    max_requests_in_flight: int = 64
+    """Beyond this many requests being served at once, 429 with Retry-After
+    (``--max-requests-in-flight``)."""
+    max_image_archive_bytes: int = 256 * MiB
+    """An image archive (or fetched file) larger than this, as sent, is refused
+    (``--max-image-archive-bytes``)."""
+    max_image_expanded_bytes: int = 512 * MiB
+    """An image archive expanding beyond this is refused while it is read
+    (``--max-image-expanded-bytes``)."""
+    max_image_files: int = 10_000
+    """An image archive or directory with more entries is refused (``--max-image-files``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SourcePolicy:
+    """Where image sources and extension files may come from."""
+
+    roots: tuple[Path, ...] = ()
+    """``properties.source.path`` must lie under one of these (``--image-source-root``,
+    repeatable); none given: no server path may be read."""
+    allow_private: bool = False
+    """``source.uri`` and ``fileUris`` may reach loopback, link-local and private
+    addresses (``--allow-private-sources``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,3 +70,9 @@ class ShellSettings:
     auto_upgrade_images: tuple[PlatformImage, ...] = DEFAULT_IMAGES
     """Platform images a scale set may upgrade automatically (the seed's table by default;
     ``serve --auto-upgrade-image`` adds, ``--auto-upgrade-images`` replaces)."""
+
+    limits: Limits = field(default_factory=Limits)
+    """Input and capacity limits (``Limits``)."""
+
+    sources: SourcePolicy = field(default_factory=SourcePolicy)
+    """Where image sources and extension files may be read from."""

@@ -157,7 +157,8 @@ def _run(settings: ServeSettings, store: Store, clock: SystemClock,
                             settings=ShellSettings(
                                 health_timeout=settings.health_timeout,
                                 rollout_timing=settings.rollout_timing,
-                                auto_upgrade_images=settings.auto_upgrade_images))
+                                auto_upgrade_images=settings.auto_upgrade_images,
+                                limits=settings.limits, sources=settings.sources))
     # Real copies into per-region stores with real instances; a simulated delay otherwise.
     replicator = Replicator(store=store, clock=clock,
                             artifacts=artifacts if isinstance(driver, ProcessDriver) else None,

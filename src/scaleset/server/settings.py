@@ -7,6 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from scaleset.catalog.auto_upgrade import DEFAULT_IMAGES, PlatformImage
+from scaleset.reconcile.settings import Limits, SourcePolicy
 from scaleset.upgrade.state import DEFAULT_HEALTH_TIMEOUT
 from scaleset.upgrade.timing import NO_DELAY, RolloutTiming
 
@@ -41,6 +42,10 @@ class ServeSettings:
     (the process driver really copies the artifact instead)."""
     auto_upgrade_images: tuple[PlatformImage, ...] = DEFAULT_IMAGES
     """Platform images that may have automatic OS upgrade (the seed's table by default)."""
+    limits: Limits = field(default_factory=Limits)
+    """Input and capacity limits: instances, request size and rate, image archives."""
+    sources: SourcePolicy = field(default_factory=SourcePolicy)
+    """Server paths and private addresses image sources and extension files may use."""
 
     @property
     def url(self) -> str:
