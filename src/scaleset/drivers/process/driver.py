@@ -42,6 +42,7 @@ from scaleset.drivers.base import (
 )
 from scaleset.drivers.process import (
     addresses,
+    capacity,
     disks,
     extensions,
     processes,
@@ -232,6 +233,12 @@ class ProcessDriver:
         list(self._pool.map(self._stop_for_shutdown, everything))
         self._pool.shutdown(wait=True, cancel_futures=True)
         self._prober.stop()
+
+    def instance_room(self, additional: int) -> str | None:
+        """``None`` if this machine can hold ``additional`` more instances, else why not."""
+        with self._lock:
+            running = len(self._live)
+        return capacity.room(capacity.read_snapshot(), additional, running)
 
     def private_ip(self, scale_set_id: str, instance_id: str) -> str | None:
         live = self._live.get((scale_set_id, instance_id))
