@@ -25,6 +25,7 @@ from pathlib import Path
 
 from scaleset.artifacts import tarballs, tree
 from scaleset.artifacts.errors import ArtifactError, ArtifactNotFound
+from scaleset.artifacts.limits import UNLIMITED, ArchiveLimits
 from scaleset.artifacts.manifest import ImageManifest, load_manifest
 
 _DIGEST = re.compile(r"sha256:([0-9a-f]{64})")
@@ -45,8 +46,11 @@ class Artifact:
 class ArtifactStore:
     """Content-addressed image versions under ``root``."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, data_dir: Path | None = None) -> None:
         self.root = Path(root)
+        # The server's data directory (the store itself by default): the API never
+        # reads a source inside it or containing it (``SourceRules.protected``).
+        self.data_dir = Path(data_dir) if data_dir is not None else self.root
         self._trees = self.root / "sha256"
         self._tmp = self.root / ".tmp"
         # Made up front so that an ingest, accepted or refused, adds nothing
@@ -56,7 +60,8 @@ class ArtifactStore:
 
     def ingest(self, source: Path, *,
                accept: Callable[[str, ImageManifest], None] | None = None,
-               progress: Progress | None = None) -> Artifact:
+               progress: Progress | None = None,
+               limits: ArchiveLimits = UNLIMITED) -> Artifact:
         """Store the image version at ``source``: a directory or a ``.tar.gz``/``.tgz`` file.
 
         Returns the stored artifact; the same content ingested again returns the
@@ -66,12 +71,14 @@ class ArtifactStore:
         anything is stored; whatever it raises refuses the ingest the same way.
         ``progress(copied, total)`` (bytes), when given, is called as a directory
         source is copied; whatever it raises stops the ingest, storing nothing.
+        ``limits`` bound the source as it is read (``ArchiveLimits``); sources from
+        outside the store pass the server's, copies of stored artifacts need none.
         """
         source = Path(source)
         if source.is_dir():
             # Known content is not copied again; the digest of the copy below
             # stays the authority for anything new.
-            known = tree.digest_tree(source)
+            known = tree.digest(source, tree.scan(source, limits))
             if known in self:
                 found = self.get(known)
                 if accept is not None:
@@ -85,10 +92,10 @@ class ArtifactStore:
         try:
             staged = work / "tree"
             if source.is_dir():
-                _copy_directory(source, staged, progress)
+                _copy_directory(source, staged, progress, limits)
             else:
                 staged.mkdir()
-                tarballs.unpack(source, staged)
+                tarballs.unpack(source, staged, limits)
             manifest = load_manifest(staged)
             digest = tree.digest_tree(staged)
             if accept is not None:
@@ -138,10 +145,11 @@ class ArtifactStore:
         return self._trees / match.group(1)
 
 
-def _copy_directory(source: Path, staged: Path, progress: Progress | None = None) -> None:
+def _copy_directory(source: Path, staged: Path, progress: Progress | None = None,
+                    limits: ArchiveLimits = UNLIMITED) -> None:
     # Checked before copying: copytree would read a device forever and a link
     # out of the tree could pull host files in; the staged copy is checked again.
-    tree.scan(source)
+    tree.scan(source, limits)
     copy: Callable[[str, str], object] = shutil.copy2
     if progress is not None:
         report = progress

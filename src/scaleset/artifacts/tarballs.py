@@ -8,7 +8,10 @@ must not already clean up. The checks (here and only here for archives):
 * only files, directories, symlinks and hard links: no devices or FIFOs;
 * a symlink target may not be absolute nor climb out of the tree;
 * a hard link must name a regular file that an earlier member already put in
-  the tree.
+  the tree;
+* the archive's size, the bytes its files expand to and its number of entries
+  stay within ``ArchiveLimits``, counted from the headers as they are read, so
+  no more than the limit is ever decompressed and nothing is written before.
 
 Extraction then runs with tarfile's ``data`` filter as a second line of defence:
 it follows links already on disk, so it also catches a chain of links that only
@@ -26,18 +29,24 @@ import zlib
 from pathlib import Path, PurePosixPath
 
 from scaleset.artifacts.errors import ArtifactError
+from scaleset.artifacts.limits import UNLIMITED, ArchiveLimits, too_large
 from scaleset.artifacts.manifest import MANIFEST_NAME
 
 
-def unpack(source: Path, dest: Path) -> None:
+def unpack(source: Path, dest: Path, limits: ArchiveLimits = UNLIMITED) -> None:
     """Check every member of the gzip tarball ``source``, then extract it into ``dest``.
 
     ``dest`` must be an empty directory. Raises ``ArtifactError`` naming the
-    offending member; ``dest`` may then hold a partial tree, which the caller removes.
+    offending member, or the limit of ``limits`` the archive passes; ``dest``
+    may then hold a partial tree, which the caller removes.
     """
+    size = source.stat().st_size
+    if size > limits.archive_bytes:
+        raise too_large("the archive's size", limits.archive_bytes, size,
+                        "max_image_archive_bytes", entry=source.name)
     try:
         with tarfile.open(source, mode="r:gz") as archive:
-            members = archive.getmembers()
+            members = _members(archive, limits)
             plan = _plan(members)
             archive.errorlevel = 2  # raise on every problem; never extract part silently
             try:
@@ -62,6 +71,31 @@ def unpack(source: Path, dest: Path) -> None:
             f"{source} is neither a directory nor a readable gzip-compressed tarball "
             f"({exc}); pass an image directory or a .tar.gz/.tgz made with "
             "tar -czf", entry=str(source)) from exc
+
+
+def _members(archive: tarfile.TarFile, limits: ArchiveLimits) -> list[tarfile.TarInfo]:
+    """The archive's members, read one header at a time and counted as they come.
+
+    A member's header declares its size, and extraction writes exactly that many
+    bytes, so the sum of the sizes read so far is what the tree would hold:
+    refusing as soon as it (or the count) passes the limit means no more than
+    the limit is ever decompressed, and nothing is written before the plan is
+    complete.
+    """
+    members: list[tarfile.TarInfo] = []
+    expanded = 0
+    while (member := archive.next()) is not None:
+        members.append(member)
+        if len(members) > limits.files:
+            raise too_large("the number of entries", limits.files, len(members),
+                            "max_image_files", entry=member.name)
+        if member.isreg():
+            expanded += member.size
+            if expanded > limits.expanded_bytes:
+                raise too_large("the expanded size in bytes", limits.expanded_bytes, expanded,
+                                "max_image_expanded_bytes", entry=member.name)
+    # tarfile keeps every header it read; extractall below walks this same list.
+    return members
 
 
 def _plan(members: list[tarfile.TarInfo]) -> list[tarfile.TarInfo]:

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Literal
 
 from scaleset.artifacts.errors import ArtifactError
+from scaleset.artifacts.limits import UNLIMITED, ArchiveLimits, too_large
 
 DIGEST_PREFIX = "sha256:"
 _HEADER = b"scaleset-image-tree-v1\n"
@@ -51,14 +52,28 @@ class TreeEntry:
     target: str | None = None
 
 
-def scan(root: Path) -> list[TreeEntry]:
+def scan(root: Path, limits: ArchiveLimits = UNLIMITED) -> list[TreeEntry]:
     """Every entry under ``root``, sorted canonically; refuse what a tree may not hold.
 
     Raises ``ArtifactError`` naming the entry (its path relative to ``root``) for
-    a device, FIFO or socket, and for a symlink that resolves outside ``root``.
+    a device, FIFO or socket, and for a symlink that resolves outside ``root``;
+    and, as soon as the walk passes one, for the ``files`` or ``expanded_bytes``
+    limit of ``limits``.
     """
     base = os.path.realpath(root)
-    entries = [_entry(root, rel, base) for rel in _walk(root, "")]
+    entries: list[TreeEntry] = []
+    expanded = 0
+    for rel in _walk(root, ""):
+        entry = _entry(root, rel, base)
+        entries.append(entry)
+        if len(entries) > limits.files:
+            raise too_large("the number of entries", limits.files, len(entries),
+                            "max_image_files", entry=rel)
+        if entry.kind == "file":
+            expanded += (root / rel).lstat().st_size
+            if expanded > limits.expanded_bytes:
+                raise too_large("the size in bytes", limits.expanded_bytes, expanded,
+                                "max_image_expanded_bytes", entry=rel)
     entries.sort(key=lambda entry: os.fsencode(entry.path))
     return entries
 

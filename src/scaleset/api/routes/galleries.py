@@ -210,7 +210,8 @@ def put_version(subscription: str, resource_group: str, gallery: str, image: str
 
         raw = body.properties.storage_profile["source"]
         try:
-            artifact = platform_images._ingest(context.artifacts, raw, accept=acceptable)
+            artifact = platform_images._ingest(context.artifacts, raw, accept=acceptable,
+                                               context=context, target=galleries.SOURCE_TARGET)
         except ArtifactError as exc:
             exc.target = f"{galleries.SOURCE_TARGET}.{'path' if 'path' in raw else 'uri'}"
             raise

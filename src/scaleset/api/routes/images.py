@@ -23,7 +23,8 @@ from scaleset.api.context import ApiContext, get_context
 from scaleset.api.routes.common import compute_version
 from scaleset.catalog import auto_upgrade
 from scaleset.catalog import versions as version_rules
-from scaleset.artifacts import Artifact, ArtifactError, ArtifactStore, ImageManifest, fetch
+from scaleset.artifacts import (ArchiveLimits, Artifact, ArtifactError, ArtifactStore,
+                                ImageManifest, SourceRules, fetch)
 from scaleset.errors import Conflict, InvalidParameter, NotFound
 from scaleset.model.base import ArmModel
 from scaleset.reconcile import commands, images
@@ -40,16 +41,39 @@ VERSIONS = SKUS + "/{sku}/versions"
 VERSION = VERSIONS + "/{version}"
 
 
+def source_rules(context: ApiContext, artifacts: ArtifactStore) -> SourceRules:
+    """What a source may reach on this server: the operator's roots and address rule,
+    never the data directory, downloads bounded by the archive limit."""
+    return SourceRules(roots=context.settings.sources.roots,
+                       protected=(artifacts.root, artifacts.data_dir),
+                       allow_private=context.settings.sources.allow_private,
+                       max_bytes=context.settings.limits.max_image_archive_bytes)
+
+
+def archive_limits(context: ApiContext) -> ArchiveLimits:
+    """The server's limits on an image source, as the artifact store takes them."""
+    limits = context.settings.limits
+    return ArchiveLimits(archive_bytes=limits.max_image_archive_bytes,
+                         expanded_bytes=limits.max_image_expanded_bytes,
+                         files=limits.max_image_files)
+
+
 def _ingest(artifacts: ArtifactStore, source: dict[str, Any],
-            accept: Callable[[str, ImageManifest], None] | None = None) -> Artifact:
-    target = "properties.source.path" if "path" in source else "properties.source.uri"
+            accept: Callable[[str, ImageManifest], None] | None = None, *,
+            context: ApiContext, target: str = "properties.source") -> Artifact:
+    """Check and store the image at ``source`` (``{"path"}`` or ``{"uri"}``) under the
+    server's rules; a refusal names ``target.path`` or ``target.uri``."""
+    field = f"{target}.{'path' if 'path' in source else 'uri'}"
+    rules = source_rules(context, artifacts)
+    limits = archive_limits(context)
     try:
         if "path" in source:
-            return artifacts.ingest(Path(source["path"]), accept=accept)
-        with fetch.fetched(source["uri"], artifacts.root / ".tmp") as path:
-            return artifacts.ingest(path, accept=accept)
+            path = rules.check_path(Path(source["path"]), what=field)
+            return artifacts.ingest(path, accept=accept, limits=limits)
+        with fetch.fetched(source["uri"], artifacts.root / ".tmp", rules, what=field) as path:
+            return artifacts.ingest(path, accept=accept, limits=limits)
     except ArtifactError as exc:
-        exc.target = target
+        exc.target = field
         raise
 
 
@@ -219,7 +243,7 @@ def publish_version(subscription: str, location: str, publisher: str, offer: str
                         None, digest):
                     raise _changed(publisher, offer, sku, version, row)
 
-        artifact = _ingest(context.artifacts, source, accept=acceptable)
+        artifact = _ingest(context.artifacts, source, accept=acceptable, context=context)
         if "uri" in source:  # kept for the record, without a signature in its query
             parts = urllib.parse.urlsplit(source["uri"])
             props["source"] = {"uri": urllib.parse.urlunsplit(
