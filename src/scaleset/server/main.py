@@ -19,7 +19,7 @@ from sqlalchemy import select
 from scaleset.api.app import create_app
 from scaleset.api.context import ApiContext
 from scaleset.clock import SystemClock
-from scaleset.artifacts import ArtifactStore
+from scaleset.artifacts import ArtifactStore, SourceRules
 from scaleset.drivers.process.driver import ProcessDriver
 from scaleset.drivers.simulated import SimulatedDriver, Timings
 from scaleset.reconcile.replication import Replicator
@@ -119,7 +119,7 @@ def serve(settings: ServeSettings, *, out: TextIO = sys.stdout, on_ready: Ready 
     # Python's default SIGTERM disposition that kills the process before the
     # clean-up below, leaving every instance running. Turn it into an exit.
     signal.signal(signal.SIGTERM, _exit_on_signal)
-    artifacts = ArtifactStore(settings.data_dir / "images")
+    artifacts = ArtifactStore(settings.data_dir / "images", data_dir=settings.data_dir)
     wake = Doorbell()
     driver: SimulatedDriver | ProcessDriver
     if settings.driver == "simulated":
@@ -131,7 +131,8 @@ def serve(settings: ServeSettings, *, out: TextIO = sys.stdout, on_ready: Ready 
                 simulated.bad_images.add(row.version)
         driver = simulated
     elif settings.driver == "process":
-        driver = ProcessDriver(settings.data_dir / "instances", artifacts, on_change=wake.ring)
+        driver = ProcessDriver(settings.data_dir / "instances", artifacts, on_change=wake.ring,
+                               sources=_source_rules(settings))
 
         def published(row: ImageVersionRow) -> None:
             """The process driver reads artifacts when it needs them."""
@@ -221,3 +222,11 @@ def _lock_data_dir(data_dir: Path) -> IO[str]:
     handle.write(str(os.getpid()))
     handle.flush()
     return handle
+
+
+def _source_rules(settings: ServeSettings) -> SourceRules:
+    """What extensions' fileUris may reach: the operator's roots and address rule, never
+    the data directory (the API builds the same rules for image sources)."""
+    return SourceRules(roots=settings.sources.roots, protected=(settings.data_dir,),
+                       allow_private=settings.sources.allow_private,
+                       max_bytes=settings.limits.max_image_archive_bytes)

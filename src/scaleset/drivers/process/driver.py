@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
-from scaleset.artifacts import ArtifactStore
+from scaleset.artifacts import ArtifactStore, SourceRules
 from scaleset.drivers.base import (
     DriverInstance,
     DriverSnapshot,
@@ -85,8 +85,10 @@ class ProcessDriver:
     def __init__(self, root: Path, artifacts: ArtifactStore, *,
                  on_change: Callable[[], None] | None = None, workers: int = 32,
                  stop_grace: float = processes.STOP_GRACE,
-                 claims: addresses.Claims | None = None) -> None:
+                 claims: addresses.Claims | None = None,
+                 sources: SourceRules | None = None) -> None:
         self.root = root
+        self.sources = sources or SourceRules()  # what extensions' fileUris may reach
         self.root.mkdir(parents=True, exist_ok=True)
         self.artifacts = artifacts
         self.stop_grace = stop_grace

@@ -31,13 +31,14 @@ import shutil
 import subprocess
 import urllib.parse
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, IO
 
-import httpx
-
+from scaleset.artifacts import fetch
+from scaleset.artifacts.errors import ArtifactError
+from scaleset.artifacts.sources import SourceRules
 from scaleset.drivers.base import ExtensionSpec
 from scaleset.drivers.process.probes import HealthExtensionSpec
 from scaleset.model.extensions import HANDLERS, ExtensionKind, kind_of
@@ -45,7 +46,6 @@ from scaleset.model.instance import ExtensionStatus
 
 DEFAULT_BUDGET = 90 * 60.0  # seconds: Azure's extensions time budget
 DOWNLOAD_TIMEOUT = 30.0
-OUTPUT_LIMIT = 4096  # characters of a script's output kept in its status message
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,9 @@ class Context:
     instance can kill what the command leaves behind."""
     budget: float = DEFAULT_BUDGET
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
+    sources: SourceRules = field(default_factory=SourceRules)
+    """What ``fileUris`` may reach (the server's roots and address rule); by default
+    no server path and no private address."""
 
 
 class ExtensionFailed(Exception):
@@ -172,8 +175,12 @@ def _expired(uri: str, now: datetime) -> str | None:
 
 
 def _download(uri: str, ctx: Context) -> None:
+    # Under the server's SourceRules (artifacts.fetch): a file:// path only under the
+    # operator's roots, an http(s) URL only to an address they allow. Failures say
+    # "refused" or "failed", never the remote's status or body: this message is in
+    # the instance view, which readers see.
+    shown = fetch.shown(uri)
     parts = urllib.parse.urlsplit(uri)
-    shown = urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
     expired = _expired(uri, ctx.now())
     if expired is not None:
         raise ExtensionFailed(
@@ -184,25 +191,24 @@ def _download(uri: str, ctx: Context) -> None:
     if not name:
         raise ExtensionFailed(f"'{shown}' names no file")
     target = ctx.os_disk / name
-    if parts.scheme == "file":
-        source = Path(urllib.parse.unquote(parts.path))
-        try:
-            shutil.copyfile(source, target)
-        except OSError as exc:
-            raise ExtensionFailed(f"Failed to download '{shown}': {exc}") from exc
-    elif parts.scheme in ("http", "https"):
-        try:
-            with httpx.Client(timeout=DOWNLOAD_TIMEOUT, trust_env=False,
-                              follow_redirects=True) as client:
-                response = client.get(uri)
-        except httpx.HTTPError as exc:
-            raise ExtensionFailed(f"Failed to download '{shown}': {exc}") from exc
-        if response.status_code != 200:
-            raise ExtensionFailed(f"Failed to download '{shown}': HTTP {response.status_code}")
-        target.write_bytes(response.content)
-    else:
-        raise ExtensionFailed(f"fileUris scheme '{parts.scheme}' is not supported "
-                              f"('{shown}'); use file://, http:// or https://")
+    try:
+        if parts.scheme == "file":
+            source = ctx.sources.check_path(Path(urllib.parse.unquote(parts.path)),
+                                            what="fileUris")
+            try:
+                shutil.copyfile(source, target)
+            except OSError as exc:
+                raise ExtensionFailed(f"Failed to download '{shown}': the file could not "
+                                      "be read") from exc
+        elif parts.scheme in ("http", "https"):
+            with open(target, "wb") as out:
+                fetch.download(uri, out, ctx.sources, what="fileUris")
+        else:
+            raise ExtensionFailed(f"fileUris scheme '{parts.scheme}' is not supported "
+                                  f"('{shown}'); use file://, http:// or https://")
+    except ArtifactError as exc:
+        target.unlink(missing_ok=True)  # nothing partial is left for the command to run
+        raise ExtensionFailed(str(exc)) from exc
     _console(ctx, f"downloaded {shown}")
 
 
@@ -229,9 +235,10 @@ def _execute(argv: list[str], ctx: Context) -> str:
         if chunk:
             ctx.console.write(chunk)
     ctx.console.flush()
-    out = stdout.decode(errors="replace")[-OUTPUT_LIMIT:].strip()
-    err = stderr.decode(errors="replace")[-OUTPUT_LIMIT:].strip()
+    # The output stays on the console (boot diagnostics, contributors only): in the
+    # instance view, which readers see, it would carry whatever the command fetched.
     if process.returncode != 0:
         raise ExtensionFailed(f"Enable failed: the command exited with status "
-                              f"{process.returncode}. [stdout] {out} [stderr] {err}")
-    return f"Enable succeeded: [stdout] {out} [stderr] {err}"
+                              f"{process.returncode}; its output is in the instance's boot "
+                              "diagnostics")
+    return "Enable succeeded; the command's output is in the instance's boot diagnostics"
