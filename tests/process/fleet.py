@@ -27,7 +27,7 @@ from scaleset.catalog.auto_upgrade import PlatformImage
 from scaleset.clock import SystemClock
 from scaleset.drivers.process.driver import ProcessDriver
 from scaleset.model.extensions import ExtensionKind, kind_of
-from scaleset.reconcile.settings import ShellSettings
+from scaleset.reconcile.settings import ShellSettings, SourcePolicy
 from scaleset.reconcile.shell import Reconciler
 from scaleset.server.loop import ReconcileLoop
 from scaleset.store.repository import Store
@@ -54,7 +54,7 @@ class Fleet:
     def __init__(self, data_dir: Path, store: Store, *, health_timeout: float = 6.0) -> None:
         self.data_dir = data_dir
         self.store = store
-        self.artifacts = ArtifactStore(data_dir / "images")
+        self.artifacts = ArtifactStore(data_dir / "images", data_dir=data_dir)
         self._loop: ReconcileLoop | None = None
         self.driver = ProcessDriver(data_dir / "instances", self.artifacts,
                                     on_change=self._wake, stop_grace=2.0)
@@ -62,7 +62,11 @@ class Fleet:
         self.reconciler = Reconciler(
             store=store, driver=self.driver, clock=clock,
             settings=ShellSettings(health_timeout=timedelta(seconds=health_timeout),
-                                   auto_upgrade_images=AUTO_UPGRADE_IMAGES))
+                                   auto_upgrade_images=AUTO_UPGRADE_IMAGES,
+                                   # A local file server stands in for storage (loopback).
+                                   sources=SourcePolicy(roots=(ROOT / "examples",
+                                                               data_dir.parent),
+                                                        allow_private=True)))
         self._loop = ReconcileLoop(reconciler=self.reconciler, store=store, clock=clock,
                                    resync=timedelta(seconds=0.5))
         context = ApiContext(store=store, clock=clock, settings=self.reconciler.settings,

@@ -12,13 +12,27 @@ powered off or deallocated, it is not restarted by the supervisor nor booted by
 adoption; deallocated, its address is released and a new one is taken when it
 starts; a redeploy always takes a new address (another "host"). Starting boots
 the OS disk it has, so custom data and extensions do not run again.
+
+Isolation: when the control plane runs as root, every instance runs as a user
+of its own (uid = gid = ``UID_BASE`` + a slot per data directory + n, no
+``/etc/passwd`` entry, no supplementary groups), kept in its ``state.json``
+across restarts. Its OS disks and data disks are its own (0700); everything
+else of the instance's directory (``state.json``, ``inputs-*.json``,
+``console.log``) is the control plane's (0600), in directories the instance
+may pass through but not list (0711). The instance tree stays where it was
+(``<data-dir>/instances``): the directories above it get search permission
+(``o+x``, never read) so an instance reaches its disks by name and lists
+nothing; the database and the image store are 0600/0700 and out of reach.
+Not root, the driver says once at start what isolation it cannot give.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import secrets
+import stat
 import shutil
 import threading
 import time
@@ -70,6 +84,11 @@ STOPPING = "interrupted: the control plane is stopping"
 INHERITED = frozenset({"PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "TZ", "TMPDIR",
                        "TERM"})
 INHERITED_PREFIXES = ("LC_", "PYENV_")  # locale; pyenv's shims find their interpreter
+UID_BASE = 2_000_000
+UID_SLOT = 16_384  # users per data directory (more than the server's instance limit)
+NOT_ISOLATED = ("serve is not root (uid {uid}): instances run as this same user, so they are "
+                "not isolated from each other's disks, from the data directory or from the "
+                "database; run serve as root to give every instance a user of its own")
 _SEVERITY = {HealthState.UNHEALTHY: 3, HealthState.INITIALIZING: 2, HealthState.UNKNOWN: 1,
              HealthState.HEALTHY: 0}
 
@@ -90,6 +109,16 @@ class ProcessDriver:
         self.root = root
         self.sources = sources or SourceRules()  # what extensions' fileUris may reach
         self.root.mkdir(parents=True, exist_ok=True)
+        self.isolated = os.geteuid() == 0
+        self._uid_base = UID_BASE + UID_SLOT * int.from_bytes(
+            hashlib.sha1(str(root.resolve()).encode()).digest()[:2], "big")
+        if self.isolated:
+            _searchable(self.root)
+            artifacts.root.mkdir(parents=True, exist_ok=True)
+            os.chmod(artifacts.root, 0o700)  # images are read by the control plane only
+        else:
+            log.warning(NOT_ISOLATED.format(uid=os.geteuid()))
+        disks.private_dir(self.root, self._run_as_any())
         self.artifacts = artifacts
         self.stop_grace = stop_grace
         self._on_change = on_change or (lambda: None)
@@ -115,16 +144,19 @@ class ProcessDriver:
             if key in self._live:
                 return
             directory = self.root / records.scale_set_key(spec.scale_set_id) / spec.instance_id
-            directory.mkdir(parents=True, exist_ok=True)
+            disks.private_dir(directory.parent, self._run_as_any())
+            disks.private_dir(directory, self._run_as_any())
+            records.save_inputs(directory, spec.os_disk_id,
+                                records.inputs_of(spec.extensions, spec.custom_data))
             ip = addresses.allocate(self._block,
                                     (x.state.private_ip for x in self._live.values()),
                                     lambda address: self._claims.claim(address, directory))
             state = InstanceState(
                 scale_set_id=spec.scale_set_id, instance_id=spec.instance_id, private_ip=ip,
                 os_disk=_disk_state(spec.os_disk_id, spec.image_version, spec.generation,
-                                    spec.image_digest, spec.extensions, spec.custom_data,
-                                    spec.health_source),
+                                    spec.image_digest, spec.extensions, spec.health_source),
                 data_disks=[(d.lun, d.disk_id) for d in spec.data_disks],
+                uid=self._new_uid() if self.isolated else None,
                 incarnation=secrets.token_hex(6))
             live = LiveInstance(state, directory, busy="create")
             live.save()
@@ -278,7 +310,8 @@ class ProcessDriver:
         self._on_change()
 
     def _create(self, live: LiveInstance) -> None:
-        disks.ensure_data_disks(live.directory, [lun for lun, _ in live.state.data_disks])
+        disks.ensure_data_disks(live.directory, [lun for lun, _ in live.state.data_disks],
+                                self._run_as(live))
         try:
             self._build(live, live.state.os_disk)
         except (disks.DiskError, LookupError) as exc:
@@ -290,7 +323,9 @@ class ProcessDriver:
     def _upgrade(self, live: LiveInstance, op: UpgradeOperation) -> None:
         self._stop(live)
         new = _disk_state(op.os_disk_id, op.image_version, op.generation, op.image_digest,
-                          op.extensions, op.custom_data, op.health_source)
+                          op.extensions, op.health_source)
+        records.save_inputs(live.directory, new.disk_id,
+                            records.inputs_of(op.extensions, op.custom_data))
         try:
             self._build(live, new)
         except (disks.DiskError, LookupError) as exc:
@@ -300,7 +335,8 @@ class ProcessDriver:
                          f"building OS disk {op.os_disk_id} failed: {exc}")
             return
         if op.reset_data_disks:  # reimageall: the data disks come back empty
-            disks.reset_data_disks(live.directory, [lun for lun, _ in live.state.data_disks])
+            disks.reset_data_disks(live.directory, [lun for lun, _ in live.state.data_disks],
+                                   self._run_as(live))
             live.note("data disks reimaged (emptied)")
         older = live.state.previous
         live.state.previous, live.state.os_disk = live.state.os_disk, new
@@ -424,7 +460,7 @@ class ProcessDriver:
     # -- disks and boots ---------------------------------------------------------
     def _build(self, live: LiveInstance, disk: DiskState) -> None:
         tree = self.artifacts.get(disk.digest).path if disk.digest else None
-        disks.build_os_disk(live.disk_path(disk), tree)
+        disks.build_os_disk(live.disk_path(disk), tree, self._run_as(live))
         live.note(f"OS disk {disk.disk_id} built from image "
                             f"{disk.image_version or '(none)'} " + (
                                 disk.digest or "(published without files: the base image)"))
@@ -434,8 +470,11 @@ class ProcessDriver:
         # tokens, database URL, cloud credentials): only what finds programs and locale.
         env = {k: v for k, v in os.environ.items()
                if k in INHERITED or k.startswith(INHERITED_PREFIXES)}
-        data = disks.ensure_data_disks(live.directory, [lun for lun, _ in live.state.data_disks])
+        data = disks.ensure_data_disks(live.directory, [lun for lun, _ in live.state.data_disks],
+                                       self._run_as(live))
         os_disk = live.disk_path(live.state.os_disk)
+        if self._run_as(live) is not None:  # the server's HOME is not the instance's
+            env["HOME"] = str(os_disk)
         env.update({
             "SCALESET_PRIVATE_IP": live.state.private_ip,
             "SCALESET_INSTANCE_ID": live.state.instance_id,
@@ -456,9 +495,19 @@ class ProcessDriver:
         if not path.exists():  # lost in a crash between steps: rebuild it from the image
             self._build(live, disk)
         self._ensure_address(live)  # a deallocated instance booted by a reimage or start
+        run_as = self._run_as(live)
+        disks.give(path, run_as)  # an instance adopted from before instances had users
         env = self._env(live)
         first_boot = not disk.provisioned
-        custom_data = disks.write_custom_data(path, disk.custom_data) if first_boot else b""
+        inputs = records.load_inputs(live.directory, disk.disk_id) if first_boot else None
+        if first_boot:
+            # What a killed control plane left running goes, but its provisioning steps
+            # finish (they must not run twice): provision() waits for them.
+            processes.stop_all(live.key, sorted(live.groups), grace=self.stop_grace,
+                               spare_steps=True)
+            live.groups.clear()
+        custom_data = disks.write_custom_data(path, inputs.custom_data, run_as) \
+            if inputs is not None else b""
         failure = self._spawn(live, env)
         if failure is not None:
             return failure
@@ -466,9 +515,11 @@ class ProcessDriver:
             self._watch(live)
             failed = [x for x in disk.statuses() if x.state == "Failed"]
             return _extension_failure(failed[0]) if failed else None
-        statuses = provision.provision(live, custom_data, env, self._stopping)
+        statuses = provision.provision(live, custom_data, env, self._stopping, run_as, inputs,
+                                         sources=self.sources)
         if statuses is None:
             return STOPPING
+        records.drop_inputs(live.directory, disk.disk_id)  # provisioned: never needed again
         self._watch(live)
         failed = [s for s in statuses if s.state == "Failed"]
         return _extension_failure(failed[0]) if failed else None
@@ -488,7 +539,8 @@ class ProcessDriver:
                 if not isinstance(argv, list) or not argv:
                     raise disks.DiskError("image.json has no entrypoint")
                 live.popen = processes.spawn([str(a) for a in argv], cwd=path,
-                                             env=env or self._env(live), log=console)
+                                             env=env or self._env(live), log=console,
+                                             run_as=self._run_as(live))
             except (OSError, disks.DiskError) as exc:
                 # Like a process that dies at once: retried with back-off, unhealthy meanwhile.
                 why = f"the entrypoint could not be started: {exc}"
@@ -538,6 +590,25 @@ class ProcessDriver:
         """The instance's own directory (it moves aside when the instance is deleted)."""
         return self.root / records.scale_set_key(live.state.scale_set_id) / \
             live.state.instance_id
+
+    def _run_as(self, live: LiveInstance) -> processes.RunAs | None:
+        """The instance's own user, when this control plane can give it one."""
+        uid = live.state.uid
+        return processes.RunAs(uid, uid) if self.isolated and uid is not None else None
+
+    def _run_as_any(self) -> processes.RunAs | None:
+        """Some instance user when isolating (for the modes of shared directories)."""
+        return processes.RunAs(self._uid_base, self._uid_base) if self.isolated else None
+
+    def _new_uid(self, also_taken: frozenset[int] = frozenset()) -> int:
+        """The lowest user of this data directory's slot that no instance has."""
+        with self._lock:
+            taken = {x.state.uid for x in self._live.values()} | also_taken
+        for uid in range(self._uid_base, self._uid_base + UID_SLOT):
+            if uid not in taken:
+                return uid
+        raise addresses.AddressPoolExhausted(
+            f"all {UID_SLOT} instance users of this data directory are taken")
 
     @staticmethod
     def _probe_key(live: LiveInstance) -> tuple[str, str]:
@@ -637,13 +708,30 @@ class ProcessDriver:
     # -- adoption ------------------------------------------------------------------
     def _adopt(self) -> None:
         """Take over the instances a previous control plane left in this directory."""
-        for state_file in sorted(self.root.glob(f"*/*/{records.STATE_FILE}")):
+        found = sorted(self.root.glob(f"*/*/{records.STATE_FILE}"))
+        kept: set[int] = set()
+        for state_file in found:  # users already given (read again below)
+            try:
+                uid = records.load(state_file).uid
+            except (OSError, ValueError, TypeError, KeyError):
+                continue
+            if uid is not None:
+                kept.add(uid)
+        for state_file in found:
             try:
                 state = records.load(state_file)
             except (OSError, ValueError, TypeError, KeyError) as exc:
                 log.error("cannot read %s (%s): instance left alone", state_file, exc)
                 continue
             live = LiveInstance(state, state_file.parent)
+            if self.isolated and state.uid is None:  # from before instances had users
+                state.uid = self._new_uid(frozenset(kept))
+                kept.add(state.uid)
+            wanted = {records.inputs_file(state_file.parent, d.disk_id).name
+                      for d in (state.os_disk, state.previous) if d is not None}
+            for stale in state_file.parent.glob("inputs-*.json"):
+                if stale.name not in wanted:
+                    stale.unlink(missing_ok=True)  # an OS disk built but never swapped in
             if state_file.parent.name.startswith(".deleted-"):  # deleted before a crash
                 processes.stop_all(live.key, (), grace=self.stop_grace)
                 shutil.rmtree(state_file.parent, ignore_errors=True)
@@ -661,8 +749,10 @@ class ProcessDriver:
             if state.private_ip and not self._claims.claim(state.private_ip, live.directory):
                 log.warning("instance %s keeps %s, which another control plane claims",
                             live.key, state.private_ip)
+            unprovisioned = not state.os_disk.provisioned
             if resume is not None:
-                processes.stop_all(live.key, (), grace=self.stop_grace)
+                processes.stop_all(live.key, (), grace=self.stop_grace,
+                                   spare_steps=unprovisioned)
                 state.pid = state.pid_started = None
                 live.save()
                 live.note(f"resuming operation {resume} after a control-plane "
@@ -677,8 +767,9 @@ class ProcessDriver:
                 live.note("adopted by a new control plane")
                 live.save()
                 continue
-            # Anything of it that survived without its main process goes: it boots anew.
-            processes.stop_all(live.key, (), grace=self.stop_grace)
+            # Anything of it that survived without its main process goes (but for the
+            # provisioning steps of a disk not yet provisioned: they finish): it boots anew.
+            processes.stop_all(live.key, (), grace=self.stop_grace, spare_steps=unprovisioned)
             state.pid = state.pid_started = None
             live.save()
             if state.running and not state.failed:
@@ -690,11 +781,24 @@ def _now() -> datetime:
 
 
 def _disk_state(disk_id: str, image_version: str | None, generation: int, digest: str | None,
-                specs: tuple[ExtensionSpec, ...], custom_data: str | None,
-                health_source: bool) -> DiskState:
+                specs: tuple[ExtensionSpec, ...], health_source: bool) -> DiskState:
     return DiskState(disk_id=disk_id, image_version=image_version, generation=generation,
                      digest=digest, extensions=[records.extension_dict(e) for e in specs],
-                     custom_data=custom_data, health_source=health_source)
+                     health_source=health_source)
+
+
+def _searchable(path: Path) -> None:
+    """Give every directory above ``path`` search permission for others (``o+x``, not read),
+    so an instance's user reaches its own disks by name (and lists nothing on the way)."""
+    changed = []
+    for folder in [path, *path.resolve().parents]:
+        mode = folder.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            os.chmod(folder, stat.S_IMODE(mode) | stat.S_IXOTH)
+            changed.append(str(folder))
+    if changed:
+        log.warning("instances run as users of their own: gave search permission (o+x, "
+                    "not read) to %s so they reach their disks", ", ".join(changed))
 
 
 def _extension_failure(status: ExtensionStatus) -> str:

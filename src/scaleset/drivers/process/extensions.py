@@ -63,6 +63,15 @@ class Context:
     sources: SourceRules = field(default_factory=SourceRules)
     """What ``fileUris`` may reach (the server's roots and address rule); by default
     no server path and no private address."""
+    run: Callable[[list[str], Path, Path], int] | None = None
+    """Runs a command once per OS disk (``provision.Steps``): argv, stdout and stderr
+    files; the exit status. ``None``: a plain run."""
+    own: Callable[[Path], None] = lambda _path: None
+    """Gives a file the control plane wrote on the OS disk to the instance's user."""
+
+
+class Interrupted(Exception):
+    """The control plane is stopping: provisioning ends here, to go on at the next start."""
 
 
 class ExtensionFailed(Exception):
@@ -150,6 +159,7 @@ def _custom_script(spec: ExtensionSpec, ctx: Context) -> str:
             raise ExtensionFailed(f"settings.script is not valid base64: {exc}") from exc
         target = ctx.os_disk / ".scaleset" / f"script-{spec.name}.sh"
         target.write_bytes(text)
+        ctx.own(target)
         argv = ["/bin/sh", str(target)]
     elif command:
         argv = ["/bin/sh", "-c", str(command)]
@@ -218,6 +228,8 @@ def _execute(argv: list[str], ctx: Context) -> str:
     logs = ctx.os_disk / ".scaleset"
     logs.mkdir(exist_ok=True)
     out_path, err_path = logs / "extension.stdout", logs / "extension.stderr"
+    if ctx.run is not None:
+        return _outcome(ctx.run(argv, out_path, err_path), out_path, err_path, ctx)
     with open(out_path, "wb") as out_file, open(err_path, "wb") as err_file:
         process = subprocess.Popen(argv, cwd=ctx.os_disk, env=dict(ctx.env),
                                    stdin=subprocess.DEVNULL, stdout=out_file, stderr=err_file,
@@ -230,15 +242,21 @@ def _execute(argv: list[str], ctx: Context) -> str:
         process.wait()
         raise ExtensionFailed(f"the command did not finish within {ctx.budget:.0f} s "
                               "(extensionsTimeBudget)") from None
-    stdout, stderr = out_path.read_bytes(), err_path.read_bytes()
+    return _outcome(process.returncode, out_path, err_path, ctx)
+
+
+def _outcome(code: int, out_path: Path, err_path: Path, ctx: Context) -> str:
+    try:
+        stdout, stderr = out_path.read_bytes(), err_path.read_bytes()
+    except FileNotFoundError:
+        stdout = stderr = b""
     for chunk in (stdout, stderr):
         if chunk:
             ctx.console.write(chunk)
     ctx.console.flush()
     # The output stays on the console (boot diagnostics, contributors only): in the
     # instance view, which readers see, it would carry whatever the command fetched.
-    if process.returncode != 0:
-        raise ExtensionFailed(f"Enable failed: the command exited with status "
-                              f"{process.returncode}; its output is in the instance's boot "
-                              "diagnostics")
+    if code != 0:
+        raise ExtensionFailed(f"Enable failed: the command exited with status {code}; "
+                              "its output is in the instance's boot diagnostics")
     return "Enable succeeded; the command's output is in the instance's boot diagnostics"

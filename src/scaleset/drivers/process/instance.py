@@ -90,7 +90,8 @@ class LiveInstance:
                 path.write_bytes(tail)
         except FileNotFoundError:
             pass
-        return open(path, "ab")
+        # The control plane's, 0600: an instance's own console may show secrets it echoed.
+        return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
 
     def note(self, line: str) -> None:
         """A line from the control plane in the console log."""

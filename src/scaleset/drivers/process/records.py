@@ -4,7 +4,11 @@ Each instance has a directory ``<root>/<scale set key>/<instance id>/`` holding
 ``state.json`` (this module's ``InstanceState``), its OS disks under ``os/``,
 its data disks under ``disks/`` and its serial console log ``console.log``.
 ``state.json`` is replaced atomically (write, fsync, rename) after every step
-that changes it, so a crash leaves either the old or the new state.
+that changes it, so a crash leaves either the old or the new state. It is
+0600 and holds no secret: ``customData`` and extensions' protected settings of
+a disk not yet provisioned wait in ``inputs-<disk id>.json`` (0600, the control
+plane's; ``Inputs``), which goes once the disk is provisioned; the custom data
+then lives on the instance's own OS disk, as Azure's ``/var/lib/waagent/CustomData``.
 """
 
 from __future__ import annotations
@@ -39,11 +43,15 @@ class DiskState:
     generation: int
     digest: str | None
     extensions: list[dict[str, Any]] = field(default_factory=list)
-    custom_data: str | None = None
+    """Without protected settings (those are in the disk's ``Inputs``)."""
     health_source: bool = True
     extension_statuses: list[dict[str, Any]] = field(default_factory=list)
     provisioned: bool = False
     """Custom data and extensions ran on this disk (they never run twice on one disk)."""
+    steps: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Durable markers of provisioning, per step ("customData", "extension:<name>"):
+    ``{"phase": "started", "pid": …}`` written before the step can have an effect,
+    ``{"phase": "done", "status": …}`` once it ended (``provision.py``)."""
 
     def extension_specs(self) -> list[ExtensionSpec]:
         return [ExtensionSpec(**e) for e in self.extensions]
@@ -78,6 +86,9 @@ class InstanceState:
     failed: bool = False
     pid: int | None = None
     pid_started: int | None = None  # /proc/<pid>/stat start time: tells a reused pid apart
+    uid: int | None = None
+    """The unprivileged user (and group) the instance's processes run as when the control
+    plane is root; ``None``: as the control plane's user (not root, or an older record)."""
     incarnation: str = ""
     """Random, per created instance: a scale set deleted and made again under the same
     name reuses instance ids, and the old instance's clean-up must not touch the new."""
@@ -89,10 +100,47 @@ class InstanceState:
             self.ops.pop(next(iter(self.ops)))
 
 
+@dataclass
+class Inputs:
+    """A disk's secret provisioning inputs, kept out of ``state.json``."""
+
+    custom_data: str | None = None
+    protected_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per extension name."""
+
+
+def inputs_file(directory: Path, disk_id: str) -> Path:
+    return directory / f"inputs-{disk_id}.json"
+
+
+def save_inputs(directory: Path, disk_id: str, inputs: Inputs) -> None:
+    """Write a disk's inputs durably (0600) before anything relies on them."""
+    _write(inputs_file(directory, disk_id), asdict(inputs))
+
+
+def load_inputs(directory: Path, disk_id: str) -> Inputs:
+    """A disk's inputs; empty once provisioned (or for a disk that never had any)."""
+    try:
+        data = json.loads(inputs_file(directory, disk_id).read_text())
+    except FileNotFoundError:
+        return Inputs()
+    return Inputs(**data)
+
+
+def drop_inputs(directory: Path, disk_id: str) -> None:
+    inputs_file(directory, disk_id).unlink(missing_ok=True)
+
+
 def extension_dict(spec: ExtensionSpec) -> dict[str, Any]:
+    """An extension as ``DiskState.extensions`` keeps it: without its protected settings."""
     return {"name": spec.name, "publisher": spec.publisher, "type": spec.type,
             "type_handler_version": spec.type_handler_version,
-            "settings": dict(spec.settings), "protected_settings": dict(spec.protected_settings)}
+            "settings": dict(spec.settings), "protected_settings": {}}
+
+
+def inputs_of(specs: tuple[ExtensionSpec, ...], custom_data: str | None) -> Inputs:
+    return Inputs(custom_data, {s.name: dict(s.protected_settings) for s in specs
+                                if s.protected_settings})
 
 
 def status_dict(status: ExtensionStatus) -> dict[str, Any]:
@@ -101,26 +149,54 @@ def status_dict(status: ExtensionStatus) -> dict[str, Any]:
             "message": status.message, "type_handler_version": status.type_handler_version}
 
 
-def _disk(data: dict[str, Any] | None) -> DiskState | None:
-    return DiskState(**data) if data is not None else None
+def _disk(data: dict[str, Any] | None, directory: Path) -> tuple[DiskState | None, bool]:
+    """The disk, and whether its record held secrets (an older ``state.json``).
+
+    Those move to the disk's ``Inputs`` file while it still needs them.
+    """
+    if data is None:
+        return None, False
+    custom_data = data.pop("custom_data", None)
+    protected = {e["name"]: e.get("protected_settings") or {}
+                 for e in data.get("extensions", [])}
+    protected = {k: v for k, v in protected.items() if v}
+    for e in data.get("extensions", []):
+        e["protected_settings"] = {}
+    disk = DiskState(**data)
+    held = bool(custom_data or protected)
+    if held and not disk.provisioned:
+        save_inputs(directory, disk.disk_id, Inputs(custom_data, protected))
+    return disk, held
 
 
 def load(path: Path) -> InstanceState:
-    """Read ``state.json`` (raises ``OSError``/``ValueError`` on a missing or torn file)."""
+    """Read ``state.json`` (raises ``OSError``/``ValueError`` on a missing or torn file).
+
+    A record written before secrets left ``state.json`` is rewritten without them.
+    """
     data = json.loads(path.read_text())
-    os_disk = _disk(data.pop("os_disk"))
+    os_disk, held = _disk(data.pop("os_disk"), path.parent)
     assert os_disk is not None
-    previous = _disk(data.pop("previous"))
+    previous, held_before = _disk(data.pop("previous"), path.parent)
     ops = {k: OpState(**v) for k, v in data.pop("ops").items()}
     data["data_disks"] = [tuple(d) for d in data["data_disks"]]
-    return InstanceState(os_disk=os_disk, previous=previous, ops=ops, **data)
+    state = InstanceState(os_disk=os_disk, previous=previous, ops=ops, **data)
+    if held or held_before:
+        save(path, state)
+    return state
 
 
 def save(path: Path, state: InstanceState) -> None:
-    """Replace ``state.json`` atomically."""
+    """Replace ``state.json`` atomically (0600)."""
+    _write(path, asdict(state))
+
+
+def _write(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_suffix(".tmp")
-    with open(tmp, "w") as f:
-        json.dump(asdict(state), f, indent=1)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        os.fchmod(f.fileno(), 0o600)  # an older 0644 leftover keeps its mode otherwise
+        json.dump(data, f, indent=1)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
