@@ -20,6 +20,8 @@ import httpx
 TOKEN = "sst_e2e0test_contributor-token-for-the-e2e-suite"
 AUTO_UPGRADE_IMAGES = ("Contoso:WebApp:1",)
 """The test image (examples/images/webapp) may upgrade automatically, besides Azure's list."""
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+"""The one server path the e2e servers may publish images from (``--image-source-root``)."""
 
 
 def trusting(ca: Path) -> ssl.SSLContext:
@@ -70,7 +72,7 @@ def running_server(data_dir: Path, *, health_timeout: str = "3",
         [str(scaleset), "serve", "--port", str(port), "--data-dir", str(data_dir),
          "--health-timeout", health_timeout, "--driver", driver,
          *(arg for image in AUTO_UPGRADE_IMAGES for arg in ("--auto-upgrade-image", image)),
-         *extra],
+         "--image-source-root", str(EXAMPLES), *extra],
         stdout=log, stderr=subprocess.STDOUT, text=True, env=env)
     endpoint = f"{'http' if insecure else 'https'}://127.0.0.1:{port}"
     ca = data_dir / "tls" / "ca.pem"

@@ -21,7 +21,7 @@ from fastapi.testclient import TestClient
 from scaleset.api.app import create_app
 from scaleset.api.routes.common import scale_set_key
 from scaleset.api.context import ApiContext
-from scaleset.artifacts import ArtifactStore
+from scaleset.artifacts import ArtifactStore, SourceRules
 from scaleset.catalog import auto_upgrade
 from scaleset.catalog.auto_upgrade import PlatformImage
 from scaleset.clock import SystemClock
@@ -57,7 +57,10 @@ class Fleet:
         self.artifacts = ArtifactStore(data_dir / "images", data_dir=data_dir)
         self._loop: ReconcileLoop | None = None
         self.driver = ProcessDriver(data_dir / "instances", self.artifacts,
-                                    on_change=self._wake, stop_grace=2.0)
+                                    on_change=self._wake, stop_grace=2.0,
+                                    sources=SourceRules(roots=(data_dir.parent,),
+                                                        protected=(data_dir,),
+                                                        allow_private=True))
         clock = SystemClock()
         self.reconciler = Reconciler(
             store=store, driver=self.driver, clock=clock,

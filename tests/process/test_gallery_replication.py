@@ -16,6 +16,7 @@ from scaleset.api.context import ApiContext
 from scaleset.artifacts import ArtifactStore, digest_tree
 from scaleset.clock import SystemClock
 from scaleset.reconcile.replication import Replicator
+from scaleset.reconcile.settings import ShellSettings, SourcePolicy
 from scaleset.store.database import make_engine, migrate
 from scaleset.store.repository import Store
 from tests.process.fleet import PROBE_ID, SUB, VMSS, WEBAPP, Fleet, wait_for
@@ -58,8 +59,11 @@ class Local:
         self.store = Store(engine)
         self.artifacts = ArtifactStore(tmp / "images")
         self.rung = 0
+        # Sources: the examples and the test's own directory (the store inside it is
+        # still never read: the API refuses the data directory whatever the roots).
         context = ApiContext(store=self.store, clock=SystemClock(), auth_required=False,
-                             artifacts=self.artifacts)
+                             artifacts=self.artifacts, settings=ShellSettings(
+                                 sources=SourcePolicy(roots=(WEBAPP.parent, tmp))))
         self.client = TestClient(create_app(context), base_url="https://testserver")
         self.replicator = self.restart()
 

@@ -23,6 +23,13 @@ _CGNAT: Final = ipaddress.IPv4Network("100.64.0.0/10")
 _THIS_NETWORK: Final = ipaddress.IPv4Network("0.0.0.0/8")
 _NAT64: Final = ipaddress.IPv6Network("64:ff9b::/96")
 _NAT64_LOCAL: Final = ipaddress.IPv6Network("64:ff9b:1::/48")
+# IANA's special-purpose blocks, listed here as well as trusting ipaddress: its
+# tables change between Python releases (3.11.7 calls 192.0.0.8 global).
+_SPECIAL: Final[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]] = tuple(
+    ipaddress.ip_network(block) for block in (
+        "192.0.0.0/24", "192.0.2.0/24", "198.18.0.0/15", "198.51.100.0/24",
+        "203.0.113.0/24", "240.0.0.0/4", "255.255.255.255/32",
+        "100::/64", "2001::/23", "2001:db8::/32", "3fff::/20", "5f00::/16"))
 
 
 def parse(text: str) -> IPAddress | None:
@@ -70,7 +77,8 @@ def refusal(address: IPAddress) -> str | None:
         return "shared address space (CGNAT, 100.64.0.0/10)"
     if address.is_private:
         return "private"
-    if address.is_reserved:
+    if address.is_reserved or any(address in block for block in _SPECIAL
+                                  if block.version == address.version):
         return "reserved"
     if isinstance(address, ipaddress.IPv6Address) and address.is_site_local:
         return "site-local"

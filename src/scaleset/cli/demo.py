@@ -58,8 +58,12 @@ def _free_port() -> int:
 
 
 @contextmanager
-def _control_plane(data_dir: Path) -> Iterator[tuple[ArmClient, subprocess.Popen[bytes]]]:
-    """``scaleset serve`` in a child process; stopped (SIGTERM) on the way out."""
+def _control_plane(data_dir: Path, images: Path
+                   ) -> Iterator[tuple[ArmClient, subprocess.Popen[bytes]]]:
+    """``scaleset serve`` in a child process; stopped (SIGTERM) on the way out.
+
+    ``images``: the examples the story publishes from, the only server path it may read.
+    """
     port, token = _free_port(), "sst_demo_" + secrets.token_urlsafe(24)
     env = {**os.environ, "SCALESET_BOOTSTRAP_TOKEN": token,
            "SCALESET_CONFIG": str(data_dir / "client-config.json")}
@@ -68,7 +72,8 @@ def _control_plane(data_dir: Path) -> Iterator[tuple[ArmClient, subprocess.Popen
         [sys.executable, "-m", "scaleset", "serve", "--port", str(port), "--data-dir",
          str(data_dir), "--driver", "process", "--health-timeout", HEALTH_TIMEOUT,
          # The demo's own image is not one of Azure's: allow it automatic OS upgrade.
-         "--auto-upgrade-image", "Contoso:WebApp:demo"],
+         "--auto-upgrade-image", "Contoso:WebApp:demo",
+         "--image-source-root", str(images.resolve())],
         stdout=log, stderr=subprocess.STDOUT, env=env)
     ca = data_dir / "tls" / "ca.pem"
     endpoint = f"https://127.0.0.1:{port}"
@@ -211,7 +216,7 @@ def run_demo(images: Path, instances: int, *, keep_data: bool = False) -> None:
     started = time.monotonic()
     data_dir = Path(tempfile.mkdtemp(prefix="scaleset-demo-"))
     try:
-        with _control_plane(data_dir) as (client, server):
+        with _control_plane(data_dir, images) as (client, server):
             console.print(f"[bold]scaleset demo[/] control plane at {client.endpoint} "
                           f"(data: {data_dir})")
             _story(client, images, instances)
