@@ -56,13 +56,13 @@ class Api:
         assert r.status_code in (200, 201), r.text
         return r.json()
 
-    def cluster(self, name: str = "sf1", **durability: str) -> dict[str, Any]:
+    def cluster(self, name: str = "sfc1", **durability: str) -> dict[str, Any]:
         node_types = [{"name": n, "isPrimary": i == 0, "vmInstanceCount": 5,
                        "durabilityLevel": level}
                       for i, (n, level) in enumerate((durability or {"nt1": "Silver"}).items())]
         r = self.client.put(f"{CLUSTERS}/{name}", params=SFV, json={
             "location": "westus", "properties": {
-                "managementEndpoint": "https://sf1.westus.example:19080",
+                "managementEndpoint": "https://sfc1.westus.example:19080",
                 "reliabilityLevel": "Silver", "nodeTypes": node_types}})
         assert r.status_code == 200, r.text
         return dict(r.json())

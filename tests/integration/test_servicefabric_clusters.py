@@ -54,12 +54,12 @@ def error(r: Any) -> dict[str, Any]:
 
 
 def test_a_cluster_is_created_read_listed_and_deleted(client: TestClient) -> None:
-    r = client.put(f"{CLUSTERS}/sf1", params=SFV, json=cluster_body(
+    r = client.put(f"{CLUSTERS}/sfc1", params=SFV, json=cluster_body(
         node_type("nt1", primary=True), node_type("nt2", durability="gold")))
     assert r.status_code == 200, r.text
     cluster = r.json()
     props = cluster["properties"]
-    assert cluster["id"] == f"{CLUSTERS}/sf1" and cluster["name"] == "sf1"
+    assert cluster["id"] == f"{CLUSTERS}/sfc1" and cluster["name"] == "sfc1"
     assert cluster["type"] == "Microsoft.ServiceFabric/clusters"
     assert props["provisioningState"] == "Succeeded"
     assert ENDPOINT.match(props["clusterEndpoint"]), props["clusterEndpoint"]
@@ -70,23 +70,23 @@ def test_a_cluster_is_created_read_listed_and_deleted(client: TestClient) -> Non
     assert props["certificate"] == {"thumbprint": "AB12", "x509StoreName": "My"}  # kept as-is
     assert r.headers["ETag"] == cluster["etag"]
     # Keywords are case-insensitive; the generated id survives an update.
-    lower = CLUSTERS.lower() + "/sf1"
+    lower = CLUSTERS.lower() + "/sfc1"
     got = client.get(lower, params=SFV).json()
     assert got["properties"]["clusterEndpoint"] == props["clusterEndpoint"]
-    again = client.put(f"{CLUSTERS}/sf1", params=SFV, json={
+    again = client.put(f"{CLUSTERS}/sfc1", params=SFV, json={
         **cluster_body(node_type("nt1", primary=True), node_type("nt2")),
         "properties": {**cluster_body()["properties"], "clusterEndpoint": "https://mine",
                        "nodeTypes": [node_type("nt1", primary=True), node_type("nt2")]}})
     assert again.status_code == 200
     assert again.json()["properties"]["clusterEndpoint"] == props["clusterEndpoint"]
     assert again.json()["etag"] != cluster["etag"]
-    assert [c["name"] for c in client.get(CLUSTERS, params=SFV).json()["value"]] == ["sf1"]
+    assert [c["name"] for c in client.get(CLUSTERS, params=SFV).json()["value"]] == ["sfc1"]
     everywhere = client.get(f"/subscriptions/{SUB}/providers/Microsoft.ServiceFabric/clusters",
                             params=SFV).json()["value"]
-    assert [c["name"] for c in everywhere] == ["sf1"]
-    assert client.delete(f"{CLUSTERS}/sf1", params=SFV).status_code == 200
-    assert client.get(f"{CLUSTERS}/sf1", params=SFV).status_code == 404
-    assert client.delete(f"{CLUSTERS}/sf1", params=SFV).status_code == 204
+    assert [c["name"] for c in everywhere] == ["sfc1"]
+    assert client.delete(f"{CLUSTERS}/sfc1", params=SFV).status_code == 200
+    assert client.get(f"{CLUSTERS}/sfc1", params=SFV).status_code == 404
+    assert client.delete(f"{CLUSTERS}/sfc1", params=SFV).status_code == 204
 
 
 @pytest.mark.parametrize(("cluster", "target", "needle"), [
@@ -103,30 +103,30 @@ def test_a_cluster_is_created_read_listed_and_deleted(client: TestClient) -> Non
 def test_an_invalid_cluster_is_refused_naming_the_field(client: TestClient,
                                                         cluster: dict[str, Any], target: str,
                                                         needle: str) -> None:
-    r = client.put(f"{CLUSTERS}/bad", params=SFV, json=cluster)
+    r = client.put(f"{CLUSTERS}/badcluster", params=SFV, json=cluster)
     assert r.status_code == 400
     assert error(r)["code"] == "InvalidParameter" and error(r)["target"] == target, error(r)
     assert needle in error(r)["message"]
-    assert client.get(f"{CLUSTERS}/bad", params=SFV).status_code == 404
+    assert client.get(f"{CLUSTERS}/badcluster", params=SFV).status_code == 404
 
 
 def test_the_service_fabric_api_versions_are_checked(client: TestClient) -> None:
-    r = client.get(f"{CLUSTERS}/sf1", params={"api-version": "2026-04-01"})
+    r = client.get(f"{CLUSTERS}/sfc1", params={"api-version": "2026-04-01"})
     assert r.status_code == 400 and error(r)["code"] == "InvalidApiVersionParameter"
     assert "2021-06-01" in error(r)["message"]
     for version in ("2018-02-01", "2020-03-01"):
-        assert client.get(f"{CLUSTERS}/sf1", params={"api-version": version}).status_code == 404
+        assert client.get(f"{CLUSTERS}/sfc1", params={"api-version": version}).status_code == 404
 
 
 def test_the_location_cannot_change(client: TestClient) -> None:
-    client.put(f"{CLUSTERS}/sf1", params=SFV, json=cluster_body())
-    r = client.put(f"{CLUSTERS}/sf1", params=SFV, json=cluster_body(location="eastus"))
+    client.put(f"{CLUSTERS}/sfc1", params=SFV, json=cluster_body())
+    r = client.put(f"{CLUSTERS}/sfc1", params=SFV, json=cluster_body(location="eastus"))
     assert r.status_code == 400 and error(r)["target"] == "location"
 
 
 def test_a_cluster_in_use_cannot_be_deleted_nor_lose_the_node_type_in_use(
         client: TestClient, world: World) -> None:
-    cluster = client.put(f"{CLUSTERS}/sf1", params=SFV, json=cluster_body(
+    cluster = client.put(f"{CLUSTERS}/sfc1", params=SFV, json=cluster_body(
         node_type("nt1", primary=True), node_type("nt2"))).json()
     endpoint = cluster["properties"]["clusterEndpoint"]
     r = client.put(f"{VMSS}/node1", params={"api-version": "2026-04-01"}, json=body(
@@ -136,14 +136,14 @@ def test_a_cluster_in_use_cannot_be_deleted_nor_lose_the_node_type_in_use(
         row = tx.get_scale_set(world.scale_set_ids()[0])
         assert row is not None
         found = servicefabric.cluster_of(tx, row.model)
-    assert found is not None and found.name == "sf1"
-    r = client.delete(f"{CLUSTERS}/sf1", params=SFV)
+    assert found is not None and found.name == "sfc1"
+    r = client.delete(f"{CLUSTERS}/sfc1", params=SFV)
     assert r.status_code == 409 and error(r)["code"] == "OperationNotAllowed"
     assert "'node1'" in error(r)["message"]
-    r = client.put(f"{CLUSTERS}/sf1", params=SFV, json=cluster_body(
+    r = client.put(f"{CLUSTERS}/sfc1", params=SFV, json=cluster_body(
         node_type("nt1", primary=True)))
     assert r.status_code == 400 and "'nt2'" in error(r)["message"]
-    assert client.get(f"{CLUSTERS}/sf1", params=SFV).json()["etag"] == cluster["etag"]
+    assert client.get(f"{CLUSTERS}/sfc1", params=SFV).json()["etag"] == cluster["etag"]
     # Dropping an unused node type is fine.
-    assert client.put(f"{CLUSTERS}/sf1", params=SFV, json=cluster_body(
+    assert client.put(f"{CLUSTERS}/sfc1", params=SFV, json=cluster_body(
         node_type("nt2", primary=True))).status_code == 200

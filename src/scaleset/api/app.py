@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from scaleset import __version__
-from scaleset.api import docs, envelope
+from scaleset.api import docs, envelope, names
 from scaleset.api.context import ApiContext
 from scaleset.api.paths import CanonicalPathMiddleware
 from scaleset.api.routes import (
@@ -62,6 +62,7 @@ def create_app(context: ApiContext) -> FastAPI:
         """Liveness: answers without a token."""
         return {"status": "ok", "version": __version__}
 
+    app.add_middleware(names.ResourceNameMiddleware)  # inside: sees canonical paths
     app.add_middleware(CanonicalPathMiddleware)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
