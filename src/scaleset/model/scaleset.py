@@ -7,10 +7,13 @@ kept as-is (see :class:`~scaleset.model.base.ArmModel`). Defaults are Azure's.
 from __future__ import annotations
 
 from datetime import timedelta
+import json
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
+from pydantic_core import PydanticCustomError
 
+from scaleset.model import limits
 from scaleset.model.base import ArmModel
 from scaleset.model.durations import Duration
 from scaleset.model.extensions import ExtensionKind, kind_of
@@ -20,9 +23,20 @@ UpgradeMode = Literal["Automatic", "Manual", "Rolling"]
 
 
 class Sku(ArmModel):
-    name: str | None = None
-    tier: str | None = None
+    name: str | None = Field(default=None, max_length=limits.MAX_SHORT_STRING)
+    tier: str | None = Field(default=None, max_length=limits.MAX_SHORT_STRING)
     capacity: int | None = Field(default=None, ge=0)
+    """Its upper bound is the server's (``reconcile/quotas.py``), checked on every write."""
+
+    @field_validator("capacity", mode="before")
+    @classmethod
+    def _integer(cls, value: Any) -> Any:
+        """A boolean or a fractional number is not a capacity (pydantic reads true as 1)."""
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise PydanticCustomError(
+                "capacity", "sku.capacity must be a whole number of instances, not {value}",
+                {"value": json.dumps(value)})
+        return value
 
 
 class AutomaticOSUpgradePolicy(ArmModel):

@@ -22,9 +22,9 @@ from scaleset.errors import InvalidParameter, NotFound, OperationNotAllowed
 from scaleset.model import sequencing
 from scaleset.model.instance import InstanceRecord, PowerAction, PowerRequest
 from scaleset.model.scaleset import ScaleSet
-from scaleset.reconcile import automatic, images, networkrefs, requirements
+from scaleset.reconcile import automatic, images, networkrefs, quotas, requirements
 from scaleset.reconcile.probes import check_health_probe
-from scaleset.reconcile.settings import ShellSettings
+from scaleset.reconcile.settings import Limits, ShellSettings
 from scaleset.reconcile.shell import run_id_for, run_policy
 from scaleset.store.repository import ImageVersionRow, ScaleSetRow, Store, Tx
 from scaleset.upgrade import run as run_machine
@@ -166,6 +166,7 @@ def create_scale_set(store: Store, *, scale_set_id: str, model: ScaleSet, now: d
     with store.transaction() as tx:
         if tx.get_scale_set(scale_set_id) is not None:
             raise OperationNotAllowed(f"scale set '{name}' already exists", target="name")
+        quotas.enforce_total(tx, model, scale_set_id=scale_set_id, limits=settings.limits)
         check_health_probe(tx, model)
         networkrefs.check_references(tx, model, scale_set_id=model.id or scale_set_id)
         requirements.enforce(tx, model, api_version=api_version, settings=settings)
@@ -200,6 +201,8 @@ def update_scale_set(store: Store, *, scale_set_id: str, model: ScaleSet, now: d
                 f"Changing property 'location' is not allowed: scale set '{row.name}' is in "
                 f"'{row.location}'. Create a new scale set in '{model.location}' instead.",
                 target="location")
+        quotas.enforce_total(tx, model, scale_set_id=scale_set_id, limits=settings.limits,
+                             previous=row.model)
         check_health_probe(tx, model, previous=row.model)
         networkrefs.check_references(tx, model, scale_set_id=row.model.id or row.id,
                                      previous=row.model)
@@ -222,13 +225,17 @@ def update_scale_set(store: Store, *, scale_set_id: str, model: ScaleSet, now: d
     return updated
 
 
-def set_capacity(store: Store, *, scale_set_id: str, capacity: int, now: datetime) -> ScaleSetRow:
-    if capacity < 0:
-        raise InvalidParameter("sku.capacity must be 0 or more", target="sku.capacity")
+def set_capacity(store: Store, *, scale_set_id: str, capacity: int, now: datetime,
+                 limits: Limits | None = None) -> ScaleSetRow:
+    """Set ``sku.capacity`` alone, within the per-set and total limits (``quotas``)."""
+    limits = limits or Limits()
+    quotas.check_capacity(capacity, limits)
     with store.transaction() as tx:
         row = _get(tx, scale_set_id)
         model = row.model.model_copy(update={
             "sku": row.model.sku.model_copy(update={"capacity": capacity})})
+        quotas.enforce_total(tx, model, scale_set_id=scale_set_id, limits=limits,
+                             previous=row.model)
         updated = row.replace(model=model, updated_at=now,
                               etag=_next_etag(row, model, row.generation))
         tx.update_scale_set(updated)
