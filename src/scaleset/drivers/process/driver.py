@@ -759,8 +759,10 @@ class ProcessDriver:
                                     "restart")
                 self._pool.submit(self._guarded, live, resume, self._complete, live, resume)
                 continue
+            # A disk still provisioning boots again (its steps resume), even if its
+            # entrypoint still runs: adopting that would leave provisioning undone.
             if state.running and not state.failed and state.pid is not None and \
-                    processes.alive(state.pid, state.pid_started):
+                    not unprovisioned and processes.alive(state.pid, state.pid_started):
                 live.groups.add(state.pid)
                 live.started_at = time.monotonic()
                 self._watch(live)
