@@ -15,6 +15,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.pool import StaticPool
 
 from scaleset.store.repository import Store
+from scaleset.store.sealing import FieldCipher
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -62,8 +63,8 @@ def migrate(engine: Engine) -> None:
         command.upgrade(config, "head")
 
 
-def open_store(url: str) -> Store:
-    """Open (and migrate) the database at ``url``."""
+def open_store(url: str, *, cipher: FieldCipher | None = None) -> Store:
+    """Open (and migrate) the database at ``url``; ``cipher`` seals secrets at rest."""
     engine = make_engine(url)
     migrate(engine)
-    return Store(engine)
+    return Store(engine, cipher)

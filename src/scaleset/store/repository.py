@@ -34,6 +34,7 @@ from scaleset.model.network import LoadBalancer
 from scaleset.model.resourcegroup import DELETING, RESOURCE_GROUP_TYPE, group_body, group_id
 from scaleset.model.scaleset import ScaleSet
 from scaleset.store import tables as t
+from scaleset.store.sealing import FieldCipher, seal_model, unseal_model
 from scaleset.upgrade.actions import Decision, Event
 from scaleset.upgrade.state import (
     Batch,
@@ -287,12 +288,12 @@ def _instance_from_row(row: Any) -> InstanceRecord:
     )
 
 
-def _scale_set_from_row(row: Any) -> ScaleSetRow:
+def _scale_set_from_row(row: Any, cipher: FieldCipher | None = None) -> ScaleSetRow:
     return ScaleSetRow(
         id=row.id,
         name=row.name,
         location=row.location,
-        model=ScaleSet.model_validate(row.model),
+        model=ScaleSet.model_validate(unseal_model(row.model, cipher, row.id)),
         generation=row.generation,
         image_version=row.image_version,
         next_instance_id=row.next_instance_id,
@@ -322,19 +323,23 @@ _INSTANCE_KEYS = ("scale_set_id", "instance_id")
 FAILED_SHOWN = 20  # failed instances loaded with a run summary, for its error's details
 
 
-def _model_json(model: ScaleSet) -> dict[str, Any]:
+def _model_json(model: ScaleSet, cipher: FieldCipher | None = None,
+                scale_set_id: str = "") -> dict[str, Any]:
     """The model as the client wrote it: fields it never set are not stored as defaults.
 
-    This keeps "which fields did the user set" through a read-modify-write.
+    This keeps "which fields did the user set" through a read-modify-write. Its
+    secrets are sealed when the store has a cipher (``store/sealing.py``).
     """
-    return model.model_dump(mode="json", by_alias=True, exclude_unset=True, exclude_none=True)
+    return seal_model(model.model_dump(mode="json", by_alias=True, exclude_unset=True,
+                                       exclude_none=True), cipher, scale_set_id)
 
 
 class Tx:
     """One transaction's worth of domain reads and writes."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, cipher: FieldCipher | None = None) -> None:
         self.conn = conn
+        self.cipher = cipher
 
     # -- scale sets ------------------------------------------------------------
     def insert_scale_set(self, row: ScaleSetRow) -> None:
@@ -343,7 +348,7 @@ class Tx:
             self.ensure_resource_group(group[1], group[2], row.location, row.created_at)
         self.conn.execute(insert(t.scale_sets).values(
             id=row.id, name=row.name, location=row.location,
-            model=_model_json(row.model),
+            model=_model_json(row.model, self.cipher, row.id),
             generation=row.generation, image_version=row.image_version,
             next_instance_id=row.next_instance_id, etag=row.etag,
             created_at=row.created_at, updated_at=row.updated_at, revision=row.revision,
@@ -353,7 +358,7 @@ class Tx:
     def update_scale_set(self, row: ScaleSetRow) -> None:
         self.conn.execute(update(t.scale_sets).where(t.scale_sets.c.id == row.id).values(
             name=row.name, location=row.location,
-            model=_model_json(row.model),
+            model=_model_json(row.model, self.cipher, row.id),
             generation=row.generation, image_version=row.image_version,
             next_instance_id=row.next_instance_id, etag=row.etag, updated_at=row.updated_at,
             auto_os_upgrade_since=row.auto_os_upgrade_since,
@@ -393,7 +398,7 @@ class Tx:
         row = self.conn.execute(
             select(t.scale_sets).where(t.scale_sets.c.id == scale_set_id)
         ).first()
-        return _scale_set_from_row(row) if row else None
+        return _scale_set_from_row(row, self.cipher) if row else None
 
     def scale_set_ids(self) -> list[str]:
         return list(self.conn.execute(select(t.scale_sets.c.id).order_by(t.scale_sets.c.id))
@@ -782,15 +787,16 @@ class Tx:
 class Store:
     """A database holding scale sets, instances, image versions, runs and events."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, cipher: FieldCipher | None = None) -> None:
         self.engine = engine
+        self.cipher = cipher  # seals scale sets' secrets; None keeps them as written
 
     @contextmanager
     def transaction(self) -> Iterator[Tx]:
         """A transaction: committed when the block ends, rolled back if it raises."""
         try:
             with self.engine.begin() as conn:
-                yield Tx(conn)
+                yield Tx(conn, self.cipher)
         except SQLAlchemyError as exc:
             raise StoreError(f"database error: {exc}") from exc
 
