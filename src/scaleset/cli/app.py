@@ -10,6 +10,7 @@ from scaleset.cli import connection, verbs
 from scaleset.cli import demo as demo_cmd
 from scaleset.cli import image as image_cmd
 from scaleset.cli import network as network_cmd
+from scaleset.cli import secrets as secrets_cmd
 from scaleset.cli import serve as serve_cmd
 from scaleset.cli import sf as sf_cmd
 from scaleset.cli import sig as sig_cmd
@@ -39,6 +40,7 @@ app.add_typer(sig_cmd.app, name="sig")
 app.add_typer(sf_cmd.app, name="sf")
 app.add_typer(token_cmd.app, name="token")
 app.add_typer(sp_cmd.app, name="sp")
+app.add_typer(secrets_cmd.app, name="secrets")
 
 
 def command() -> Any:

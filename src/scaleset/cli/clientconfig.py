@@ -277,8 +277,8 @@ def write_client_config(path: Path, *, endpoint: str, ca_file: str | Path | None
     The profile is ``profile`` if given, else the one already naming ``endpoint``, else
     a new one named :func:`profile_name`. ``token`` None keeps the profile's token:
     a restarted server prints no new token, and the one it printed first still works.
-    A file in the first format is rewritten in the current one. Written atomically;
-    mode 0600 when any profile holds a token.
+    A file in the first format is rewritten in the current one. Written atomically,
+    mode 0600.
     """
     document = _read_document(path, required=False)
     found: dict[str, Any] = document.get("profiles") or {}
@@ -296,7 +296,6 @@ def write_client_config(path: Path, *, endpoint: str, ca_file: str | Path | None
         entry["token"] = token
     profiles = {**found, name: entry}
     body = {"current": name, "profiles": profiles}
-    private = any(isinstance(p, dict) and p.get("token") for p in profiles.values())
     path.parent.mkdir(parents=True, exist_ok=True)
     # mkstemp creates the file 0600, so a token is never readable by others, not even briefly.
     fd, tmp = tempfile.mkstemp(prefix=".config-", suffix=".json", dir=path.parent)
@@ -304,7 +303,7 @@ def write_client_config(path: Path, *, endpoint: str, ca_file: str | Path | None
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             json.dump(body, out, indent=2)
             out.write("\n")
-        os.chmod(tmp, 0o600 if private else 0o644)
+        os.chmod(tmp, 0o600)  # a token may be added later by hand: private in any case
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

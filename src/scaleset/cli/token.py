@@ -34,7 +34,7 @@ from scaleset.cli.output import Column, OutputFormat, OutputOption
 from scaleset.clock import SystemClock
 from scaleset.errors import NotFound, ScalesetError
 from scaleset.model.durations import format_duration, parse_duration
-from scaleset.security import tokens
+from scaleset.security import secrets, tokens
 from scaleset.store.database import make_engine, open_store
 from scaleset.store.repository import Store, StoreError
 
@@ -148,8 +148,9 @@ def _store(data_dir: Path | None, url: str | None) -> Iterator[Store]:
                      "created.")
         raise typer.Exit(1)
     try:
-        store = open_store(chosen)
-    except (SQLAlchemyError, CommandError, OSError) as exc:
+        # The server's keyring: token digests and sealed secrets must match what serve uses.
+        store = open_store(chosen, cipher=secrets.load_keyring(data_dir))
+    except (SQLAlchemyError, CommandError, OSError, StoreError) as exc:
         output.error(f"error (StoreError): cannot open the database: {exc}")
         raise typer.Exit(1) from exc
     try:

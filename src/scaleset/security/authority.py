@@ -8,7 +8,9 @@ module is what the authority decides, without HTTP:
   access tokens, generated once and kept in the store (``resources`` row
   ``/providers/scaleset/authority/default``), so several replicas sharing one
   database issue and accept the same tokens. The first replica to store them
-  wins; another that lost the race reads the winner's.
+  wins; another that lost the race reads the winner's. The private key is
+  sealed with the store's cipher (``security/secrets.py``); one stored in clear
+  by an older version is sealed at its first read.
 * ``issue_token`` — checks a client-credentials request (principal, secret,
   scope or resource, tenant) and returns a signed JWT, or an ``AuthorityError``
   in the shape Entra ID answers (``invalid_client`` with AADSTS7000215 for a
@@ -26,6 +28,7 @@ this server, since this server is the resource manager the client talks to.
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import uuid
 from collections.abc import Iterable, Mapping
@@ -147,7 +150,8 @@ def server_identity(store: Store, *, now: datetime) -> ServerIdentity:
                     resource_group="", name="default", location="",
                     body={"tenantId": identity.tenant_id, "keyId": identity.key_id,
                           "publicKey": public_pem},
-                    state={"privateKey": private_pem}, created_at=now, updated_at=now))
+                    state={"privateKey": _seal_key(store, private_pem)}, created_at=now,
+                    updated_at=now))
     except StoreError:
         # Another replica stored its identity a moment ago (the insert collided): use it.
         pass
@@ -157,14 +161,32 @@ def server_identity(store: Store, *, now: datetime) -> ServerIdentity:
     return stored
 
 
+KEY_CONTEXT: Final = f"{IDENTITY_ID}|privateKey"
+"""What the sealed signing key is bound to (a sealed value moved elsewhere does not open)."""
+
+
+def _seal_key(store: Store, private_pem: str) -> str:
+    return private_pem if store.cipher is None else store.cipher.seal(private_pem,
+                                                                       context=KEY_CONTEXT)
+
+
 def _read_identity(store: Store) -> ServerIdentity | None:
     with store.transaction() as tx:
         row = tx.get_resource(IDENTITY_ID)
     if row is None:
         return None
+    stored = str(row.state["privateKey"])
+    private_pem = stored if store.cipher is None else store.cipher.unseal(stored,
+                                                                          context=KEY_CONTEXT)
+    if private_pem == stored and store.cipher is not None:
+        # Stored in clear before sealing began: sealed now, once.
+        with store.transaction() as tx:
+            current = tx.get_resource(IDENTITY_ID, for_update=True)
+            if current is not None and current.state.get("privateKey") == stored:
+                tx.put_resource(dataclasses.replace(current, state={
+                    **current.state, "privateKey": _seal_key(store, private_pem)}))
     return ServerIdentity(tenant_id=str(row.body["tenantId"]), key_id=str(row.body["keyId"]),
-                          private_pem=str(row.state["privateKey"]),
-                          public_pem=str(row.body["publicKey"]))
+                          private_pem=private_pem, public_pem=str(row.body["publicKey"]))
 
 
 def is_our_tenant(segment: str, identity: ServerIdentity) -> bool:

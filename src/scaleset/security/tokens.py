@@ -2,10 +2,13 @@
 
 A token reads ``sst_<token_id>_<secret>``: ``token_id`` is 8 hex digits, public
 (shown by ``scaleset token list``, used to revoke), and ``secret`` comes from
-``secrets.token_urlsafe``. The ``tokens`` table keeps only the sha256 of the
-whole token, so a copy of the database lets nobody call the API, and a lookup
-is one primary-key read by hash: nothing ever compares secrets, so there is no
-comparison to time.
+``secrets.token_urlsafe``. The ``tokens`` table keeps only a keyed digest of the
+whole token (HMAC-SHA256 with the server's token key, ``security/secrets.py``,
+which is never in the database), so a copy of the database lets nobody call the
+API nor try guesses offline, and a lookup is one primary-key read by digest:
+nothing ever compares secrets, so there is no comparison to time. Rows written
+before keyed digests (plain sha256) still verify, and are re-keyed at that use.
+A store without a cipher (tests, tools) keeps plain sha256.
 
 A token may expire (``expires_at``); from that instant it is refused as an
 unknown one is. Revoking deletes the row, so a revoked token is unknown.
@@ -27,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import Connection, delete, exists, insert, select
+from sqlalchemy import Connection, delete, exists, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from scaleset.errors import Conflict, InvalidParameter
@@ -112,7 +115,7 @@ def create_token(store: Store, *, role: Role | str, description: str | None = No
     """Store a new token and return it (the only time the secret is seen).
 
     ``value`` lets an operator choose the token; its ``token_id`` is then the
-    first 8 hex digits of its hash, the same in every database.
+    first 8 hex digits of its digest, the same in every database sharing the key.
 
     >>> issued = create_token(store, role="reader", now=clock.now())  # doctest: +SKIP
     >>> verify_token(store, issued.token)  # doctest: +SKIP
@@ -141,24 +144,36 @@ def create_token(store: Store, *, role: Role | str, description: str | None = No
             target="expiresAt")
     try:
         with store.transaction() as tx:
-            return _insert(tx.conn, role=chosen_role, description=description, value=value,
-                           now=now, expires_at=expires_at)
+            return _insert(tx.conn, store, role=chosen_role, description=description,
+                           value=value, now=now, expires_at=expires_at)
     except StoreError as exc:
         if isinstance(exc.__cause__, IntegrityError):  # lost a race with an equal insert
             raise _duplicate() from exc
         raise
 
 
+def token_digest(store: Store, token: str) -> str:
+    """The key of ``token`` in the ``tokens`` table: keyed when the store has a cipher."""
+    return store.cipher.digest(token) if store.cipher is not None else hash_token(token)
+
+
 def verify_token(store: Store, token: str, *, now: datetime | None = None) -> Role | None:
     """The role of ``token``, or None when it is not known, was revoked, or expired by ``now``.
 
     ``now`` None skips the expiry check (only for callers that check existence).
+    A row still keyed by the legacy sha256 is re-keyed when it matches.
     """
-    digest = hash_token(token)
+    digest, legacy = token_digest(store, token), hash_token(token)
     c = t.tokens.c
     with store.transaction() as tx:
         row = tx.conn.execute(
             select(c.role, c.expires_at).where(c.token_hash == digest)).one_or_none()
+        if row is None and legacy != digest:
+            row = tx.conn.execute(
+                select(c.role, c.expires_at).where(c.token_hash == legacy)).one_or_none()
+            if row is not None:  # from before keyed digests: keyed from now on
+                tx.conn.execute(update(t.tokens).where(c.token_hash == legacy)
+                                .values(token_hash=digest))
     if row is None or row.role not in _RANK:  # an unknown role in the table admits nobody
         return None
     if now is not None and row.expires_at is not None and now >= row.expires_at:
@@ -200,13 +215,14 @@ def ensure_bootstrap_token(store: Store, *, env_value: str | None,
     try:
         with store.transaction() as tx:
             conn = tx.conn
-            if value is not None and _hash_stored(conn, hash_token(value)):
+            if value is not None and (_hash_stored(conn, token_digest(store, value))
+                                      or _hash_stored(conn, hash_token(value))):
                 return None
             first = not conn.execute(select(exists().select_from(t.tokens))).scalar()
             if not first and value is None:
                 return None
             description = f"bootstrap ({BOOTSTRAP_ENV})" if value else "bootstrap (generated)"
-            issued = _insert(conn, role=Role.CONTRIBUTOR, description=description,
+            issued = _insert(conn, store, role=Role.CONTRIBUTOR, description=description,
                              value=value, now=now)
             return issued if first else None
     except (Conflict, StoreError):
@@ -218,18 +234,21 @@ def ensure_bootstrap_token(store: Store, *, env_value: str | None,
 
 # -- inside a transaction --------------------------------------------------------
 
-def _insert(conn: Connection, *, role: Role, description: str | None, value: str | None,
-            now: datetime, expires_at: datetime | None = None) -> IssuedToken:
+def _insert(conn: Connection, store: Store, *, role: Role, description: str | None,
+            value: str | None, now: datetime, expires_at: datetime | None = None
+            ) -> IssuedToken:
     if value is None:
         token, token_id = new_token()
         while _id_taken(conn, token_id):  # 1 in 4 billion per existing token
             token, token_id = new_token()
     else:
-        token, token_id = value, hash_token(value)[:8]
-        if _hash_stored(conn, hash_token(token)) or _id_taken(conn, token_id):
+        # Keyed too: a public id from a plain hash would let guesses be tried offline.
+        token, token_id = value, token_digest(store, value)[:8]
+        if _hash_stored(conn, token_digest(store, token)) or _hash_stored(
+                conn, hash_token(token)) or _id_taken(conn, token_id):
             raise _duplicate()
     conn.execute(insert(t.tokens).values(
-        token_hash=hash_token(token), token_id=token_id, role=role.value,
+        token_hash=token_digest(store, token), token_id=token_id, role=role.value,
         description=description, created_at=now, expires_at=expires_at))
     return IssuedToken(token=token, token_id=token_id, role=role, expires_at=expires_at)
 

@@ -7,6 +7,7 @@ import fcntl
 import logging
 import os
 import signal
+import stat
 import sys
 from collections.abc import Callable, Mapping
 from datetime import timedelta
@@ -26,7 +27,7 @@ from scaleset.reconcile.replication import Replicator
 from scaleset.reconcile.settings import ShellSettings
 from scaleset.reconcile.shell import Reconciler
 from scaleset.reconcile.subscriptions import DEFAULT_SUBSCRIPTION as DEFAULT_SUBSCRIPTION
-from scaleset.security import tls, tokens
+from scaleset.security import secrets, tls, tokens
 from scaleset.server.loop import ReconcileLoop
 from scaleset.server.settings import ServeSettings
 from scaleset.store import tables as t
@@ -94,9 +95,9 @@ def serve(settings: ServeSettings, *, out: TextIO = sys.stdout, on_ready: Ready 
 
     ``on_ready(endpoint, ca_file, first_token)`` lets the CLI write the client config.
     """
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_data_dir(settings.data_dir)
     lock = _lock_data_dir(settings.data_dir)
-    store = open_store(settings.url)
+    store = open_store(settings.url, cipher=secrets.load_keyring(settings.data_dir))
     clock = SystemClock()
     certfile = keyfile = None
     if not settings.insecure_http:
@@ -106,6 +107,8 @@ def serve(settings: ServeSettings, *, out: TextIO = sys.stdout, on_ready: Ready 
             files = tls.ensure_tls(settings.data_dir, hosts=tuple(dict.fromkeys(
                 (settings.host, "127.0.0.1", "localhost", "::1"))))
             certfile, keyfile = str(files.cert), str(files.key)
+            for public in (files.ca, files.cert):  # public, but nobody else's business here
+                _tighten(public)
             print(f"CA certificate: {files.ca.resolve()}", file=out)
     issued = tokens.ensure_bootstrap_token(store, env_value=settings.bootstrap_token,
                                            now=clock.now())
@@ -203,6 +206,36 @@ def _run(settings: ServeSettings, store: Store, clock: SystemClock,
     finally:
         loop.stop()
         replicator.close()  # a copy cut short resumes at the next start
+
+
+PRIVATE_DIR = 0o700
+_INSTANCES = "instances"  # the process driver's trees: it sets their modes itself
+
+
+def private_data_dir(data_dir: Path) -> None:
+    """Make the data directory the server's alone: 0700, what is in it 0600 (0700 if executable).
+
+    The umask makes everything this process creates from now on private (the
+    database, SQLite's -wal/-shm, TLS files, keys, images); the walk tightens
+    what an older version left readable. Instances' trees are the driver's.
+    """
+    os.umask(0o077)
+    data_dir.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+    os.chmod(data_dir, PRIVATE_DIR)
+    for folder, dirs, files in os.walk(data_dir):
+        if Path(folder) == data_dir and _INSTANCES in dirs:
+            dirs.remove(_INSTANCES)
+        for name in (*dirs, *files):
+            _tighten(Path(folder) / name)
+
+
+def _tighten(path: Path) -> None:
+    """Take group and other bits away (the owner's stay: an image's executables still run)."""
+    info = path.lstat()
+    if stat.S_ISLNK(info.st_mode):
+        return  # chmod would follow the link out of the data directory
+    if stat.S_IMODE(info.st_mode) & 0o077:
+        os.chmod(path, stat.S_IMODE(info.st_mode) & ~0o077)
 
 
 def _lock_data_dir(data_dir: Path) -> IO[str]:
