@@ -100,7 +100,7 @@ class ControlPlane:
         from scaleset.catalog import auto_upgrade
         from scaleset.clock import SystemClock
         from scaleset.drivers.process.driver import ProcessDriver
-        from scaleset.reconcile.settings import ShellSettings
+        from scaleset.reconcile.settings import ShellSettings, SourcePolicy
         from scaleset.reconcile.shell import Reconciler
         from scaleset.server.loop import ReconcileLoop
         from scaleset.server.settings import ServeSettings
@@ -111,7 +111,7 @@ class ControlPlane:
         engine = make_engine(f"sqlite:///{data_dir / 'scaleset.db'}")
         migrate(engine)
         self.store = Store(engine)
-        self.artifacts = ArtifactStore(data_dir / "images")
+        self.artifacts = ArtifactStore(data_dir / "images", data_dir=data_dir)
         self.loop: Any = None
         self.driver = ProcessDriver(data_dir / "instances", self.artifacts,
                                     on_change=self._wake)
@@ -123,7 +123,9 @@ class ControlPlane:
                 # as serve --auto-upgrade-image Contoso:WebApp:1
                 auto_upgrade_images=auto_upgrade.merged(
                     defaults.auto_upgrade_images,
-                    [auto_upgrade.parse_urn("Contoso:WebApp:1")])))
+                    [auto_upgrade.parse_urn("Contoso:WebApp:1")]),
+                # as serve --image-source-root examples/images/webapp
+                sources=SourcePolicy(roots=(WEBAPP,))))
         self.loop = ReconcileLoop(reconciler=self.reconciler, store=self.store, clock=clock,
                                   driver_next_event=self.driver.next_event_time,
                                   resync=defaults.resync)
