@@ -45,7 +45,6 @@ from scaleset.model.extensions import HANDLERS, ExtensionKind, kind_of
 from scaleset.model.instance import ExtensionStatus
 
 DEFAULT_BUDGET = 90 * 60.0  # seconds: Azure's extensions time budget
-DOWNLOAD_TIMEOUT = 30.0
 
 
 @dataclass(frozen=True)
