@@ -351,6 +351,19 @@ def test_a_small_archive_expanding_past_the_limit_is_refused_quickly(api: Api) -
     assert api.stored() == []
 
 
+def test_a_huge_pax_header_is_refused_before_it_is_read_into_memory(api: Api) -> None:
+    # Not a file's data, so no declared size counts it: the stream's own bound does.
+    path = api.images / "pax.tar.gz"
+    with tarfile.open(path, "w:gz", format=tarfile.PAX_FORMAT) as archive:
+        info = tarfile.TarInfo("image.json")
+        info.pax_headers = {"comment": "x" * (4 << 20)}
+        archive.addfile(info, io.BytesIO(b""))
+    assert path.stat().st_size < SMALL.max_image_archive_bytes
+    error = _error(api.publish({"path": str(path)}))
+    assert "--max-image-expanded-bytes" in error["message"]
+    assert api.stored() == []
+
+
 def test_an_archive_with_too_many_entries_is_refused(api: Api) -> None:
     many = _tarball(api.images / "many.tar.gz", {f"f{i}": b"x" for i in range(50)})
     error = _error(api.publish({"path": str(many)}))

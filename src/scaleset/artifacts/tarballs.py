@@ -24,6 +24,7 @@ directory stripped; a flat one (``tar -C dir -czf x.tgz .``) as it is.
 
 from __future__ import annotations
 
+import gzip
 import tarfile
 import zlib
 from pathlib import Path, PurePosixPath
@@ -31,6 +32,10 @@ from pathlib import Path, PurePosixPath
 from scaleset.artifacts.errors import ArtifactError
 from scaleset.artifacts.limits import UNLIMITED, ArchiveLimits, too_large
 from scaleset.artifacts.manifest import MANIFEST_NAME
+
+# A header block, a pax header with its block and a file's padding: what an entry
+# may add to the stream besides its data, in a legitimate archive.
+_ENTRY_OVERHEAD = 4 * 512
 
 
 def unpack(source: Path, dest: Path, limits: ArchiveLimits = UNLIMITED) -> None:
@@ -45,7 +50,8 @@ def unpack(source: Path, dest: Path, limits: ArchiveLimits = UNLIMITED) -> None:
         raise too_large("the archive's size", limits.archive_bytes, size,
                         "max_image_archive_bytes", entry=source.name)
     try:
-        with tarfile.open(source, mode="r:gz") as archive:
+        with _BoundedGzip(source, limits) as stream, \
+                tarfile.open(fileobj=stream, mode="r:") as archive:
             members = _members(archive, limits)
             plan = _plan(members)
             archive.errorlevel = 2  # raise on every problem; never extract part silently
@@ -66,11 +72,36 @@ def unpack(source: Path, dest: Path, limits: ArchiveLimits = UNLIMITED) -> None:
                 raise ArtifactError(
                     f"could not unpack {source}: {exc}; check that the archive is a plain "
                     "tree of files, directories and links", entry=str(source)) from exc
-    except (tarfile.ReadError, tarfile.CompressionError, EOFError, zlib.error) as exc:
+    except (tarfile.ReadError, tarfile.CompressionError, gzip.BadGzipFile, EOFError,
+            zlib.error) as exc:
         raise ArtifactError(
             f"{source} is neither a directory nor a readable gzip-compressed tarball "
             f"({exc}); pass an image directory or a .tar.gz/.tgz made with "
             "tar -czf", entry=str(source)) from exc
+
+
+class _BoundedGzip(gzip.GzipFile):
+    """The decompressed stream of ``source``, refused once read past what ``limits`` allow.
+
+    The members' declared sizes bound the files (``_members``), but not what tarfile
+    reads besides them: a pax or GNU long-name header may declare gigabytes, which
+    tarfile reads into memory. So the stream itself stops at the expanded limit plus
+    what headers and padding legitimately add per entry.
+    """
+
+    def __init__(self, source: Path, limits: ArchiveLimits) -> None:
+        super().__init__(source, "rb")
+        self._name = source.name
+        self._limits = limits
+        self._bound = limits.expanded_bytes + (limits.files + 1) * _ENTRY_OVERHEAD
+
+    def read(self, size: int | None = -1) -> bytes:
+        """Like ``GzipFile.read``; raises ``ArtifactError`` past the bound."""
+        data = super().read(size)
+        if self.tell() > self._bound:
+            raise too_large("the expanded size in bytes", self._limits.expanded_bytes,
+                            self.tell(), "max_image_expanded_bytes", entry=self._name)
+        return data
 
 
 def _members(archive: tarfile.TarFile, limits: ArchiveLimits) -> list[tarfile.TarInfo]:
