@@ -149,11 +149,12 @@ SERIAL_LOG = INSTANCE + "/bootDiagnostics/serialConsoleLog"
 @router.post(INSTANCE + "/retrieveBootDiagnosticsData")
 def retrieve_boot_diagnostics(subscription: str, resource_group: str, name: str,
                               instance_id: str, request: Request,
-                              _v: str = Depends(compute_version), _a: object = Depends(READ),
+                              _v: str = Depends(compute_version), _a: object = Depends(WRITE),
                               context: ApiContext = Depends(get_context)) -> dict[str, Any]:
     """Where to read the instance's serial console log (there is no screenshot).
 
-    The URI is on this server and needs the same bearer token as any read.
+    A contributor's action, as in ARM (``.../retrieveBootDiagnosticsData/action`` is not
+    among Reader's actions). The URI is on this server and needs a bearer token.
     """
     _load(context, subscription, resource_group, name, instance_id)
     log_url = request.url_for("serial_console_log", subscription=subscription,
