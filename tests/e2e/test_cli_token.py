@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from scaleset.security import secrets
 from scaleset.security.tokens import Role, hash_token, verify_token
 from scaleset.store.database import open_store
 from tests.e2e.server import Server, running_server, trusting
@@ -57,7 +58,9 @@ def listed(data_dir: Path) -> list[dict[str, str]]:
 
 
 def role_of(data_dir: Path, token: str) -> Role | None:
-    store = open_store(f"sqlite:///{data_dir / 'scaleset.db'}")
+    # The data directory's keyring, as serve opens it: token digests are keyed with it.
+    store = open_store(f"sqlite:///{data_dir / 'scaleset.db'}",
+                       cipher=secrets.load_keyring(data_dir, create=False))
     try:
         return verify_token(store, token)
     finally:

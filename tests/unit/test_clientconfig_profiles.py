@@ -116,7 +116,7 @@ def test_serve_with_a_profile_name_writes_that_profile(tmp_path: Path) -> None:
                                      subscription="s", profile="dev")
     document = json.loads(path.read_text())
     assert list(document["profiles"]) == ["dev"] and document["current"] == "dev"
-    assert stat.S_IMODE(path.stat().st_mode) == 0o644  # no token: nothing to hide
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600  # private even without a token
 
 
 def test_profiles_that_are_not_objects_are_refused(tmp_path: Path) -> None:
