@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import socket
 import tempfile
+import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -40,6 +41,9 @@ log = logging.getLogger(__name__)
 
 MAX_REDIRECTS = 5
 TIMEOUT = httpx.Timeout(60.0, connect=10.0)
+DEADLINE = 600.0
+"""Seconds a whole download may take: httpx's timeouts are per read, so a server that
+drips a byte a minute would otherwise hold a worker for ever."""
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 Resolver = Callable[[str, int], list[addresses.IPAddress]]
@@ -171,8 +175,11 @@ def _pinned_request(client: httpx.Client, url: httpx.URL, rules: SourceRules, *,
 def _copy_body(response: httpx.Response, out: IO[bytes], rules: SourceRules, *, uri: str,
                what: str) -> int:
     size = 0
+    deadline = time.monotonic() + DEADLINE
     try:
         for chunk in response.iter_bytes():
+            if time.monotonic() > deadline:
+                raise _failed(uri, what, f"still arriving after {DEADLINE:.0f} s")
             size += len(chunk)
             if size > rules.max_bytes:
                 raise TooLarge(
