@@ -168,12 +168,12 @@ def verify_token(store: Store, token: str, *, now: datetime | None = None) -> Ro
     with store.transaction() as tx:
         row = tx.conn.execute(
             select(c.role, c.expires_at).where(c.token_hash == digest)).one_or_none()
-        if row is None and legacy != digest:
+        from_before = row is None and legacy != digest
+        if from_before:
             row = tx.conn.execute(
                 select(c.role, c.expires_at).where(c.token_hash == legacy)).one_or_none()
-            if row is not None:  # from before keyed digests: keyed from now on
-                tx.conn.execute(update(t.tokens).where(c.token_hash == legacy)
-                                .values(token_hash=digest))
+    if row is not None and from_before:  # written before keyed digests: keyed from now on
+        _rekey(store, legacy, digest)
     if row is None or row.role not in _RANK:  # an unknown role in the table admits nobody
         return None
     if now is not None and row.expires_at is not None and now >= row.expires_at:
@@ -251,6 +251,16 @@ def _insert(conn: Connection, store: Store, *, role: Role, description: str | No
         token_hash=token_digest(store, token), token_id=token_id, role=role.value,
         description=description, created_at=now, expires_at=expires_at))
     return IssuedToken(token=token, token_id=token_id, role=role, expires_at=expires_at)
+
+
+def _rekey(store: Store, legacy: str, digest: str) -> None:
+    """Key a row from before keyed digests (a no-op for any other row)."""
+    try:
+        with store.transaction() as tx:
+            tx.conn.execute(update(t.tokens).where(t.tokens.c.token_hash == legacy)
+                            .values(token_hash=digest))
+    except StoreError:
+        pass  # busy, or a concurrent request re-keyed it: the next use tries again
 
 
 def _hash_stored(conn: Connection, digest: str) -> bool:
