@@ -11,11 +11,13 @@ redirect loop and address pinning are driven through an httpx MockTransport.
 
 from __future__ import annotations
 
+import functools
 import http.server
 import io
 import os
 import re
 import socket
+import ssl
 import tarfile
 import threading
 import time
@@ -37,6 +39,7 @@ from scaleset.drivers.base import ExtensionSpec
 from scaleset.drivers.process import extensions
 from scaleset.model.instance import ExtensionStatus
 from scaleset.reconcile.settings import Limits, ShellSettings, SourcePolicy
+from scaleset.security import tls
 from scaleset.store.database import make_engine, migrate
 from scaleset.store.repository import Store
 
@@ -349,6 +352,47 @@ def test_a_download_that_takes_too_long_fails_like_any_other(
                        resolver=_resolver({"files.example": [PUBLIC]}),
                        transport=httpx.MockTransport(handler))
     assert "failed" in str(failed.value) and out.getvalue() == b""
+
+
+def test_https_to_the_pinned_address_keeps_the_name_for_sni_and_the_certificate(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    material = tls.ensure_tls(tmp_path, hosts=["files.test"])
+
+    class Echo(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = f"host={self.headers['host']}".encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            """Quiet."""
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(material.cert, material.key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    # The test CA stands in for the public ones the server trusts.
+    trusting = ssl.create_default_context(cafile=str(material.ca))
+    monkeypatch.setattr(httpx, "Client", functools.partial(httpx.Client, verify=trusting))
+    port, loopback = server.server_address[1], addresses.parse("127.0.0.1")
+    rules = SourceRules(allow_private=True)
+    try:
+        out = io.BytesIO()
+        fetch.download(f"https://files.test:{port}/x", out, rules, what="uri",
+                       resolver=lambda _host, _port: [loopback] if loopback else [])
+        assert out.getvalue() == f"host=files.test:{port}".encode()
+        # Another name on the same address: its certificate does not match, so it fails.
+        with pytest.raises(fetch.FetchFailed):
+            fetch.download(f"https://other.test:{port}/x", io.BytesIO(), rules, what="uri",
+                           resolver=lambda _host, _port: [loopback] if loopback else [])
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
 
 
 # -- archives and directories -----------------------------------------------------------
