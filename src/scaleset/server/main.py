@@ -235,7 +235,11 @@ def _tighten(path: Path) -> None:
     if stat.S_ISLNK(info.st_mode):
         return  # chmod would follow the link out of the data directory
     if stat.S_IMODE(info.st_mode) & 0o077:
-        os.chmod(path, stat.S_IMODE(info.st_mode) & ~0o077)
+        try:
+            os.chmod(path, stat.S_IMODE(info.st_mode) & ~0o077)
+        except PermissionError:  # another user's file: say so, do not refuse to start
+            log.warning("cannot make %s private (owned by uid %d); fix its mode by hand",
+                        path, info.st_uid)
 
 
 def _lock_data_dir(data_dir: Path) -> IO[str]:
