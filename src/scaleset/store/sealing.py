@@ -63,7 +63,7 @@ def secret_fields(body: dict[str, Any], scale_set_id: str
 def seal_model(body: dict[str, Any], cipher: FieldCipher | None,
                scale_set_id: str) -> dict[str, Any]:
     """A copy of a model's JSON with its secrets sealed (``body`` itself unchanged)."""
-    if cipher is None:
+    if cipher is None or not secret_fields(body, scale_set_id):
         return body
     sealed = copy.deepcopy(body)
     for container, key, context in secret_fields(sealed, scale_set_id):
@@ -76,8 +76,8 @@ def seal_model(body: dict[str, Any], cipher: FieldCipher | None,
 def unseal_model(body: dict[str, Any], cipher: FieldCipher | None,
                  scale_set_id: str) -> dict[str, Any]:
     """A copy of a stored model's JSON with its secrets in clear."""
-    if cipher is None:
-        return body
+    if cipher is None or not secret_fields(body, scale_set_id):
+        return body  # nothing to open: no copy (this runs on every read of a scale set)
     clear = copy.deepcopy(body)
     for container, key, context in secret_fields(clear, scale_set_id):
         value = container[key]
