@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 from fastapi.openapi.utils import get_openapi
 
 from scaleset import __version__
-from scaleset.api import docs, envelope, names
+from scaleset.api import docs, envelope, names, vitals
+from scaleset.api.admission import Admission
 from scaleset.api.context import ApiContext
 from scaleset.api.paths import CanonicalPathMiddleware
 from scaleset.api.routes import (
@@ -57,15 +60,40 @@ def create_app(context: ApiContext) -> FastAPI:
                    authority):  # authority last: its paths start with a {tenant} variable
         app.include_router(module.router)
 
+    watched = _storage_paths(context)
+    seen = vitals.vitals_of(app)
+
     @app.get("/healthz", tags=["service"])
-    def healthz() -> dict[str, str]:
-        """Liveness: answers without a token."""
-        return {"status": "ok", "version": __version__}
+    async def healthz() -> JSONResponse:
+        """Liveness and storage, without a token: 200 ``ok``, or 200 ``degraded`` while
+        writes fail or are about to for lack of space (reads still work); 503
+        ``unavailable`` only while reads fail. Async, so a busy thread pool never holds it."""
+        storage = vitals.storage_report(watched, seen)
+        failing = vitals.reads_failing(seen)
+        if failing is not None:
+            return JSONResponse({"status": "unavailable", "version": __version__,
+                                 "reads": failing, "storage": storage}, status_code=503)
+        return JSONResponse({"status": "ok" if storage["ok"] else "degraded",
+                             "version": __version__, "storage": storage})
 
     app.add_middleware(names.ResourceNameMiddleware)  # inside: sees canonical paths
     app.add_middleware(CanonicalPathMiddleware)
+    # Outermost: a request shed or too large costs no routing, no parsing.
+    app.add_middleware(Admission, limits=context.settings.limits, vitals=seen)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def _storage_paths(context: ApiContext) -> tuple[Path, ...]:
+    """Where the server writes: the data directory and the SQLite database's directory."""
+    paths: list[Path] = []
+    if context.artifacts is not None:
+        paths.append(context.artifacts.data_dir)
+    database = context.store.engine.url.database
+    if context.store.engine.url.get_backend_name() == "sqlite" and database not in (
+            None, "", ":memory:"):
+        paths.append(Path(str(database)).resolve().parent)
+    return tuple(dict.fromkeys(paths))
 
 
 _ERROR = {"type": "object", "required": ["error"], "properties": {"error": {

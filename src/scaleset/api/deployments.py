@@ -40,7 +40,7 @@ import httpx
 from fastapi import FastAPI
 from starlette.routing import Match
 
-from scaleset.api import versions
+from scaleset.api import admission, versions
 from scaleset.api.context import ApiContext
 from scaleset.api.paths import canonical_path
 from scaleset.errors import ScalesetError
@@ -261,7 +261,8 @@ class DeploymentRunner:
     # -- the run -----------------------------------------------------------------------------
     async def _run(self, job: _Job) -> None:
         headers = {"Authorization": job.authorization} if job.authorization else {}
-        transport = httpx.ASGITransport(app=self.app)
+        # Marked internal: the work of an admitted request is never shed (429).
+        transport = httpx.ASGITransport(app=admission.internal(self.app))
         async with httpx.AsyncClient(transport=transport, base_url=job.base_url,
                                      headers=headers, timeout=None) as client:
             self.update(job.key, lambda body, _: body["properties"].update(

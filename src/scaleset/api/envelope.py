@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from scaleset.api.vitals import STORAGE_RETRY_AFTER_SECONDS, caused_by_full_disk, vitals_of
 from scaleset.errors import ScalesetError
 from scaleset.store.repository import ConflictError, StoreError
 
@@ -23,7 +24,9 @@ log = logging.getLogger("scaleset.api")
 
 _HTTP_CODES = {400: "BadRequest", 401: "AuthenticationFailed", 403: "AuthorizationFailed",
                404: "NotFound", 405: "MethodNotAllowed", 409: "Conflict",
-               412: "PreconditionFailed", 415: "UnsupportedMediaType"}
+               412: "PreconditionFailed", 413: "RequestEntityTooLarge",
+               415: "UnsupportedMediaType", 429: "TooManyRequests", 507: "InsufficientStorage"}
+_READS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def body(code: str, message: str, *, target: str | None = None,
@@ -74,11 +77,26 @@ def invalid_body(errors: list[Any]) -> JSONResponse:
         target=first["target"], details=details)
 
 
+def storage_full(request: Request, exc: BaseException) -> JSONResponse:
+    """507 for a write that found no space: nothing of it was kept (the database rolled
+    back; an image being stored is removed), and the same request succeeds once an
+    operator frees space. Not a 400 (the request is fine) nor a 503 (reads still work)."""
+    log.error("no space left for %s %s: %s", request.method, request.url.path, exc)
+    vitals_of(request.app).storage_full(str(exc))
+    return response(507, "InsufficientStorage", (
+        f"The server has no space left to store this change ({exc}); nothing was changed. "
+        "Reads keep working; free space on the server's data directory and retry after "
+        f"{STORAGE_RETRY_AFTER_SECONDS} s (GET /healthz shows the free space)."),
+        headers={"Retry-After": str(STORAGE_RETRY_AFTER_SECONDS)})
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers that render every failure in ARM's envelope."""
 
     @app.exception_handler(ScalesetError)
     async def _domain(request: Request, exc: ScalesetError) -> JSONResponse:
+        if caused_by_full_disk(exc):  # an image refused because its copy found no space
+            return storage_full(request, exc.__cause__ or exc)
         headers = {"WWW-Authenticate": 'Bearer realm="scaleset"'} if exc.status == 401 else None
         return response(exc.status, exc.code, exc.message, target=exc.target,
                         details=exc.details, headers=headers)
@@ -98,7 +116,11 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StoreError)
     async def _store(request: Request, exc: StoreError) -> JSONResponse:
+        if caused_by_full_disk(exc):  # the store's StorageFull, or a driver error it wraps
+            return storage_full(request, exc)
         log.exception("store failure", exc_info=exc)
+        if request.method in _READS:
+            vitals_of(request.app).read_failed(str(exc))
         return response(503, "ServiceUnavailable", "the database did not answer; retry later",
                         headers={"Retry-After": "5"})
 
@@ -113,6 +135,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        if caused_by_full_disk(exc):
+            return storage_full(request, exc)
         log.exception("unhandled error on %s %s", request.method, request.url.path,
                       exc_info=exc)
         return response(500, "InternalServerError",

@@ -1,0 +1,162 @@
+"""What the server lets in: request bodies up to a size, requests in flight up to a number.
+
+One pure ASGI middleware (``Admission``), outermost, so that a refused request
+costs the server almost nothing (Starlette's ``BaseHTTPMiddleware`` would
+add a task and a stream per request):
+
+* a ``Content-Length`` above ``Limits.max_request_bytes`` is answered 413
+  ``RequestEntityTooLarge`` before one byte of the body is read; a chunked
+  body is counted as it arrives and cut at the limit, so nothing larger is
+  ever parsed or stored;
+* beyond ``Limits.max_requests_in_flight`` requests being served, a new one
+  is answered 429 ``TooManyRequests`` with ``Retry-After`` at once, as ARM
+  throttles: the Azure SDK and az retry after that many seconds, and the
+  requests admitted keep a bounded latency instead of all queueing.
+  ``/healthz`` is never shed, nor the requests the server sends itself
+  (a template deployment's resource PUTs: the work of an admitted request).
+
+Admission also notes each read answered in ``Vitals`` (``api/vitals.py``).
+"""
+
+from __future__ import annotations
+
+import time
+
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from scaleset.api import envelope
+from scaleset.api.vitals import Vitals
+from scaleset.reconcile.settings import Limits
+
+INTERNAL = "scaleset.internal"
+"""Scope key marking a request the server sends itself; no HTTP client can set it."""
+
+NEVER_SHED = frozenset({"/healthz"})
+RETRY_AFTER_SECONDS = 1
+"""How long a throttled client waits: about the time the requests ahead of it take."""
+
+_READS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class BodyTooLarge(HTTPException):
+    """A body passed the limit while it was read; rendered as ARM's 413."""
+
+    def __init__(self, limit: int, size: str) -> None:
+        super().__init__(413, too_large_message(limit, size))
+
+
+def too_large_message(limit: int, size: str) -> str:
+    """The 413's message: the limit, the size seen and the fix."""
+    return (f"The request body is {size}, larger than this server's limit of {limit} bytes "
+            f"(4 MiB by default, as ARM's); send a smaller body (split the change into "
+            f"several requests or move large content such as images to a source URI).")
+
+
+def internal(app: ASGIApp) -> ASGIApp:
+    """``app`` for the server's own requests (in-process ASGI): never shed."""
+
+    async def marked(scope: Scope, receive: Receive, send: Send) -> None:
+        await app({**scope, INTERNAL: True}, receive, send)
+
+    return marked
+
+
+class Admission:
+    """The body-size and in-flight limits (see the module's docstring)."""
+
+    def __init__(self, app: ASGIApp, limits: Limits, vitals: Vitals) -> None:
+        self.app = app
+        self.limits = limits
+        self.vitals = vitals
+        self.in_flight = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.limits.max_request_bytes
+        declared = _content_length(scope)
+        if declared is not None and declared > limit:
+            await _refuse(send, 413, "RequestEntityTooLarge",
+                          too_large_message(limit, f"{declared} bytes (Content-Length)"),
+                          {"Connection": "close"})  # the unread body cannot be skipped
+            return
+        shed = scope["path"] not in NEVER_SHED and not scope.get(INTERNAL)
+        if shed and self.in_flight >= self.limits.max_requests_in_flight:
+            await self._throttle(scope, send)
+            return
+        if shed:
+            self.in_flight += 1
+        try:
+            await self._serve(scope, _counted(receive, limit), send)
+        finally:
+            if shed:
+                self.in_flight -= 1
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = False
+        read = scope["method"] in _READS
+
+        async def watched(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                if read and message["status"] < 500:
+                    self.vitals.read_ok_at = time.monotonic()
+                elif not read and message["status"] < 400:
+                    self.vitals.write_ok_at = time.monotonic()
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched)
+        except BodyTooLarge as exc:  # read outside a route (no handler rendered it)
+            if started:
+                raise
+            await _refuse(send, 413, "RequestEntityTooLarge", str(exc.detail),
+                          {"Connection": "close"})
+
+    async def _throttle(self, scope: Scope, send: Send) -> None:
+        limit = self.limits.max_requests_in_flight
+        kind = "reads" if scope["method"] in _READS else "writes"
+        await _refuse(send, 429, "TooManyRequests", (
+            f"The request is being throttled: this server is serving {self.in_flight} "
+            f"requests at once, its limit (--max-requests-in-flight {limit}). Retry after "
+            f"{RETRY_AFTER_SECONDS} second(s), as the Retry-After header says; the Azure SDK "
+            "and az do so on their own."),
+            {"Retry-After": str(RETRY_AFTER_SECONDS),
+             f"x-ms-ratelimit-remaining-subscription-{kind}": "0"})
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None  # the server's HTTP parser refuses it before we see it
+    return None
+
+
+def _counted(receive: Receive, limit: int) -> Receive:
+    """``receive`` that raises ``BodyTooLarge`` once the body passes ``limit`` bytes."""
+    seen = 0
+
+    async def counting() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise BodyTooLarge(limit, f"more than {limit} bytes (cut while it was read)")
+        return message
+
+    return counting
+
+
+async def _refuse(send: Send, status: int, code: str, message: str,
+                  headers: dict[str, str]) -> None:
+    response = envelope.response(status, code, message, headers=headers)
+    await send({"type": "http.response.start", "status": status,
+                "headers": response.raw_headers})
+    await send({"type": "http.response.body", "body": response.body})
