@@ -88,13 +88,32 @@ def call(http: httpx.Client, method: str, path: str, body: Any = None,
     return response.json() if response.content else None
 
 
-def wait_for(predicate: Callable[[], T | None], *, timeout: float, what: str) -> T:
+def wait_for(predicate: Callable[[], T | None], *, timeout: float, what: str,
+             state: Callable[[], str] | None = None) -> T:
+    """Poll ``predicate`` until truthy; on timeout fail with ``state()`` (what was seen)."""
     deadline = time.monotonic() + timeout
     while not (last := predicate()):
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+            seen = f"; last seen: {state()}" if state is not None else ""
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}{seen}")
         time.sleep(0.2)
     return last
+
+
+def fleet_state(http: httpx.Client) -> str:
+    """One line per instance and the latest run, for failure messages."""
+    lines = []
+    for i in instances(http):
+        p = i["properties"]
+        view = p.get("instanceView") or {}
+        lines.append(f"instance {i['instanceId']}: {p['provisioningState']}, "
+                     f"{p['storageProfile']['imageReference'].get('exactVersion')}, "
+                     f"{(view.get('vmHealth') or {}).get('status', {}).get('code')}, "
+                     f"{[s.get('code') for s in view.get('statuses') or []]}")
+    run = latest(http) or {}
+    lines.append(f"latest run: {run.get('runningStatus')}, {run.get('progress')}, "
+                 f"{run.get('error')}")
+    return "\n".join(lines)
 
 
 def publish(http: httpx.Client, tree: Path) -> None:

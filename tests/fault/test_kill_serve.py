@@ -22,8 +22,8 @@ import httpx
 
 from tests.fault.conftest import hard_timeout, processes_under
 from tests.fault.rollout import (
-    SET, build_image, call, client, create_fleet, data_file, disks_per_version, latest, on_version,
-    publish, put_data_file, serve, wait_for,
+    SET, build_image, call, client, create_fleet, data_file, disks_per_version, fleet_state,
+    latest, on_version, publish, put_data_file, serve, wait_for,
 )
 
 SEED = 12
@@ -42,9 +42,10 @@ def _ended(http: httpx.Client) -> dict[str, Any] | None:
 def _check_run(http: httpx.Client, version: str, kept: dict[str, str]) -> dict[str, str]:
     """The run to ``version`` ended Completed with nothing failed or rolled back."""
     addresses = wait_for(lambda: on_version(http, version, CAPACITY), timeout=RUN_TIMEOUT,
-                         what=f"every instance healthy on {version}")
+                         what=f"every instance healthy on {version}",
+                         state=lambda: fleet_state(http))
     run = wait_for(lambda: _ended(http), timeout=RUN_TIMEOUT,
-                   what=f"the run to {version} to end")
+                   what=f"the run to {version} to end", state=lambda: fleet_state(http))
     assert run["runningStatus"]["code"] == "Completed", run
     assert run["progress"]["failedInstanceCount"] == 0, run
     assert (run.get("rollbackInfo") or {}).get("successfullyRolledbackInstanceCount", 0) == 0
