@@ -295,6 +295,7 @@ class ProcessDriver:
                  *args: object) -> None:
         """Run ``work`` holding the instance; record an unexpected failure instead of losing it."""
         with live.lock:
+            live.queued = False
             if busy is not None:
                 live.busy = busy
             try:
@@ -666,7 +667,8 @@ class ProcessDriver:
             with self._lock:
                 everything = list(self._live.values())
             for live in everything:
-                if live.busy is not None or not live.lock.acquire(blocking=False):
+                if live.busy is not None or live.queued or \
+                        not live.lock.acquire(blocking=False):
                     continue
                 try:
                     self._supervise(live)
@@ -689,7 +691,8 @@ class ProcessDriver:
             live.note(f"process exited (status {code}); restarting in "
                                 f"{live.backoff:.1f} s")
             self._prober.unwatch(self._probe_key(live))
-            processes.stop_all(live.key, sorted(live.groups), grace=self.stop_grace)
+            processes.stop_all(live.key, sorted(live.groups), grace=self.stop_grace,
+                               spare_steps=not state.os_disk.provisioned)
             live.popen, state.pid, state.pid_started = None, None, None
             live.groups.clear()
             live.restart_at = now + live.backoff
@@ -757,6 +760,7 @@ class ProcessDriver:
                 live.save()
                 live.note(f"resuming operation {resume} after a control-plane "
                                     "restart")
+                live.queued = True  # the supervisor leaves it to the operation
                 self._pool.submit(self._guarded, live, resume, self._complete, live, resume)
                 continue
             # A disk still provisioning boots again (its steps resume), even if its
@@ -775,6 +779,9 @@ class ProcessDriver:
             state.pid = state.pid_started = None
             live.save()
             if state.running and not state.failed:
+                # Queued: the supervisor must not see a dead process and restart (or kill
+                # the provisioning steps of) an instance whose boot is already on its way.
+                live.queued = True
                 self._pool.submit(self._guarded, live, None, self._boot, live)
 
 

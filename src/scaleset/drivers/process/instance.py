@@ -36,6 +36,8 @@ class LiveInstance:
     save_lock: threading.Lock = field(default_factory=threading.Lock)
     """Held while ``state.json`` is written or the operation log changes."""
     busy: str | None = None  # "create" or the id of the operation in progress
+    queued: bool = False
+    """Work for it is queued (a boot after adoption): the supervisor leaves it alone."""
     power_phase: PowerState | None = None
     """stopping / deallocating / starting while a power verb is under way."""
     popen: subprocess.Popen[bytes] | None = None
