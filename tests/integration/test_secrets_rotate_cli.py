@@ -71,3 +71,25 @@ def test_rotation_without_a_database_or_a_key_says_what_is_missing(tmp_path: Pat
                          env={secrets.ENV_KEY: ""})
     assert done.exit_code == 1 and "KeyNotFound" in done.stderr
     assert not (tmp_path / secrets.KEY_FILE).exists()
+
+
+def test_rotation_leaves_no_clear_copy_from_an_older_version_in_the_file(
+        tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'scaleset.db'}"
+    store = open_store(url)  # an older version: the signing key in clear
+    authority.server_identity(store, now=NOW)
+    store.close()
+    files = (tmp_path / "scaleset.db", tmp_path / "scaleset.db-wal")
+
+    def on_disk() -> bytes:
+        return b"".join(f.read_bytes() for f in files if f.exists())
+    assert b"PRIVATE KEY" in on_disk()
+    keyring = secrets.load_keyring(tmp_path, environ={})  # what serve's first start makes
+    store = open_store(url, cipher=keyring)
+    assert authority._read_identity(store) is not None  # sealed at its first read
+    store.close()
+    done = CliRunner().invoke(app, ["secrets", "rotate", "--data-dir", str(tmp_path)],
+                              env={secrets.ENV_KEY: ""})
+    assert done.exit_code == 0, done.output
+    assert b"PRIVATE KEY" not in on_disk()
+    assert _sealed_key(url).startswith(f"enc:v1:{json.loads(done.stdout)['key']}:")

@@ -6,6 +6,8 @@ Offline (the server stopped), like ``scaleset token --data-dir``:
   file, every secret is re-sealed with it in one transaction, then the retired
   keys are dropped from the file (``--keep-old-keys`` keeps them, e.g. to still
   open a backup of the database). The token key stays, so tokens still work.
+  An SQLite database is then compacted (VACUUM), so no old copy of a value
+  (in clear from an older version, or under a retired key) stays in free pages.
 * with ``SCALESET_SECRETS_KEY``: the environment cannot be rewritten from here;
   add the new key at the end of the list first, run this, then drop the old
   keys from every replica's environment.
@@ -20,12 +22,13 @@ from pathlib import Path
 from typing import Annotated, Final
 
 import typer
+from sqlalchemy.exc import SQLAlchemyError
 
 from scaleset.cli import output
 from scaleset.cli.token import DATABASE_FILE, DatabaseUrlOption, database_url, has_store
 from scaleset.security import secrets
 from scaleset.store.database import open_store
-from scaleset.store.repository import StoreError
+from scaleset.store.repository import Store, StoreError
 
 app = typer.Typer(name="secrets", help="Keys that seal secrets at rest: rotate.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -49,6 +52,17 @@ def _refuse_if_serving(data_dir: Path) -> None:
         except OSError:
             raise _fail("ServerRunning", f"a scaleset serve is using {data_dir}; stop it, "
                         "rotate, then start it again. Nothing was changed.") from None
+
+
+def _purge_free_pages(store: Store) -> None:
+    """Rewrite the SQLite file so no old copy of a value (in clear, from an older version,
+    or under a retired key) survives in its free pages or its WAL."""
+    try:
+        with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("VACUUM")
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    except SQLAlchemyError as exc:
+        raise StoreError(f"the database could not be compacted: {exc}") from exc
 
 
 @app.command("rotate")
@@ -84,6 +98,8 @@ def rotate(
     store = open_store(chosen, cipher=new)
     try:
         done = secrets.reseal(store)
+        if store.engine.url.get_backend_name() == "sqlite":
+            _purge_free_pages(store)
     except StoreError as exc:
         raise _fail("StoreError", f"{exc}; nothing was re-sealed (the old keys still open "
                     "every value).") from exc
