@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from scaleset.api.app import create_app
 from scaleset.api.context import ApiContext
+from scaleset.cli.client import ArmClient, ArmClientError
 from scaleset.reconcile.settings import Limits, MiB, ShellSettings
 from scaleset.store.repository import Store
 from tests.integration.test_api import RG, V, body
@@ -128,3 +129,27 @@ def test_beyond_the_requests_in_flight_a_429_in_arms_shape_and_healthz_still_ans
             assert {v["name"] for v in again.json()["value"]} == {"held0", "held1"}
 
     asyncio.run(scenario())
+
+
+def test_the_cli_resends_a_throttled_write_after_retry_after() -> None:
+    """A 429 was never run, so scaleset's own client sends a PUT again (the Azure SDK and
+    az do too); a 503 on a write is not resent (it may have been applied)."""
+    answers = [429, 201, 503]
+    seen: list[str] = []
+
+    def arm(request: httpx.Request) -> httpx.Response:
+        seen.append(request.method)
+        status = answers.pop(0)
+        headers = {"Retry-After": "1"} if status in (429, 503) else {}
+        return httpx.Response(status, json={} if status < 400 else {"error": {
+            "code": "TooManyRequests" if status == 429 else "ServiceUnavailable",
+            "message": "m"}}, headers=headers)
+
+    sleeps: list[float] = []
+    client = ArmClient(endpoint="https://cp.test", token="t", subscription="s",
+                       transport=httpx.MockTransport(arm), sleep=sleeps.append)
+    assert client.send("PUT", "/x", json={}).status_code == 201
+    assert seen == ["PUT", "PUT"] and sleeps == [1.0]
+    with pytest.raises(ArmClientError):
+        client.send("PUT", "/x", json={})
+    assert seen == ["PUT", "PUT", "PUT"]

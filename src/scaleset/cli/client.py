@@ -250,18 +250,20 @@ class ArmClient:
 
         ``path`` is relative to the endpoint (``api-version`` is added) or an
         absolute URL the server gave out (sent verbatim). GETs are retried on
-        429/502/503/504, honouring ``Retry-After``.
+        429/502/503/504, other methods on 429 (throttled, not run), honouring
+        ``Retry-After``.
         """
         if path.lower().startswith(("https://", "http://")):
             self._check_origin(path)
             url, query = path, dict(params or {})
         else:
             url, query = self.endpoint + path, {"api-version": self.api_version, **(params or {})}
-        attempts = GET_ATTEMPTS if method.upper() == "GET" else 1
-        for attempt in range(1, attempts + 1):
+        # A 429 was shed before the server read the request, so any method may be resent.
+        retried = RETRIED_GET_STATUSES if method.upper() == "GET" else frozenset({429})
+        for attempt in range(1, GET_ATTEMPTS + 1):
             response = self._exchange(self._http.build_request(
                 method, url, params=query or None, json=json, headers=headers))
-            if response.status_code in RETRIED_GET_STATUSES and attempt < attempts:
+            if response.status_code in retried and attempt < GET_ATTEMPTS:
                 self.sleep(self.retry_after(response))
                 continue
             if response.status_code >= 400:
