@@ -10,11 +10,13 @@ import json
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from scaleset.artifacts import ArtifactStore
 from scaleset.drivers.process import records
-from scaleset.drivers.process.driver import NOT_ISOLATED
+from scaleset.drivers.process.driver import NOT_ISOLATED, ProcessDriver
 from scaleset.store.database import make_engine, migrate
 from scaleset.store.repository import Store
 from tests.process.fleet import Fleet, wait_for
@@ -81,3 +83,45 @@ def test_an_older_state_json_loses_its_secrets_and_keeps_them_for_provisioning(
     assert inputs.custom_data == "I2Jhc2gK"
     assert inputs.protected_settings == {"run": {"commandToExecute": "echo hunter2"}}
     assert records.inputs_file(folder, "d1").stat().st_mode & 0o777 == 0o600
+
+
+def test_an_instance_of_the_older_layout_is_adopted_and_provisioned(tmp_path: Path) -> None:
+    """0755/0644 from an older version, secrets in state.json, no user: adopted, tidied, run."""
+    root = tmp_path / "instances"
+    folder = root / "web-1234567890" / "0"
+    folder.mkdir(parents=True, mode=0o755)
+    os.chmod(folder, 0o755)
+    disk = {"disk_id": "d1", "image_version": None, "generation": 1, "digest": None,
+            "extensions": [{"name": "run", "publisher": "Microsoft.Azure.Extensions",
+                            "type": "CustomScript", "type_handler_version": "2.1",
+                            "settings": {}, "protected_settings": {
+                                "commandToExecute": "id -u > ran-as.txt"}}],
+            "custom_data": None, "health_source": False, "extension_statuses": [],
+            "provisioned": False}
+    old: dict[str, Any] = {
+           "scale_set_id": "/subscriptions/s/resourceGroups/rg/providers/x/web",
+           "instance_id": "0", "private_ip": "127.250.0.7", "os_disk": disk, "previous": None,
+           "data_disks": [], "running": True, "deallocated": False, "failed": False,
+           "pid": None, "pid_started": None, "incarnation": "old1", "ops": {}}
+    (folder / "state.json").write_text(json.dumps(old))
+    (folder / "console.log").write_text("from before\n")
+    os.chmod(folder / "console.log", 0o644)
+    driver = ProcessDriver(root, ArtifactStore(tmp_path / "images"), stop_grace=1.0)
+    try:
+        state_file = folder / "state.json"
+        wait_for(lambda: records.load(state_file).os_disk.provisioned, timeout=20,
+                 what="the adopted disk provisioned")
+        state = records.load(state_file)
+        assert [s.state for s in state.os_disk.statuses()] == ["Succeeded"]
+        assert "commandToExecute" not in state_file.read_text()
+        assert not list(folder.glob("inputs-*.json"))
+        ran_as = int((folder / "os" / "d1" / "ran-as.txt").read_text())
+        if os.geteuid() == 0:
+            assert state.uid is not None and ran_as == state.uid != 0
+            assert folder.stat().st_mode & 0o777 == 0o711
+        else:
+            assert folder.stat().st_mode & 0o777 == 0o700
+        assert (folder / "console.log").stat().st_mode & 0o777 == 0o600
+        assert state_file.stat().st_mode & 0o777 == 0o600
+    finally:
+        driver.close()

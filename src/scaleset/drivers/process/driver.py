@@ -63,6 +63,7 @@ from scaleset.drivers.process import (
     provision,
     records,
 )
+from scaleset.drivers.process import instance
 from scaleset.drivers.process.instance import BACKOFF_FIRST, BACKOFF_MAX, LiveInstance
 from scaleset.drivers.process.probes import HealthExtensionSpec, Prober
 from scaleset.drivers.process.records import DiskState, InstanceState, OpState
@@ -592,6 +593,16 @@ class ProcessDriver:
         return self.root / records.scale_set_key(live.state.scale_set_id) / \
             live.state.instance_id
 
+    def _tidy_modes(self, directory: Path) -> None:
+        """Modes of the layout an older version left (0755 directories, 0644 files)."""
+        shared = self._run_as_any()
+        for folder in (directory.parent, directory, directory / "os", directory / "disks"):
+            if folder.is_dir():
+                disks.private_dir(folder, shared)
+        for name in (instance.CONSOLE, records.STATE_FILE):
+            if (directory / name).exists():
+                os.chmod(directory / name, 0o600)
+
     def _run_as(self, live: LiveInstance) -> processes.RunAs | None:
         """The instance's own user, when this control plane can give it one."""
         uid = live.state.uid
@@ -735,6 +746,7 @@ class ProcessDriver:
             for stale in state_file.parent.glob("inputs-*.json"):
                 if stale.name not in wanted:
                     stale.unlink(missing_ok=True)  # an OS disk built but never swapped in
+            self._tidy_modes(state_file.parent)
             if state_file.parent.name.startswith(".deleted-"):  # deleted before a crash
                 processes.stop_all(live.key, (), grace=self.stop_grace)
                 shutil.rmtree(state_file.parent, ignore_errors=True)
