@@ -3,6 +3,7 @@ sealed; ``scaleset secrets rotate`` re-seals them offline and the server still w
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import stat
@@ -102,3 +103,19 @@ def test_the_data_directory_is_private_and_secrets_are_sealed_then_rotated(
         patched = http.patch(f"{SET}{V}", json={"tags": {"rotated": "yes"}})
         assert patched.status_code == 200, patched.text
         assert _open_to_others(data_dir) == {}
+
+
+def test_serve_refuses_to_start_with_a_key_that_does_not_open_its_secrets(
+        tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    with running_server(data_dir) as server, server.http() as http:
+        assert http.get("/organizations/discovery/v2.0/keys").status_code == 200
+    wrong = base64.b64encode(os.urandom(32)).decode()
+    env = {**os.environ, "SCALESET_SECRETS_KEY": wrong,
+           "SCALESET_CONFIG": str(data_dir / "client-config.json")}
+    done = subprocess.run([str(SCALESET), "serve", "--data-dir", str(data_dir), "--port", "0",
+                           "--driver", "simulated"], capture_output=True, text=True,
+                          timeout=60, env=env)
+    assert done.returncode != 0
+    assert "cannot start" in done.stderr and "not in the keyring" in done.stderr

@@ -174,3 +174,13 @@ def test_rotation_reseals_every_secret_and_the_old_key_no_longer_opens_them(
         is not None
     assert row.model.properties.virtual_machine_profile.os_profile.admin_password == PASSWORD
     assert authority._read_identity(api.store) is not None
+
+
+def test_a_keyring_that_cannot_open_the_store_is_refused_at_start(
+        api: Api, keyring: Keyring) -> None:
+    assert api.client.put(URL, json=body(capacity=1)).status_code == 201
+    authority.server_identity(api.store, now=api.world.clock.now())
+    secrets.check_opens(api.store)  # the right key: no complaint
+    api.store.cipher = Keyring((("other", secrets.new_key()),), secrets.new_key())
+    with pytest.raises(secrets.SecretsError, match="key 'k1', which is not in the keyring"):
+        secrets.check_opens(api.store)

@@ -301,3 +301,20 @@ def reseal(store: Store) -> Resealed:
             tx.conn.execute(update(t.resources).where(r.id == IDENTITY_ID.lower()).values(
                 state={**found.state, "privateKey": cipher.seal(pem, context=KEY_CONTEXT)}))
     return Resealed(rewritten, values + (1 if key else 0), key)
+
+
+def check_opens(store: Store) -> None:
+    """Refuse a keyring that cannot open what is stored (a wrong key file or variable),
+    at start rather than as failed requests: tries the signing key and one scale set."""
+    cipher = store.cipher
+    if cipher is None:
+        return
+    r, c = t.resources.c, t.scale_sets.c
+    with store.transaction() as tx:
+        found = tx.conn.execute(select(r.state).where(r.id == IDENTITY_ID.lower())).first()
+        sample = tx.conn.execute(select(c.id, c.model).limit(1)).first()
+    key = (found.state or {}).get("privateKey") if found is not None else None
+    if isinstance(key, str):
+        cipher.unseal(key, context=KEY_CONTEXT)
+    if sample is not None:
+        unseal_model(sample.model, cipher, sample.id)

@@ -97,7 +97,16 @@ def serve(settings: ServeSettings, *, out: TextIO = sys.stdout, on_ready: Ready 
     """
     private_data_dir(settings.data_dir)
     lock = _lock_data_dir(settings.data_dir)
-    store = open_store(settings.url, cipher=secrets.load_keyring(settings.data_dir))
+    try:
+        keyring = secrets.load_keyring(settings.data_dir)
+    except secrets.SecretsError as exc:
+        raise SystemExit(f"cannot start: {exc}") from None
+    store = open_store(settings.url, cipher=keyring)
+    try:
+        secrets.check_opens(store)
+    except secrets.SecretsError as exc:
+        store.close()
+        raise SystemExit(f"cannot start: {exc}") from None
     clock = SystemClock()
     certfile = keyfile = None
     if not settings.insecure_http:
