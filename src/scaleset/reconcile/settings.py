@@ -28,9 +28,11 @@ class Limits:
     """The capacities of all scale sets together (``--max-instances-total``)."""
     max_request_bytes: int = 4 * MiB
     """A larger request body is refused with 413 before it is read in full."""
-    max_requests_in_flight: int = 64
+    max_requests_in_flight: int = 32
     """Beyond this many requests being served at once, 429 with Retry-After
-    (``--max-requests-in-flight``)."""
+    (``--max-requests-in-flight``). Admitted requests wait about this many times one
+    request's service time: at 200 req/s offered on 2 cores (``bench/overload.py``) p99
+    was 0.5 s at 32 (0.2 s at 16, 1.1 s at 64, 39 s without a bound)."""
     max_image_archive_bytes: int = 256 * MiB
     """An image archive (or fetched file) larger than this, as sent, is refused
     (``--max-image-archive-bytes``)."""
