@@ -183,9 +183,9 @@ def _run(settings: ServeSettings, store: Store, clock: SystemClock,
 
     context = ApiContext(store=store, clock=clock, settings=reconciler.settings,
                          notify=loop.notify, on_image_published=published,
-                         artifacts=artifacts, console_log=driver.console_log,
-                         **({"instance_room": driver.instance_room}
-                            if isinstance(driver, ProcessDriver) else {}))
+                         artifacts=artifacts, console_log=driver.console_log)
+    if isinstance(driver, ProcessDriver):  # the simulated fleet fills no machine
+        context.instance_room = driver.instance_room
     app = create_app(context)
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
     endpoint = f"{settings.scheme}://{host}:{settings.port}"
