@@ -12,7 +12,7 @@ import binascii
 import hashlib
 import json
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -152,6 +152,11 @@ def _auto(model: ScaleSet) -> bool:
     return model.automatic_os_upgrade.enable_automatic_os_upgrade
 
 
+ScaleSetBuild = Callable[[ScaleSetRow | None], ScaleSet]
+"""What a PUT makes of the stored scale set (None: there is none): it checks the request's
+preconditions against it and merges the request into it, inside the write's transaction."""
+
+
 def create_scale_set(store: Store, *, scale_set_id: str, model: ScaleSet, now: datetime,
                      api_version: str | None = None, settings: ShellSettings | None = None
                      ) -> ScaleSetRow:
@@ -161,67 +166,120 @@ def create_scale_set(store: Store, *, scale_set_id: str, model: ScaleSet, now: d
     ``settings`` holds the allow-list of images for automatic OS upgrade.
     """
     validate_model(model)
-    settings = settings or ShellSettings()
-    name = model.name or scale_set_id.rsplit("/", 1)[-1]
-    with store.transaction() as tx:
-        if tx.get_scale_set(scale_set_id) is not None:
+    shell_settings = settings or ShellSettings()
+
+    def work(tx: Tx) -> ScaleSetRow:
+        if tx.get_scale_set(scale_set_id, for_update=True) is not None:
+            name = model.name or scale_set_id.rsplit("/", 1)[-1]
             raise OperationNotAllowed(f"scale set '{name}' already exists", target="name")
-        quotas.enforce_total(tx, model, scale_set_id=scale_set_id, limits=settings.limits)
-        check_health_probe(tx, model)
-        networkrefs.check_references(tx, model, scale_set_id=model.id or scale_set_id)
-        requirements.enforce(tx, model, api_version=api_version, settings=settings)
-        image_version = images.resolve_image_version(tx, model.location, model, now)
-        row = ScaleSetRow(
-            id=scale_set_id, name=name, location=model.location, model=model, generation=1,
-            image_version=image_version, next_instance_id=0,
-            etag=_etag(f"{scale_set_id}/1/{now.isoformat()}"), created_at=now, updated_at=now,
-            auto_os_upgrade_since=now if _auto(model) else None,
-        )
-        tx.insert_scale_set(row)
-        tx.append_events(scale_set_id, None, [Event(
-            "ScaleSetCreated", f"capacity {model.capacity}, image {image_version}")], now)
+        return _create(tx, scale_set_id=scale_set_id, model=model, now=now,
+                       api_version=api_version, settings=shell_settings)
+
+    return store.write(work)
+
+
+def _create(tx: Tx, *, scale_set_id: str, model: ScaleSet, now: datetime,
+            api_version: str | None, settings: ShellSettings) -> ScaleSetRow:
+    """Insert the scale set (the caller found none); a racing insert of the same id fails
+    at the INSERT (``DuplicateKey``), which ``Store.write`` retries."""
+    name = model.name or scale_set_id.rsplit("/", 1)[-1]
+    quotas.enforce_total(tx, model, scale_set_id=scale_set_id, limits=settings.limits)
+    check_health_probe(tx, model)
+    networkrefs.check_references(tx, model, scale_set_id=model.id or scale_set_id)
+    requirements.enforce(tx, model, api_version=api_version, settings=settings)
+    image_version = images.resolve_image_version(tx, model.location, model, now)
+    row = ScaleSetRow(
+        id=scale_set_id, name=name, location=model.location, model=model, generation=1,
+        image_version=image_version, next_instance_id=0,
+        etag=_etag(f"{scale_set_id}/1/{now.isoformat()}"), created_at=now, updated_at=now,
+        auto_os_upgrade_since=now if _auto(model) else None,
+    )
+    tx.insert_scale_set(row)
+    tx.append_events(scale_set_id, None, [Event(
+        "ScaleSetCreated", f"capacity {model.capacity}, image {image_version}")], now)
     return row
 
 
-def update_scale_set(store: Store, *, scale_set_id: str, model: ScaleSet, now: datetime,
+def update_scale_set(store: Store, *, scale_set_id: str, model: ScaleSet | None = None,
+                     mutate: Callable[[ScaleSetRow], ScaleSet] | None = None, now: datetime,
                      api_version: str | None = None, settings: ShellSettings | None = None
                      ) -> ScaleSetRow:
     """Replace a scale set's model; instance-facing changes bump its generation.
 
+    The new model is ``model``, or ``mutate(stored row)`` computed inside the write's
+    transaction, with the row locked: a PATCH merges into what is stored at that
+    moment (and checks If-Match against it), so concurrent writers lose nothing.
     The requirements of automatic OS upgrade are checked as in ``create_scale_set``,
     counting only what this change breaks.
     """
+    if mutate is None:
+        if model is None:
+            raise TypeError("update_scale_set needs a model or a mutate function")
+        mutate = _constant(model)
+    change, settings = mutate, settings or ShellSettings()
+    return store.write(lambda tx: _update(tx, scale_set_id=scale_set_id, mutate=change,
+                                          now=now, api_version=api_version, settings=settings))
+
+
+def _constant(model: ScaleSet) -> Callable[[ScaleSetRow], ScaleSet]:
+    return lambda _row: model
+
+
+def put_scale_set(store: Store, *, scale_set_id: str, build: ScaleSetBuild, now: datetime,
+                  api_version: str | None = None, settings: ShellSettings | None = None
+                  ) -> tuple[ScaleSetRow, bool]:
+    """Create or replace a scale set in one write transaction; True when it was created.
+
+    ``build`` sees the row as stored (locked) and returns the model to write. Two PUTs
+    creating one name both see none; the one whose insert loses the race is run again
+    (``Store.write``), finds the winner's row and becomes an update.
+    """
     settings = settings or ShellSettings()
-    with store.transaction() as tx:
-        row = _get(tx, scale_set_id)
-        model = keep_write_only_secrets(row.model, model)
-        validate_model(model)
-        if model.location.replace(" ", "").lower() != row.location.replace(" ", "").lower():
-            raise InvalidParameter(
-                f"Changing property 'location' is not allowed: scale set '{row.name}' is in "
-                f"'{row.location}'. Create a new scale set in '{model.location}' instead.",
-                target="location")
-        quotas.enforce_total(tx, model, scale_set_id=scale_set_id, limits=settings.limits,
-                             previous=row.model)
-        check_health_probe(tx, model, previous=row.model)
-        networkrefs.check_references(tx, model, scale_set_id=row.model.id or row.id,
-                                     previous=row.model)
-        requirements.enforce(tx, model, api_version=api_version, settings=settings,
-                             previous=row.model)
-        generation = row.generation + (1 if model_changes_instances(row.model, model) else 0)
-        image_version = row.image_version
-        if _image_identity(model) != _image_identity(row.model):
-            # A different image (or pinned version): resolved now, refused if unknown.
-            image_version = images.resolve_image_version(tx, row.location, model, now)
-        since = row.auto_os_upgrade_since if _auto(row.model) else None
-        updated = row.replace(model=model, generation=generation, image_version=image_version,
-                              etag=_next_etag(row, model, generation),
-                              updated_at=now,
-                              auto_os_upgrade_since=(since or now) if _auto(model) else None)
-        tx.update_scale_set(updated)
-        if generation != row.generation:
-            tx.append_events(scale_set_id, None, [Event(
-                "ModelChanged", f"model generation {generation}")], now)
+
+    def work(tx: Tx) -> tuple[ScaleSetRow, bool]:
+        existing = tx.get_scale_set(scale_set_id, for_update=True)
+        model = build(existing)
+        if existing is None:
+            validate_model(model)
+            return _create(tx, scale_set_id=scale_set_id, model=model, now=now,
+                           api_version=api_version, settings=settings), True
+        return _update(tx, scale_set_id=scale_set_id, mutate=_constant(model), now=now,
+                       api_version=api_version, settings=settings), False
+
+    return store.write(work)
+
+
+def _update(tx: Tx, *, scale_set_id: str, mutate: Callable[[ScaleSetRow], ScaleSet],
+            now: datetime, api_version: str | None, settings: ShellSettings) -> ScaleSetRow:
+    row = _get(tx, scale_set_id)
+    model = keep_write_only_secrets(row.model, mutate(row))
+    validate_model(model)
+    if model.location.replace(" ", "").lower() != row.location.replace(" ", "").lower():
+        raise InvalidParameter(
+            f"Changing property 'location' is not allowed: scale set '{row.name}' is in "
+            f"'{row.location}'. Create a new scale set in '{model.location}' instead.",
+            target="location")
+    quotas.enforce_total(tx, model, scale_set_id=scale_set_id, limits=settings.limits,
+                         previous=row.model)
+    check_health_probe(tx, model, previous=row.model)
+    networkrefs.check_references(tx, model, scale_set_id=row.model.id or row.id,
+                                 previous=row.model)
+    requirements.enforce(tx, model, api_version=api_version, settings=settings,
+                         previous=row.model)
+    generation = row.generation + (1 if model_changes_instances(row.model, model) else 0)
+    image_version = row.image_version
+    if _image_identity(model) != _image_identity(row.model):
+        # A different image (or pinned version): resolved now, refused if unknown.
+        image_version = images.resolve_image_version(tx, row.location, model, now)
+    since = row.auto_os_upgrade_since if _auto(row.model) else None
+    updated = row.replace(model=model, generation=generation, image_version=image_version,
+                          etag=_next_etag(row, model, generation),
+                          updated_at=now,
+                          auto_os_upgrade_since=(since or now) if _auto(model) else None)
+    tx.update_scale_set(updated)
+    if generation != row.generation:
+        tx.append_events(scale_set_id, None, [Event(
+            "ModelChanged", f"model generation {generation}")], now)
     return updated
 
 
@@ -570,10 +628,19 @@ def delete_instances(store: Store, *, scale_set_id: str, instance_ids: Iterable[
 DELETING = "Deleting"
 
 
-def delete_scale_set(store: Store, *, scale_set_id: str, now: datetime) -> ScaleSetRow:
-    """Mark a scale set for deletion; the reconciler deletes its instances, then the record."""
-    with store.transaction() as tx:
+def delete_scale_set(store: Store, *, scale_set_id: str, now: datetime,
+                     check: Callable[[ScaleSetRow], None] | None = None) -> ScaleSetRow:
+    """Mark a scale set for deletion; the reconciler deletes its instances, then the record.
+
+    ``check`` (If-Match) sees the row locked in the same transaction and may refuse.
+    ``NotFound`` when there is no such scale set.
+    """
+    def work(tx: Tx) -> ScaleSetRow:
+        if check is not None:
+            check(_get(tx, scale_set_id))
         return mark_deleting(tx, scale_set_id=scale_set_id, now=now)
+
+    return store.write(work)
 
 
 def mark_deleting(tx: Tx, *, scale_set_id: str, now: datetime) -> ScaleSetRow:

@@ -11,7 +11,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.pool import StaticPool
 
 from scaleset.store.repository import Store
@@ -31,6 +31,20 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _sqlite_begin(conn: Connection) -> None:
+    """Start a write transaction (``Store.transaction(write=True)``) with BEGIN IMMEDIATE.
+
+    pysqlite begins a transaction only before the first INSERT/UPDATE/DELETE, as
+    DEFERRED: a transaction that read first holds a snapshot, and if another writer
+    commits before its write, SQLite fails it with SQLITE_BUSY_SNAPSHOT, which
+    busy_timeout does not wait out. BEGIN IMMEDIATE takes the write lock up front,
+    waiting up to busy_timeout for it, so a read-check-write is serialised instead.
+    Other transactions keep pysqlite's behaviour (reads do not block on writers).
+    """
+    if conn.get_execution_options().get("scaleset_write"):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def make_engine(url: str) -> Engine:
     """An engine for ``url`` with the settings scaleset relies on."""
     if url.startswith("sqlite"):
@@ -41,6 +55,7 @@ def make_engine(url: str) -> Engine:
             poolclass=StaticPool if memory else None,
         )
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     return create_engine(url, pool_pre_ping=True)
 

@@ -9,15 +9,18 @@ concurrent step cannot move it along an edge it already left.
 from __future__ import annotations
 
 import dataclasses
+import errno
+import random
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert, select, update
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
 from scaleset.errors import Conflict
 from scaleset.model.instance import (
@@ -61,6 +64,51 @@ class ConflictError(StoreError):
 
 class NotFoundError(StoreError):
     """The row asked for does not exist."""
+
+
+class DuplicateKey(ConflictError):
+    """An insert lost a race with an equal one (a UNIQUE violation): the row now exists.
+
+    ``Store.write`` retries its work, which then finds the row; only when the
+    retries run out does it reach the client, as 409 Conflict.
+    """
+
+
+class StoreBusy(StoreError):
+    """The database stayed locked (SQLite busy) or refused to serialise this transaction
+    (PostgreSQL serialization failure, deadlock, lock timeout) past the retries."""
+
+
+class StorageFull(StoreError):
+    """The database's disk is full (SQLITE_FULL, PostgreSQL disk_full 53100, ENOSPC)."""
+
+
+T = TypeVar("T")
+
+# PostgreSQL SQLSTATEs worth a retry: serialization_failure, deadlock_detected, lock_not_available.
+_PG_RETRY = frozenset({"40001", "40P01", "55P03"})
+_PG_DISK_FULL = "53100"
+WRITE_ATTEMPTS = 8
+WRITE_DEADLINE = 8.0  # seconds a write may spend retrying before its error reaches the client
+
+
+def classify(exc: BaseException) -> StoreError:
+    """The store's exception for a driver error: what the caller can do about it differs
+    (retry as an update, wait, free disk space), so they are told apart here."""
+    if isinstance(exc, StoreError):
+        return exc
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc
+    text = str(orig).lower()
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if isinstance(orig, OSError) and orig.errno == errno.ENOSPC:
+        return StorageFull(f"the database's disk is full: {orig}")
+    if sqlstate == _PG_DISK_FULL or "database or disk is full" in text:
+        return StorageFull(f"the database's disk is full: {orig}")
+    if isinstance(exc, IntegrityError) or sqlstate == "23505":
+        return DuplicateKey(f"another request created the same row at the same time: {orig}")
+    if sqlstate in _PG_RETRY or "database is locked" in text or "database is busy" in text:
+        return StoreBusy(f"the database is busy with other writers: {orig}")
+    return StoreError(f"database error: {exc}")
 
 
 class ResourceGroupBeingDeleted(Conflict):
@@ -394,10 +442,15 @@ class Tx:
                 f"scale set {scale_set_id} changed while the pass was deciding; retrying")
         return expected + 1
 
-    def get_scale_set(self, scale_set_id: str) -> ScaleSetRow | None:
-        row = self.conn.execute(
-            select(t.scale_sets).where(t.scale_sets.c.id == scale_set_id)
-        ).first()
+    def get_scale_set(self, scale_set_id: str, *, for_update: bool = False
+                      ) -> ScaleSetRow | None:
+        """The scale set, or None; ``for_update`` locks its row until commit
+        (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite's write transaction locks the
+        whole database already)."""
+        query = select(t.scale_sets).where(t.scale_sets.c.id == scale_set_id)
+        if for_update:
+            query = query.with_for_update()
+        row = self.conn.execute(query).first()
         return _scale_set_from_row(row, self.cipher) if row else None
 
     def scale_set_ids(self) -> list[str]:
@@ -792,13 +845,48 @@ class Store:
         self.cipher = cipher  # seals scale sets' secrets; None keeps them as written
 
     @contextmanager
-    def transaction(self) -> Iterator[Tx]:
-        """A transaction: committed when the block ends, rolled back if it raises."""
+    def transaction(self, *, write: bool = False) -> Iterator[Tx]:
+        """A transaction: committed when the block ends, rolled back if it raises.
+
+        ``write=True`` takes the database's write lock at BEGIN (SQLite's
+        ``BEGIN IMMEDIATE``, waited for up to its busy timeout): a transaction
+        that reads, decides and then writes cannot find its snapshot stale at
+        the write. On PostgreSQL rows are locked with ``for_update`` reads.
+        Driver errors come out classified (``classify``).
+        """
         try:
-            with self.engine.begin() as conn:
-                yield Tx(conn, self.cipher)
-        except SQLAlchemyError as exc:
-            raise StoreError(f"database error: {exc}") from exc
+            with self.engine.connect() as conn:
+                if write:
+                    conn.execution_options(scaleset_write=True)
+                with conn.begin():
+                    yield Tx(conn, self.cipher)
+        except (SQLAlchemyError, OSError) as exc:
+            if isinstance(exc, OSError) and exc.errno != errno.ENOSPC:
+                raise
+            raise classify(exc) from exc
+
+    def write(self, work: Callable[[Tx], T], *, attempts: int = WRITE_ATTEMPTS,
+              deadline: float = WRITE_DEADLINE) -> T:
+        """Run ``work`` in one write transaction, again from the start on a race.
+
+        ``work`` reads, checks and writes in the transaction it is given; when
+        the commit loses a race (``DuplicateKey``: an equal insert won;
+        ``StoreBusy``: a lock or serialization conflict) it is run again on
+        what is there now, a bounded number of times within ``deadline``
+        seconds, and only then is the error raised. ``work`` must therefore do
+        nothing outside the transaction.
+        """
+        started = time.monotonic()
+        for attempt in range(1, attempts + 1):
+            try:
+                with self.transaction(write=True) as tx:
+                    return work(tx)
+            except (DuplicateKey, StoreBusy):
+                if attempt == attempts or time.monotonic() - started > deadline:
+                    raise
+            # Jittered, growing pauses so that racing writers do not collide again in step.
+            time.sleep(random.uniform(0, 0.01 * 2 ** min(attempt, 6)))
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def close(self) -> None:
         self.engine.dispose()

@@ -20,7 +20,7 @@ from scaleset.api.routes.common import (
     scale_set_display_id,
     scale_set_key,
 )
-from scaleset.errors import InvalidParameter
+from scaleset.errors import InvalidParameter, NotFound
 from scaleset.model.scaleset import ScaleSet
 from scaleset.reconcile import automatic, commands, quotas, views
 from scaleset.store.repository import ScaleSetRow
@@ -72,31 +72,31 @@ def create_or_update(
     """Create a scale set, or replace its model (``If-Match`` / ``If-None-Match`` honoured)."""
     key = scale_set_key(subscription, resource_group, name)
     sent = body.model_dump(mode="json", by_alias=True, exclude_unset=True)
-    with context.store.transaction() as tx:
-        existing = tx.get_scale_set(key)
-    check_preconditions(request, existing.etag if existing else None)
-    if existing is not None:
-        # As the Compute RP does: a PUT changes what it names and keeps what it leaves out
-        # (az vmss scale PUTs only location and sku). null removes a field.
-        sent = deep_merge(existing.model.model_dump(mode="json", by_alias=True,
-                                                    exclude_unset=True, exclude_none=True),
-                          sent)
-    model = _model_from(sent, display_id=scale_set_display_id(subscription, resource_group, name),
-                        name=name)
-    quotas.check_room(model, existing.model if existing else None, context.settings.limits,
-                      context.instance_room)
-    now = context.clock.now()
-    if existing is None:
-        row = commands.create_scale_set(context.store, scale_set_id=key, model=model, now=now,
-                                        api_version=api_version, settings=context.settings)
-        status, state = 201, "Creating"
-    else:
-        row = commands.update_scale_set(context.store, scale_set_id=key, model=model, now=now,
-                                        api_version=api_version, settings=context.settings)
-        status, state = 200, "Updating"
+
+    def build(existing: ScaleSetRow | None) -> ScaleSet:
+        # Runs inside the write's transaction, on the row as stored (locked), so the
+        # preconditions and the merge see what the write replaces.
+        check_preconditions(request, existing.etag if existing else None)
+        merged = sent
+        if existing is not None:
+            # As the Compute RP does: a PUT changes what it names and keeps what it leaves
+            # out (az vmss scale PUTs only location and sku). null removes a field.
+            merged = deep_merge(existing.model.model_dump(mode="json", by_alias=True,
+                                                          exclude_unset=True, exclude_none=True),
+                                sent)
+        model = _model_from(merged, name=name,
+                            display_id=scale_set_display_id(subscription, resource_group, name))
+        quotas.check_room(model, existing.model if existing else None, context.settings.limits,
+                          context.instance_room)
+        return model
+
+    row, created = commands.put_scale_set(context.store, scale_set_id=key, build=build,
+                                          now=context.clock.now(), api_version=api_version,
+                                          settings=context.settings)
+    status, state = (201, "Creating") if created else (200, "Updating")
     headers = lro.begin(context, request, kind=lro.SCALE_SET_PUT, resource_id=row.model.id or key,
                         location=row.location, subscription=subscription, scale_set_id=key,
-                        data={"created": existing is None})
+                        data={"created": created})
     context.notify(key)
     return _respond(row, status, state, headers)
 
@@ -114,16 +114,23 @@ def update(
     _a: object = Depends(WRITE), context: ApiContext = Depends(get_context),
 ) -> JSONResponse:
     """Merge a partial scale set into the model (JSON merge: objects merge, lists replace)."""
-    existing = load_scale_set(context.store, subscription, resource_group, name)
-    check_preconditions(request, existing.etag)
-    if not isinstance(body, dict):
-        raise InvalidParameter("the request body must be a JSON object", target="body")
-    # Merge over what the client wrote (not over defaults), so "is it set" survives a PATCH.
-    merged = deep_merge(existing.model.model_dump(mode="json", by_alias=True,
-                                                  exclude_unset=True, exclude_none=True), body)
-    model = _model_from(merged, display_id=existing.model.id or existing.id, name=existing.name)
-    quotas.check_room(model, existing.model, context.settings.limits, context.instance_room)
-    row = commands.update_scale_set(context.store, scale_set_id=existing.id, model=model,
+    existing = load_scale_set(context.store, subscription, resource_group, name)  # 404 first
+
+    def mutate(stored: ScaleSetRow) -> ScaleSet:
+        # Inside the write's transaction, on the locked row: If-Match is checked against the
+        # etag this write replaces, and the merge is over what is stored now, so concurrent
+        # PATCHes neither both win one etag nor drop each other's changes.
+        check_preconditions(request, stored.etag)
+        if not isinstance(body, dict):
+            raise InvalidParameter("the request body must be a JSON object", target="body")
+        # Merge over what the client wrote (not over defaults), so "is it set" survives.
+        merged = deep_merge(stored.model.model_dump(mode="json", by_alias=True,
+                                                    exclude_unset=True, exclude_none=True), body)
+        model = _model_from(merged, display_id=stored.model.id or stored.id, name=stored.name)
+        quotas.check_room(model, stored.model, context.settings.limits, context.instance_room)
+        return model
+
+    row = commands.update_scale_set(context.store, scale_set_id=existing.id, mutate=mutate,
                                     now=context.clock.now(), api_version=api_version,
                                     settings=context.settings)
     headers = lro.begin(context, request, kind=lro.SCALE_SET_PUT, resource_id=row.model.id or "",
@@ -150,12 +157,13 @@ def delete(subscription: str, resource_group: str, name: str, request: Request,
            context: ApiContext = Depends(get_context)) -> Response:
     """Delete a scale set with its instances and their disks (204 when it does not exist)."""
     key = scale_set_key(subscription, resource_group, name)
-    with context.store.transaction() as tx:
-        existing = tx.get_scale_set(key)
-    if existing is None:
+    try:
+        # If-Match is checked in the delete's transaction, against the row it marks.
+        row = commands.delete_scale_set(
+            context.store, scale_set_id=key, now=context.clock.now(),
+            check=lambda stored: check_preconditions(request, stored.etag))
+    except NotFound:
         return Response(status_code=204)
-    check_preconditions(request, existing.etag)
-    row = commands.delete_scale_set(context.store, scale_set_id=key, now=context.clock.now())
     headers = lro.begin(context, request, kind=lro.SCALE_SET_DELETE,
                         resource_id=row.model.id or key, location=row.location,
                         subscription=subscription, scale_set_id=key)
