@@ -40,24 +40,24 @@ def ok(result: Result) -> Any:
 
 
 def test_a_cluster_is_created_shown_listed_and_deleted(run: Callable[..., Result]) -> None:
-    created = ok(run("cluster", "create", "-g", "rg1", "-n", "sf1", "--node-type", "nt1=silver",
+    created = ok(run("cluster", "create", "-g", "rg1", "-n", "sfc1", "--node-type", "nt1=silver",
                      "--node-type", "nt2=Gold=3"))
     props = created["properties"]
     assert [(n["name"], n["isPrimary"], n["durabilityLevel"], n["vmInstanceCount"])
             for n in props["nodeTypes"]] == [("nt1", True, "Silver", 5), ("nt2", False, "Gold", 3)]
     assert props["clusterEndpoint"].startswith(
         "https://westus.servicefabric.azure.com/runtime/clusters/")
-    shown = ok(run("cluster", "show", "-g", "rg1", "-n", "sf1"))
+    shown = ok(run("cluster", "show", "-g", "rg1", "-n", "sfc1"))
     assert shown["properties"]["clusterEndpoint"] == props["clusterEndpoint"]
     table = run("cluster", "list", "-g", "rg1", "-o", "table")
     assert table.exit_code == 0 and "nt1=Silver nt2=Gold" in table.stdout
-    ok(run("cluster", "delete", "-g", "rg1", "-n", "sf1"))
+    ok(run("cluster", "delete", "-g", "rg1", "-n", "sfc1"))
     assert ok(run("cluster", "list")) == []
 
 
 def test_a_bad_node_type_is_refused_before_any_request(run: Callable[..., Result]) -> None:
-    result = run("cluster", "create", "-g", "rg1", "-n", "sf1", "--node-type", "nt1=Platinum")
+    result = run("cluster", "create", "-g", "rg1", "-n", "sfc1", "--node-type", "nt1=Platinum")
     assert result.exit_code == 2
     assert "Bronze, Silver, Gold" in result.output
-    missing = run("cluster", "show", "-g", "rg1", "-n", "sf1")
+    missing = run("cluster", "show", "-g", "rg1", "-n", "sfc1")
     assert missing.exit_code != 0 and "ResourceNotFound" in missing.output

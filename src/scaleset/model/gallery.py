@@ -26,6 +26,7 @@ from typing import Any, Final, Literal
 from pydantic import Field, field_validator
 from pydantic_core import PydanticCustomError
 
+from scaleset.model import limits
 from scaleset.model.base import ArmModel
 
 OsType = Literal["Linux", "Windows"]
@@ -53,7 +54,7 @@ class Gallery(ArmModel):
     """A gallery: a container of image definitions in one region."""
 
     location: str = Field(min_length=1)
-    tags: dict[str, str] | None = None
+    tags: limits.Tags = None
     properties: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -85,7 +86,7 @@ class GalleryImage(ArmModel):
     """An image definition: what every version of one image has in common."""
 
     location: str = Field(min_length=1)
-    tags: dict[str, str] | None = None
+    tags: limits.Tags = None
     properties: GalleryImageProperties
 
 
@@ -134,6 +135,6 @@ class GalleryImageVersion(ArmModel):
     """An image version: immutable files, published to target regions."""
 
     location: str = Field(min_length=1)
-    tags: dict[str, str] | None = None
+    tags: limits.Tags = None
     properties: GalleryImageVersionProperties = Field(
         default_factory=GalleryImageVersionProperties)

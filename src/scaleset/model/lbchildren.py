@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from scaleset.model import names
+
 COLLECTIONS: Final = ("frontendIPConfigurations", "backendAddressPools", "loadBalancingRules",
                       "inboundNatPools", "inboundNatRules", "outboundRules")
 INTEGER_FIELDS: Final = frozenset({
@@ -77,6 +79,11 @@ def problems(properties: dict[str, Any]) -> list[tuple[str, str]]:
             if not isinstance(name, str) or not name or "/" in name or len(name) > 80:
                 out.append((f"properties.{collection}[{i}].name",
                             f"{collection}[{i}] needs a name of 1-80 characters without '/'"))
+                continue
+            reason = names.problem(f"Microsoft.Network/loadBalancers/{collection}", name)
+            if reason is not None:
+                out.append((f"properties.{collection}[{i}].name",
+                            f"{collection}[{i}].name: {reason}"))
                 continue
             first = seen.setdefault(name.lower(), i)
             if first != i:

@@ -22,8 +22,13 @@ Sources (learn.microsoft.com):
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Final
+from collections.abc import Callable, Mapping, Sequence
+from typing import Annotated, Any, Final
+
+from pydantic import AfterValidator, Field
+from pydantic_core import PydanticCustomError
+
+from scaleset.model import names
 
 # Tags (tag-resources; subscription limits: "Tags per resource").
 MAX_TAGS: Final = 50
@@ -128,3 +133,27 @@ def computer_name_prefix_problem(prefix: str, windows: bool) -> str | None:
     if any(ord(ch) < 32 for ch in prefix):
         return "computerNamePrefix holds control characters"
     return None
+
+
+def _refuse(kind: str, check: Callable[[Any], str | None]) -> Callable[[Any], Any]:
+    """A pydantic after-validator refusing what ``check`` finds, with its sentence."""
+    def validate(value: Any) -> Any:
+        problem = check(value)
+        if problem is not None:
+            raise PydanticCustomError(kind, "{reason}", {"reason": problem})
+        return value
+    return validate
+
+
+Tags = Annotated[dict[str, str] | None, AfterValidator(_refuse("tags", tags_problem))]
+"""A resource's ``tags``, within ARM's tag rules."""
+
+
+def named(resource_type: str) -> Any:
+    """An after-validator for a name inside a body, by ``names``' rule for the type."""
+    return AfterValidator(_refuse("name", lambda value: None if value is None
+                                  else names.problem(resource_type, value)))
+
+
+ShortString = Annotated[str | None, Field(default=None, max_length=MAX_SHORT_STRING)]
+"""A free-text field stored and echoed back (bounded so no huge string is stored)."""

@@ -148,11 +148,7 @@ RULES: Final[dict[str, NameRule]] = {
         kind="gallery image", min_length=1, max_length=80, allowed=_ALNUM + "_.\\-",
         allowed_text="letters, digits, '_', '.' and '-'", first=_ALNUM,
         first_text="a letter or digit", last=_ALNUM, last_text="a letter or digit"),
-    "microsoft.compute/galleries/images/versions": NameRule(
-        kind="gallery image version", min_length=1, max_length=32, allowed="0-9.",
-        allowed_text="digits and '.'", first="0-9", first_text="a digit", last="0-9",
-        last_text="a digit", pattern=r"(0|[1-9][0-9]{0,9})(\.(0|[1-9][0-9]{0,9})){2}",
-        pattern_text="a version MAJOR.MINOR.PATCH of 32-bit integers (e.g. 1.0.0)"),
+    # galleries/images/versions: catalog/gallery.py's version rule (Major.Minor.Patch).
     "microsoft.network/loadbalancers": _common("load balancer", 80),
     "microsoft.network/loadbalancers/probes": _common("probe", 80),
     "microsoft.network/loadbalancers/frontendipconfigurations":
@@ -172,7 +168,7 @@ RULES: Final[dict[str, NameRule]] = {
     "microsoft.resources/deployments": NameRule(
         kind="deployment", min_length=1, max_length=64, allowed=_ALNUM + "_()\\-.",
         allowed_text="letters, digits, '_', '(', ')', '-' and '.'",
-        first=_ALNUM + "_()\\-", first_text="a letter, a digit, '_', '(', ')' or '-'",
+        first=_ALNUM + "_()", first_text="a letter, a digit, '_', '(' or ')'",
         last=_ALNUM + "_()\\-", last_text="a letter, a digit, '_', '(', ')' or '-'"),
     # The cluster name becomes {name}.{region}.cloudapp.azure.com: ARM's reserved words apply.
     "microsoft.servicefabric/clusters": NameRule(

@@ -24,6 +24,7 @@ from typing import Any, Final, Literal
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from scaleset.model import limits
 from scaleset.model.base import ArmModel
 
 LOAD_BALANCER_TYPE: Final = "Microsoft.Network/loadBalancers"
@@ -175,7 +176,7 @@ class LoadBalancerSku(ArmModel):
 
 class LoadBalancerProperties(ArmModel):
     provisioning_state: str | None = None
-    probes: list[Probe] = Field(default_factory=list)
+    probes: list[Probe] = Field(default_factory=list, max_length=limits.MAX_PROBES)
 
     @field_validator("probes", mode="after")
     @classmethod
@@ -203,7 +204,7 @@ class LoadBalancer(ArmModel):
     name: str | None = None
     type: str = LOAD_BALANCER_TYPE
     location: str
-    tags: dict[str, str] | None = None
+    tags: limits.Tags = None
     etag: str | None = None
     sku: LoadBalancerSku = Field(default_factory=LoadBalancerSku)
     properties: LoadBalancerProperties = Field(default_factory=LoadBalancerProperties)

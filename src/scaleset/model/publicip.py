@@ -27,6 +27,7 @@ from typing import Any, Final, Literal
 from pydantic import Field, field_validator
 from pydantic_core import PydanticCustomError
 
+from scaleset.model import limits
 from scaleset.model.base import ArmModel
 
 PUBLIC_IP_TYPE: Final = "Microsoft.Network/publicIPAddresses"
@@ -118,7 +119,7 @@ class PublicIPAddress(ArmModel):
     name: str | None = None
     type: str = PUBLIC_IP_TYPE
     location: str = Field(min_length=1, max_length=64)
-    tags: dict[str, str] | None = None
+    tags: limits.Tags = None
     etag: str | None = None
     zones: list[str] | None = Field(default=None, max_length=3)
     sku: PublicIPSku = Field(default_factory=PublicIPSku)

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 import json
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from scaleset.model import limits
@@ -71,14 +71,14 @@ class UpgradePolicy(ArmModel):
 
 
 class ImageReference(ArmModel):
-    publisher: str | None = None
-    offer: str | None = None
-    sku: str | None = None
-    version: str | None = None
-    id: str | None = None
-    shared_gallery_image_id: str | None = None
-    community_gallery_image_id: str | None = None
-    exact_version: str | None = None
+    publisher: limits.ShortString = None
+    offer: limits.ShortString = None
+    sku: limits.ShortString = None
+    version: limits.ShortString = None
+    id: limits.ShortString = None
+    shared_gallery_image_id: limits.ShortString = None
+    community_gallery_image_id: limits.ShortString = None
+    exact_version: limits.ShortString = None
 
 
 class OSDisk(ArmModel):
@@ -102,6 +102,15 @@ class StorageProfile(ArmModel):
     os_disk: OSDisk | None = None
     data_disks: list[DataDisk] = Field(default_factory=list)
 
+    @field_validator("data_disks", mode="after")
+    @classmethod
+    def _luns(cls, disks: list[DataDisk]) -> list[DataDisk]:
+        """At most 64 data disks, each on its own LUN from 0 to 63 (``model/limits.py``)."""
+        problem = limits.luns_problem([d.lun for d in disks])
+        if problem is not None:
+            raise PydanticCustomError("dataDisks", "{reason}", {"reason": problem})
+        return disks
+
 
 class WindowsConfiguration(ArmModel):
     provision_vm_agent: bool | None = Field(default=None, alias="provisionVMAgent")
@@ -116,8 +125,9 @@ class LinuxConfiguration(ArmModel):
 
 class OSProfile(ArmModel):
     computer_name_prefix: str | None = None
-    admin_username: str | None = None
-    admin_password: str | None = None
+    """Its length depends on the OS: checked by ``VirtualMachineProfile``."""
+    admin_username: str | None = Field(default=None, max_length=limits.MAX_ADMIN_USERNAME)
+    admin_password: str | None = Field(default=None, max_length=limits.MAX_ADMIN_PASSWORD)
     custom_data: str | None = None
     windows_configuration: WindowsConfiguration | None = None
     linux_configuration: LinuxConfiguration | None = None
@@ -145,7 +155,8 @@ def _booleans(properties: Any, names: frozenset[str]) -> Any:
 
 class NetworkProfile(ArmModel):
     health_probe: ApiEntityReference | None = None
-    network_interface_configurations: list[dict[str, Any]] | None = None
+    network_interface_configurations: list[dict[str, Any]] | None = Field(
+        default=None, max_length=limits.MAX_NICS)
 
     @field_validator("network_interface_configurations")
     @classmethod
@@ -181,7 +192,7 @@ class ExtensionProperties(ArmModel):
 
 
 class Extension(ArmModel):
-    name: str
+    name: Annotated[str, limits.named("Microsoft.Compute/virtualMachineScaleSets/extensions")]
     properties: ExtensionProperties
 
     @property
@@ -191,7 +202,7 @@ class Extension(ArmModel):
 
 
 class ExtensionProfile(ArmModel):
-    extensions: list[Extension] = Field(default_factory=list)
+    extensions: list[Extension] = Field(default_factory=list, max_length=limits.MAX_EXTENSIONS)
     extensions_time_budget: Duration | None = None
 
 
@@ -200,6 +211,21 @@ class VirtualMachineProfile(ArmModel):
     storage_profile: StorageProfile = Field(default_factory=StorageProfile)
     network_profile: NetworkProfile | None = None
     extension_profile: ExtensionProfile | None = None
+
+    @model_validator(mode="after")
+    def _computer_name_prefix(self) -> VirtualMachineProfile:
+        """``computerNamePrefix`` within its OS's length (Windows 9, Linux 58)."""
+        prefix = self.os_profile.computer_name_prefix if self.os_profile else None
+        if prefix is None:
+            return self
+        os_disk = self.storage_profile.os_disk
+        windows = (self.os_profile is not None
+                   and self.os_profile.windows_configuration is not None) or (
+            os_disk is not None and os_disk.os_type == "Windows")
+        problem = limits.computer_name_prefix_problem(prefix, windows)
+        if problem is not None:
+            raise PydanticCustomError("computerNamePrefix", "{reason}", {"reason": problem})
+        return self
 
 
 class ScaleSetProperties(ArmModel):
@@ -223,7 +249,7 @@ class ScaleSet(ArmModel):
     location: str
     zones: list[str] = Field(default_factory=list)
     sku: Sku = Field(default_factory=Sku)
-    tags: dict[str, str] | None = None
+    tags: limits.Tags = None
     etag: str | None = None
     properties: ScaleSetProperties = Field(default_factory=ScaleSetProperties)
 

@@ -24,6 +24,7 @@ from typing import Any, Final
 from pydantic import Field, field_validator
 from pydantic_core import PydanticCustomError
 
+from scaleset.model import limits
 from scaleset.model.base import ArmModel
 from scaleset.model.netrules import Problem, name_problem
 
@@ -86,7 +87,7 @@ class NetworkSecurityGroup(ArmModel):
     name: str | None = None
     type: str = SECURITY_GROUP_TYPE
     location: str = Field(min_length=1, max_length=64)
-    tags: dict[str, str] | None = None
+    tags: limits.Tags = None
     etag: str | None = None
     properties: SecurityGroupProperties = Field(default_factory=SecurityGroupProperties)
 

@@ -30,6 +30,7 @@ from typing import Any, Final, Literal
 from pydantic import Field, field_validator
 from pydantic_core import PydanticCustomError
 
+from scaleset.model import limits
 from scaleset.model.base import ArmModel
 
 CLUSTER_TYPE: Final = "Microsoft.ServiceFabric/clusters"
@@ -116,6 +117,6 @@ class Cluster(ArmModel):
     name: str | None = None
     type: str = CLUSTER_TYPE
     location: str
-    tags: dict[str, str] | None = None
+    tags: limits.Tags = None
     etag: str | None = None
     properties: ClusterProperties

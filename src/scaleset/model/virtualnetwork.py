@@ -22,6 +22,7 @@ from typing import Final
 from pydantic import Field, field_validator
 from pydantic_core import PydanticCustomError
 
+from scaleset.model import limits
 from scaleset.model.base import ArmModel
 from scaleset.model.netrules import (
     MAX_PREFIXES,
@@ -114,7 +115,7 @@ class VirtualNetwork(ArmModel):
     name: str | None = None
     type: str = VIRTUAL_NETWORK_TYPE
     location: str = Field(min_length=1, max_length=64)
-    tags: dict[str, str] | None = None
+    tags: limits.Tags = None
     etag: str | None = None
     properties: VirtualNetworkProperties = Field(default_factory=VirtualNetworkProperties)
 

@@ -131,6 +131,13 @@ def simulate(scenario: Scenario, *, database_url: str = "sqlite://",
                              auto_upgrade_images=auto_upgrade.merged(
                                  auto_upgrade.DEFAULT_IMAGES,
                                  [PlatformImage(publisher, offer, sku)]))
+    # The simulator holds no real instances: the server's capacity limits must not cap a
+    # scenario below its own size.
+    settings = dataclasses.replace(settings, limits=dataclasses.replace(
+        settings.limits,
+        max_instances_per_scale_set=max(settings.limits.max_instances_per_scale_set,
+                                        model.capacity),
+        max_instances_total=max(settings.limits.max_instances_total, model.capacity)))
     if scenario.rollout_timing is not None:
         settings = dataclasses.replace(settings,
                                        rollout_timing=scenario.rollout_timing.to_timing())
