@@ -12,6 +12,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from scaleset.api import admission
 from scaleset.api.app import create_app
 from scaleset.api.context import ApiContext
 from scaleset.cli.client import ArmClient, ArmClientError
@@ -122,6 +123,11 @@ def test_beyond_the_requests_in_flight_a_429_in_arms_shape_and_healthz_still_ans
             assert write.headers["x-ms-ratelimit-remaining-subscription-writes"] == "0"
             health = await c.get("/healthz")
             assert health.status_code == 200 and health.json()["status"] == "ok"
+            # A template deployment's own resource requests are the work of an admitted
+            # request: they pass (api/deployments.py sends them through admission.internal).
+            inner = httpx.ASGITransport(app=admission.internal(app))
+            async with httpx.AsyncClient(transport=inner, base_url="https://testserver") as i:
+                assert (await i.get(f"{RG}/virtualMachineScaleSets{V}")).status_code == 200
             release.set()
             assert [r.status_code for r in await asyncio.gather(*held)] == [201, 201]
             again = await c.get(f"{RG}/virtualMachineScaleSets{V}")  # slots are given back
