@@ -107,7 +107,7 @@ def test_a_reader_gets_403_authorization_failed_on_every_post_action(
     assert refused[boot] == 403
 
 
-def test_a_reader_still_reads_what_the_action_would_have_pointed_to(
+def test_a_reader_reads_the_scale_set_but_not_its_boot_diagnostics(
         app_and_tokens: tuple[TestClient, dict[str, str], dict[str, str]]) -> None:
     client, as_reader, as_writer = app_and_tokens
     vm = f"{RG}/virtualMachineScaleSets/vmss1/virtualMachines/0"
@@ -118,3 +118,8 @@ def test_a_reader_still_reads_what_the_action_would_have_pointed_to(
     r = client.post(f"{vm}/retrieveBootDiagnosticsData{V}", headers=as_reader)
     assert r.status_code == 403
     assert "contributor" in r.json()["error"]["message"]
+    # Nor can a reader read the log at the URI the action would have handed out.
+    r = client.get(f"{vm}/bootDiagnostics/serialConsoleLog{V}", headers=as_reader)
+    assert r.status_code == 403 and r.json()["error"]["code"] == "AuthorizationFailed"
+    r = client.get(f"{vm}/bootDiagnostics/serialConsoleLog{V}", headers=as_writer)
+    assert r.status_code in (200, 404), r.text

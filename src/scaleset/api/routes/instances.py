@@ -168,9 +168,12 @@ def retrieve_boot_diagnostics(subscription: str, resource_group: str, name: str,
 @router.get(SERIAL_LOG, name="serial_console_log",
             responses={200: {"content": {"text/plain": {}}}})
 def serial_console_log(subscription: str, resource_group: str, name: str, instance_id: str,
-                       _v: str = Depends(compute_version), _a: object = Depends(READ),
+                       _v: str = Depends(compute_version), _a: object = Depends(WRITE),
                        context: ApiContext = Depends(get_context)) -> Response:
-    """The instance's serial console: what its processes wrote, and the control plane's notes."""
+    """The instance's serial console: what its processes wrote, and the control plane's notes.
+
+    Contributors only, like the action that hands out its URI: in ARM that URI is a SAS a
+    reader never gets, and what the processes wrote may hold their secrets."""
     row, _ = _load(context, subscription, resource_group, name, instance_id)
     text = context.console_log(row.id, instance_id) if context.console_log else None
     if text is None:
