@@ -204,3 +204,14 @@ def test_concurrent_writers_state_machine(client: TestClient) -> None:
     machine.settings = settings(max_examples=4, stateful_step_count=6, deadline=None,
                                 suppress_health_check=list(HealthCheck), database=None)
     machine().runTest()
+
+
+def test_load_balancer_puts_with_one_etag_give_one_200_and_the_rest_412(
+        client: TestClient) -> None:
+    url = PROBE_ID.rsplit("/probes/", 1)[0] + "?api-version=2024-05-01"
+    got = client.get(url)  # World.create made this load balancer
+    assert got.status_code == 200, got.text
+    responses = at_once([lambda: client.put(url, json=got.json(),
+                                            headers={"If-Match": got.headers["ETag"]})] * 10)
+    no_server_error(responses)
+    assert sorted(r.status_code for r in responses) == [200] + [412] * 9

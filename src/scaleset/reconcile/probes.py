@@ -19,6 +19,7 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from collections.abc import Callable
 from typing import Final
 
 from scaleset.drivers.base import ProbeSpec
@@ -181,8 +182,13 @@ def _in_use_error(lb_name: str, probe: str, scale_sets: list[str]) -> InvalidPar
 
 
 def put_load_balancer(store: Store, *, subscription: str, resource_group: str, name: str,
-                      model: LoadBalancer, now: datetime) -> tuple[LoadBalancerRow, bool]:
+                      model: LoadBalancer, now: datetime,
+                      check: Callable[[str | None], None] | None = None
+                      ) -> tuple[LoadBalancerRow, bool]:
     """Create or replace a load balancer; the row stored and whether it was created.
+
+    ``check`` (the request's If-Match / If-None-Match) sees the stored etag, None when
+    there is none, in the write's transaction with the row locked, and may refuse.
 
     The server owns ``id``, ``name``, ``type``, ``etag`` and ``provisioningState``
     (of the load balancer and of every probe); probes a scale set uses may not
@@ -201,6 +207,8 @@ def put_load_balancer(store: Store, *, subscription: str, resource_group: str, n
     with store.transaction() as tx:
         check_frontend_references(tx, filled, display_id)
         existing = tx.get_load_balancer(display_id, for_update=True)
+        if check is not None:
+            check(existing.model.etag if existing else None)
         if existing is not None:
             if existing.location.replace(" ", "").lower() != \
                     model.location.replace(" ", "").lower():
@@ -275,8 +283,11 @@ def check_frontend_references(tx: Tx, model: LoadBalancer, display_id: str) -> N
                     code="InvalidResourceReference")
 
 
-def delete_load_balancer(store: Store, *, lb_id: str) -> bool:
+def delete_load_balancer(store: Store, *, lb_id: str,
+                         check: Callable[[str | None], None] | None = None) -> bool:
     """Delete a load balancer no scale set uses; False when it did not exist.
+
+    ``check`` (If-Match) sees the stored etag of an existing one, with its row locked.
 
     Refused (400 ``LoadBalancerInUseByVirtualMachineScaleSet``, Azure's code) when
     a scale set's model names one of its probes, naming the scale set.
@@ -285,6 +296,8 @@ def delete_load_balancer(store: Store, *, lb_id: str) -> bool:
         row = tx.get_load_balancer(lb_id, for_update=True)
         if row is None:
             return False
+        if check is not None:
+            check(row.model.etag)
         in_use = users(tx, lb_id)
         if in_use:
             probe, scale_sets = sorted(in_use.items())[0]

@@ -59,13 +59,11 @@ def create_or_update(
     context: ApiContext = Depends(get_context),
 ) -> JSONResponse:
     """Create a load balancer or replace it (probe ids are filled in by the server)."""
-    with context.store.transaction() as tx:
-        existing = tx.get_load_balancer(probes.load_balancer_id(subscription, resource_group,
-                                                                name))
-    check_preconditions(request, existing.model.etag if existing else None)
+    # The preconditions are checked in the write's transaction, on the locked row.
     row, created = probes.put_load_balancer(
         context.store, subscription=subscription, resource_group=resource_group, name=name,
-        model=body, now=context.clock.now())
+        model=body, now=context.clock.now(),
+        check=lambda etag: check_preconditions(request, etag))
     context.notify(None)  # scale sets using a changed probe pick it up on their next pass
     return _respond(row, 201 if created else 200)
 
@@ -84,12 +82,8 @@ def delete(subscription: str, resource_group: str, name: str, request: Request,
            context: ApiContext = Depends(get_context)) -> Response:
     """Delete a load balancer (400 while a scale set uses one of its probes; 204 if absent)."""
     key = probes.load_balancer_id(subscription, resource_group, name)
-    with context.store.transaction() as tx:
-        existing = tx.get_load_balancer(key)
-    if existing is None:
-        return Response(status_code=204)
-    check_preconditions(request, existing.model.etag)
-    deleted = probes.delete_load_balancer(context.store, lb_id=key)
+    deleted = probes.delete_load_balancer(
+        context.store, lb_id=key, check=lambda etag: check_preconditions(request, etag))
     return Response(status_code=200 if deleted else 204)
 
 
