@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -159,3 +160,27 @@ def test_the_cli_resends_a_throttled_write_after_retry_after() -> None:
     with pytest.raises(ArmClientError):
         client.send("PUT", "/x", json={})
     assert seen == ["PUT", "PUT", "PUT"]
+
+
+def test_a_trickling_body_is_a_408_and_gives_its_place_back(
+        sqlite_store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client that never finishes its body would hold an in-flight place for ever."""
+    monkeypatch.setattr(admission, "BODY_SECONDS", 0.3)
+    app = create_app(_context(sqlite_store, max_requests_in_flight=1))
+
+    async def scenario() -> None:
+        async def stalled() -> AsyncIterator[bytes]:
+            yield b'{"location": '
+            await asyncio.sleep(3)
+            yield b'"westus"}'
+
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as c:
+            started = time.monotonic()
+            r = await c.put(SCALE_SET, content=stalled(),
+                            headers={"Content-Type": "application/json"})
+            assert r.status_code == 408 and r.json()["error"]["code"] == "RequestTimeout"
+            assert time.monotonic() - started < 2.5
+            assert (await c.get(SCALE_SET)).status_code == 404  # nothing stored, place free
+
+    asyncio.run(scenario())

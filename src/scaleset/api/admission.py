@@ -7,7 +7,8 @@ add a task and a stream per request):
 * a ``Content-Length`` above ``Limits.max_request_bytes`` is answered 413
   ``RequestEntityTooLarge`` before one byte of the body is read; a chunked
   body is counted as it arrives and cut at the limit, so nothing larger is
-  ever parsed or stored;
+  ever parsed or stored; a body that has not arrived ``BODY_SECONDS`` after the
+  request began is a 408 (a trickling client would hold its place for ever);
 * beyond ``Limits.max_requests_in_flight`` requests being served, a new one
   is answered 429 ``TooManyRequests`` with ``Retry-After`` at once, as ARM
   throttles: the Azure SDK and az retry after that many seconds, and the
@@ -20,6 +21,7 @@ Admission also notes each read answered in ``Vitals`` (``api/vitals.py``).
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from starlette.exceptions import HTTPException
@@ -36,7 +38,11 @@ NEVER_SHED = frozenset({"/healthz"})
 RETRY_AFTER_SECONDS = 1
 """How long a throttled client waits: about the time the requests ahead of it take."""
 
+BODY_SECONDS = 30.0
+"""How long a request's body may take to arrive."""
+
 _READS = frozenset({"GET", "HEAD", "OPTIONS"})
+_CODES = {408: "RequestTimeout", 413: "RequestEntityTooLarge"}
 
 
 class BodyTooLarge(HTTPException):
@@ -44,6 +50,14 @@ class BodyTooLarge(HTTPException):
 
     def __init__(self, limit: int, size: str) -> None:
         super().__init__(413, too_large_message(limit, size))
+
+
+class BodySlow(HTTPException):
+    """The body did not arrive in time; rendered as a 408."""
+
+    def __init__(self) -> None:
+        super().__init__(408, f"The request body did not arrive within {BODY_SECONDS:g} s of "
+                              "the request; send it at once (a body is at most 4 MiB).")
 
 
 def too_large_message(limit: int, size: str) -> str:
@@ -110,10 +124,10 @@ class Admission:
 
         try:
             await self.app(scope, receive, watched)
-        except BodyTooLarge as exc:  # read outside a route (no handler rendered it)
+        except (BodyTooLarge, BodySlow) as exc:  # read outside a route (nothing rendered it)
             if started:
                 raise
-            await _refuse(send, 413, "RequestEntityTooLarge", str(exc.detail),
+            await _refuse(send, exc.status_code, _CODES[exc.status_code], str(exc.detail),
                           {"Connection": "close"})
 
     async def _throttle(self, scope: Scope, send: Send) -> None:
@@ -139,14 +153,25 @@ def _content_length(scope: Scope) -> int | None:
 
 
 def _counted(receive: Receive, limit: int) -> Receive:
-    """``receive`` that raises ``BodyTooLarge`` once the body passes ``limit`` bytes."""
+    """``receive`` that raises ``BodyTooLarge`` once the body passes ``limit`` bytes, and
+    ``BodySlow`` when the body has not arrived ``BODY_SECONDS`` after its request began:
+    a client trickling a body would otherwise hold an in-flight place for ever (a few of
+    them would lock every other client out)."""
     seen = 0
+    complete = False
+    deadline = time.monotonic() + BODY_SECONDS
 
     async def counting() -> Message:
-        nonlocal seen
-        message = await receive()
+        nonlocal seen, complete
+        if complete:  # after the body: a wait for the disconnect, which may be long
+            return await receive()
+        try:
+            message = await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
+        except TimeoutError:
+            raise BodySlow() from None
         if message["type"] == "http.request":
             seen += len(message.get("body", b""))
+            complete = not message.get("more_body", False)
             if seen > limit:
                 raise BodyTooLarge(limit, f"more than {limit} bytes (cut while it was read)")
         return message

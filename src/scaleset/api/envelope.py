@@ -24,7 +24,7 @@ log = logging.getLogger("scaleset.api")
 
 _HTTP_CODES = {400: "BadRequest", 401: "AuthenticationFailed", 403: "AuthorizationFailed",
                404: "NotFound", 405: "MethodNotAllowed", 409: "Conflict",
-               412: "PreconditionFailed", 413: "RequestEntityTooLarge",
+               408: "RequestTimeout", 412: "PreconditionFailed", 413: "RequestEntityTooLarge",
                415: "UnsupportedMediaType", 429: "TooManyRequests", 507: "InsufficientStorage"}
 _READS = frozenset({"GET", "HEAD", "OPTIONS"})
 
