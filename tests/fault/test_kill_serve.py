@@ -33,22 +33,27 @@ RUN_TIMEOUT = 90.0
 """Seconds a run may take to end once ``serve`` is left alone."""
 
 
-def _ended(http: httpx.Client) -> dict[str, Any] | None:
-    """The latest run's properties once it is no longer rolling forward."""
+def _settled(http: httpx.Client, version: str) -> dict[str, Any] | None:
+    """The latest run once it is over: Completed with every instance on ``version``, or
+    Faulted/Cancelled (then at once, so the test fails with the run's error, not a timeout).
+    """
     run = latest(http)
-    return run if run and run["runningStatus"]["code"] != "RollingForward" else None
+    code = run["runningStatus"]["code"] if run else None
+    if code in ("Faulted", "Cancelled") or (
+            code == "Completed" and on_version(http, version, CAPACITY)):
+        return run
+    return None
 
 
 def _check_run(http: httpx.Client, version: str, kept: dict[str, str]) -> dict[str, str]:
     """The run to ``version`` ended Completed with nothing failed or rolled back."""
-    addresses = wait_for(lambda: on_version(http, version, CAPACITY), timeout=RUN_TIMEOUT,
-                         what=f"every instance healthy on {version}",
-                         state=lambda: fleet_state(http))
-    run = wait_for(lambda: _ended(http), timeout=RUN_TIMEOUT,
+    run = wait_for(lambda: _settled(http, version), timeout=RUN_TIMEOUT,
                    what=f"the run to {version} to end", state=lambda: fleet_state(http))
-    assert run["runningStatus"]["code"] == "Completed", run
+    assert run["runningStatus"]["code"] == "Completed", fleet_state(http)
     assert run["progress"]["failedInstanceCount"] == 0, run
     assert (run.get("rollbackInfo") or {}).get("successfullyRolledbackInstanceCount", 0) == 0
+    addresses = on_version(http, version, CAPACITY)
+    assert addresses is not None, fleet_state(http)
     for instance_id, ip in addresses.items():
         assert data_file(ip, "kept") == kept[instance_id], \
             f"instance {instance_id} lost its data-disk file after the run to {version}"
@@ -81,9 +86,8 @@ def test_twenty_kills_of_serve_mid_rollout_lose_nothing_and_upgrade_once(
     while kills < KILLS:
         with serve(data_dir, images) as server, client(server) as http:
             target = versions[-1].name
-            if on_version(http, target, CAPACITY) and (
-                    (latest(http) or {}).get("runningStatus", {}).get("code") == "Completed"):
-                # This run survived its kills: check it, then start the next one.
+            if _settled(http, target):
+                # This run is over: it must have completed; then start the next one.
                 _check_run(http, target, kept)
                 versions.append(build_image(images, f"1.{len(versions)}.0"))
                 publish(http, versions[-1])
@@ -118,8 +122,9 @@ def test_twenty_kills_of_serve_mid_rollout_lose_nothing_and_upgrade_once(
             if count != 1:
                 twice.append(f"instance {instance_id}: {count} OS disks of {version}")
         upgrades += sum(len(d) for v, d in per_version.items() if v != "1.0.0")
-        for (version, disk), runs in disks_per_version(custom[instance_id],
-                                                       "customdata").items():
+        ran = disks_per_version(custom[instance_id], "customdata")
+        for version, disk in sorted(set(disks) | set(ran)):  # each disk booted or provisioned
+            runs = ran.get((version, disk), 0)
             if runs != 1:
                 rerun.append(f"instance {instance_id}: custom data ran {runs} times on "
                              f"{disk} ({version})")
