@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from scaleset.api.vitals import STORAGE_RETRY_AFTER_SECONDS, caused_by_full_disk, vitals_of
 from scaleset.errors import ScalesetError
-from scaleset.store.repository import ConflictError, StoreError
+from scaleset.store.repository import ConflictError, StorageFull, StoreError
 
 log = logging.getLogger("scaleset.api")
 
@@ -116,7 +116,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StoreError)
     async def _store(request: Request, exc: StoreError) -> JSONResponse:
-        if caused_by_full_disk(exc):  # the store's StorageFull, or a driver error it wraps
+        if isinstance(exc, StorageFull) or caused_by_full_disk(exc):  # or what it wraps
             return storage_full(request, exc)
         log.exception("store failure", exc_info=exc)
         if request.method in _READS:
