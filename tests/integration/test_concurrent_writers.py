@@ -215,3 +215,24 @@ def test_load_balancer_puts_with_one_etag_give_one_200_and_the_rest_412(
                                             headers={"If-Match": got.headers["ETag"]})] * 10)
     no_server_error(responses)
     assert sorted(r.status_code for r in responses) == [200] + [412] * 9
+
+
+def test_virtual_network_writes_check_their_etag_in_the_write(client: TestClient) -> None:
+    url = f"/subscriptions/{SUB}/resourceGroups/net/providers/Microsoft.Network/" \
+          "virtualNetworks/vnet1?api-version=2024-07-01"
+    body = {"location": "westus",
+            "properties": {"addressSpace": {"addressPrefixes": ["10.0.0.0/16"]}}}
+    made = client.put(url, json=body)
+    assert made.status_code == 201, made.text
+    etag = made.headers["ETag"]
+
+    def patch(i: int) -> Callable[[], httpx.Response]:
+        return lambda: client.patch(url, json={"tags": {"n": str(i)}}, headers={"If-Match": etag})
+
+    responses = at_once([patch(i) for i in range(10)])
+    no_server_error(responses)
+    assert sorted(r.status_code for r in responses) == [200] + [412] * 9
+    creates = at_once([lambda: client.put(url.replace("vnet1", "vnet2"), json=body,
+                                          headers={"If-None-Match": "*"})] * 8)
+    no_server_error(creates)
+    assert sorted(r.status_code for r in creates) == [201] + [412] * 7

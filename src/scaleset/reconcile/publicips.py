@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from collections.abc import Callable
 from typing import Any
 
 from scaleset.errors import InvalidParameter, NotFound
@@ -66,7 +67,8 @@ def view(tx: Tx, row: ResourceRow) -> dict[str, Any]:
 
 
 def put_public_ip(store: Store, *, subscription: str, resource_group: str, name: str,
-                  model: PublicIPAddress, now: datetime) -> tuple[ResourceRow, bool]:
+                  model: PublicIPAddress, now: datetime,
+                  check: Callable[[str | None], None] | None = None) -> tuple[ResourceRow, bool]:
     """Create or replace a public IP (its address and resourceGuid are kept)."""
     problem = name_problem(name, 1, 80)
     if problem is not None:
@@ -80,6 +82,8 @@ def put_public_ip(store: Store, *, subscription: str, resource_group: str, name:
     display_id = public_ip_id(subscription, resource_group, name)
     with store.transaction() as tx:
         existing = tx.get_resource(display_id, for_update=True)
+        if check is not None:  # If-Match / If-None-Match, on the locked row
+            check(str(existing.body.get("etag")) if existing is not None else None)
         if existing is not None and existing.location.replace(" ", "").lower() != \
                 model.location.replace(" ", "").lower():
             raise InvalidParameter(
@@ -112,14 +116,16 @@ def put_public_ip(store: Store, *, subscription: str, resource_group: str, name:
     return row, existing is None
 
 
-def delete_public_ip(store: Store, *, subscription: str, resource_group: str, name: str
-                     ) -> bool:
+def delete_public_ip(store: Store, *, subscription: str, resource_group: str, name: str,
+                     check: Callable[[str | None], None] | None = None) -> bool:
     """Delete a public IP no load-balancer frontend uses; False when absent."""
     display_id = public_ip_id(subscription, resource_group, name)
     with store.transaction() as tx:
         row = tx.get_resource(display_id, for_update=True)
         if row is None or row.type.lower() != PUBLIC_IP_TYPE.lower():
             return False
+        if check is not None:  # If-Match, on the locked row
+            check(str(row.body.get("etag")))
         used = frontends_using(tx, str(row.body["id"]), subscription)
         if used:
             raise InvalidParameter(

@@ -9,6 +9,7 @@ network interface configurations name cannot be deleted (400
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 
 from scaleset.errors import InvalidParameter, NotFound
@@ -36,7 +37,8 @@ def not_found(name: str, resource_group: str) -> NotFound:
 
 
 def put_group(store: Store, *, subscription: str, resource_group: str, name: str,
-              model: NetworkSecurityGroup, now: datetime) -> tuple[ResourceRow, bool]:
+              model: NetworkSecurityGroup, now: datetime,
+              check: Callable[[str | None], None] | None = None) -> tuple[ResourceRow, bool]:
     """Create or replace a network security group (its rules too)."""
     problem = name_problem(name, 1, 80)
     if problem is not None:
@@ -46,6 +48,8 @@ def put_group(store: Store, *, subscription: str, resource_group: str, name: str
     display_id = group_id(subscription, resource_group, name)
     with store.transaction() as tx:
         existing = tx.get_resource(display_id, for_update=True)
+        if check is not None:  # If-Match / If-None-Match, on the locked row
+            check(str(existing.body.get("etag")) if existing is not None else None)
         if existing is not None and existing.location.replace(" ", "").lower() != \
                 model.location.replace(" ", "").lower():
             raise InvalidParameter(
@@ -77,13 +81,16 @@ def put_group(store: Store, *, subscription: str, resource_group: str, name: str
     return row, existing is None
 
 
-def delete_group(store: Store, *, subscription: str, resource_group: str, name: str) -> bool:
+def delete_group(store: Store, *, subscription: str, resource_group: str, name: str,
+                 check: Callable[[str | None], None] | None = None) -> bool:
     """Delete a group no scale set names; False when absent."""
     display_id = group_id(subscription, resource_group, name)
     with store.transaction() as tx:
         row = tx.get_resource(display_id, for_update=True)
         if row is None or row.type.lower() != SECURITY_GROUP_TYPE.lower():
             return False
+        if check is not None:  # If-Match, on the locked row
+            check(str(row.body.get("etag")))
         users = networkrefs.users(tx, networkrefs.SECURITY_GROUP, str(row.body["id"]))
         if users:
             raise InvalidParameter(

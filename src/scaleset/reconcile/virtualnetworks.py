@@ -17,6 +17,7 @@ import hashlib
 import json
 import uuid
 from datetime import datetime
+from collections.abc import Callable
 from typing import Any
 
 from scaleset.errors import InvalidParameter, NotFound
@@ -115,7 +116,8 @@ def _check_kept_subnets(tx: Tx, existing: ResourceRow, new_body: dict[str, Any])
 
 
 def put_vnet(store: Store, *, subscription: str, resource_group: str, name: str,
-             model: VirtualNetwork, now: datetime) -> tuple[ResourceRow, bool]:
+             model: VirtualNetwork, now: datetime,
+             check: Callable[[str | None], None] | None = None) -> tuple[ResourceRow, bool]:
     """Create or replace a virtual network (its subnets too: those left out are removed,
     as in ARM); the row and whether it was created."""
     problem = name_problem(name, 2, 64)
@@ -126,6 +128,8 @@ def put_vnet(store: Store, *, subscription: str, resource_group: str, name: str,
     display_id = vnet_id(subscription, resource_group, name)
     with store.transaction() as tx:
         existing = tx.get_resource(display_id, for_update=True)
+        if check is not None:  # If-Match / If-None-Match, on the locked row
+            check(str(existing.body.get("etag")) if existing is not None else None)
         if existing is not None and existing.location.replace(" ", "").lower() != \
                 model.location.replace(" ", "").lower():
             raise InvalidParameter(
@@ -157,10 +161,13 @@ def _load(tx: Tx, subscription: str, resource_group: str, name: str, *,
 
 
 def patch_tags(store: Store, *, subscription: str, resource_group: str, name: str,
-               tags: dict[str, str] | None, now: datetime) -> ResourceRow:
+               tags: dict[str, str] | None, now: datetime,
+               check: Callable[[str | None], None] | None = None) -> ResourceRow:
     """``UpdateTags``: replace the network's tags."""
     with store.transaction() as tx:
         row = _load(tx, subscription, resource_group, name, for_update=True)
+        if check is not None:  # If-Match, on the locked row
+            check(str(row.body.get("etag")))
         body = {k: v for k, v in row.body.items() if k not in ("tags", "etag")}
         if tags is not None:
             body["tags"] = dict(tags)
@@ -170,13 +177,16 @@ def patch_tags(store: Store, *, subscription: str, resource_group: str, name: st
     return updated
 
 
-def delete_vnet(store: Store, *, subscription: str, resource_group: str, name: str) -> bool:
+def delete_vnet(store: Store, *, subscription: str, resource_group: str, name: str,
+                check: Callable[[str | None], None] | None = None) -> bool:
     """Delete a network none of whose subnets a scale set uses; False when absent."""
     display_id = vnet_id(subscription, resource_group, name)
     with store.transaction() as tx:
         row = tx.get_resource(display_id, for_update=True)
         if row is None or row.type.lower() != VIRTUAL_NETWORK_TYPE.lower():
             return False
+        if check is not None:  # If-Match, on the locked row
+            check(str(row.body.get("etag")))
         for subnet in row.body.get("properties", {}).get("subnets", []):
             subnet_id = f"{row.body['id']}/subnets/{subnet['name']}"
             users = _subnet_in_use(tx, subnet_id)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from fastapi import Query, Request
 
 from scaleset.api import versions
 from scaleset.errors import NotFound, PreconditionFailed
-from scaleset.store.repository import ScaleSetRow, Store
+from scaleset.store.repository import WRITE_ATTEMPTS, DuplicateKey, ScaleSetRow, Store
+
+T = TypeVar("T")
 
 ACCEPTED: dict[int | str, dict[str, Any]] = {202: {
     "description": "Accepted: poll the Azure-AsyncOperation URL (or Location) until it ends",
@@ -89,6 +92,19 @@ def check_preconditions(request: Request, etag: str | None) -> None:
         raise PreconditionFailed(
             "If-None-Match forbids overwriting the existing resource; use PATCH, or drop "
             "the header to replace it")
+
+
+def retry_lost_race(write: Callable[[], T], attempts: int = WRITE_ATTEMPTS) -> T:
+    """Run a create-or-replace ``write`` (one transaction); when its insert lost a race with
+    an equal one (``DuplicateKey``), run it again: it then finds the winner's row and
+    replaces it, or refuses by the request's preconditions (412), instead of a 409."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return write()
+        except DuplicateKey:
+            if attempt == attempts:
+                raise
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def deep_merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:

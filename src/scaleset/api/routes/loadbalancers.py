@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse, Response
 from scaleset.api import paging
 from scaleset.api.auth import READ, WRITE
 from scaleset.api.context import ApiContext, get_context
-from scaleset.api.routes.common import check_preconditions, network_version
+from scaleset.api.routes.common import check_preconditions, network_version, retry_lost_race
 from scaleset.errors import InvalidParameter, NotFound
 from scaleset.model.network import LoadBalancer, Probe
 from scaleset.reconcile import probes
@@ -60,10 +60,10 @@ def create_or_update(
 ) -> JSONResponse:
     """Create a load balancer or replace it (probe ids are filled in by the server)."""
     # The preconditions are checked in the write's transaction, on the locked row.
-    row, created = probes.put_load_balancer(
+    row, created = retry_lost_race(lambda: probes.put_load_balancer(
         context.store, subscription=subscription, resource_group=resource_group, name=name,
         model=body, now=context.clock.now(),
-        check=lambda etag: check_preconditions(request, etag))
+        check=lambda etag: check_preconditions(request, etag)))
     context.notify(None)  # scale sets using a changed probe pick it up on their next pass
     return _respond(row, 201 if created else 200)
 

@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse, Response
 from scaleset.api import paging
 from scaleset.api.auth import READ, WRITE
 from scaleset.api.context import ApiContext, get_context
-from scaleset.api.routes.common import check_preconditions, network_version
+from scaleset.api.routes.common import check_preconditions, network_version, retry_lost_race
 from scaleset.api.routes.virtualnetworks import tags_of
 from scaleset.errors import NotFound
 from scaleset.model.securitygroup import SECURITY_GROUP_TYPE, NetworkSecurityGroup
@@ -35,22 +35,17 @@ def _respond(body: dict[str, Any], status: int = 200) -> JSONResponse:
     return JSONResponse(body, status_code=status, headers={"ETag": str(body.get("etag") or "")})
 
 
-def _etag(context: ApiContext, subscription: str, resource_group: str, name: str) -> str | None:
-    with context.store.transaction() as tx:
-        row = tx.get_resource(securitygroups.group_id(subscription, resource_group, name))
-    return str(row.body.get("etag")) if row is not None else None
-
-
 @router.put(GROUP, status_code=201, responses={200: {"model": NetworkSecurityGroup},
                                                201: {"model": NetworkSecurityGroup}})
 def create_or_update(subscription: str, resource_group: str, name: str, request: Request,
                      body: NetworkSecurityGroup, _v: str = Depends(network_version),
                      _a: object = Depends(WRITE), context: ApiContext = Depends(get_context)
                      ) -> JSONResponse:
-    check_preconditions(request, _etag(context, subscription, resource_group, name))
-    row, created = securitygroups.put_group(
+    # The preconditions are checked in the write's transaction, on the locked row.
+    row, created = retry_lost_race(lambda: securitygroups.put_group(
         context.store, subscription=subscription, resource_group=resource_group, name=name,
-        model=body, now=context.clock.now())
+        model=body, now=context.clock.now(),
+        check=lambda etag: check_preconditions(request, etag)))
     return _respond(dict(row.body), 201 if created else 200)
 
 
@@ -83,12 +78,9 @@ def update_tags(subscription: str, resource_group: str, name: str,
 def delete(subscription: str, resource_group: str, name: str, request: Request,
            _v: str = Depends(network_version), _a: object = Depends(WRITE),
            context: ApiContext = Depends(get_context)) -> Response:
-    current = _etag(context, subscription, resource_group, name)
-    if current is None:
-        return Response(status_code=204)
-    check_preconditions(request, current)
     deleted = securitygroups.delete_group(context.store, subscription=subscription,
-                                          resource_group=resource_group, name=name)
+                                          resource_group=resource_group, name=name,
+                                          check=lambda etag: check_preconditions(request, etag))
     return Response(status_code=200 if deleted else 204)
 
 

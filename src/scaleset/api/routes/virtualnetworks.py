@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse, Response
 from scaleset.api import paging
 from scaleset.api.auth import READ, WRITE
 from scaleset.api.context import ApiContext, get_context
-from scaleset.api.routes.common import check_preconditions, network_version
+from scaleset.api.routes.common import check_preconditions, network_version, retry_lost_race
 from scaleset.errors import InvalidParameter
 from scaleset.model.resourcegroup import check_tags
 from scaleset.model.virtualnetwork import Subnet, VirtualNetwork
@@ -54,13 +54,6 @@ def tags_of(body: Any) -> dict[str, str] | None:
         raise InvalidParameter(str(exc), target="tags") from None
 
 
-def _current_etag(context: ApiContext, subscription: str, resource_group: str, name: str
-                  ) -> str | None:
-    with context.store.transaction() as tx:
-        row = tx.get_resource(virtualnetworks.vnet_id(subscription, resource_group, name))
-    return str(row.body.get("etag")) if row is not None else None
-
-
 @router.put(NETWORK, status_code=201,
             responses={200: {"model": VirtualNetwork}, 201: {"model": VirtualNetwork}})
 def create_or_update(subscription: str, resource_group: str, name: str, request: Request,
@@ -68,10 +61,11 @@ def create_or_update(subscription: str, resource_group: str, name: str, request:
                      _a: object = Depends(WRITE), context: ApiContext = Depends(get_context)
                      ) -> JSONResponse:
     """Create a virtual network or replace it, subnets included (those left out go)."""
-    check_preconditions(request, _current_etag(context, subscription, resource_group, name))
-    row, created = virtualnetworks.put_vnet(
+    # The preconditions are checked in the write's transaction, on the locked row.
+    row, created = retry_lost_race(lambda: virtualnetworks.put_vnet(
         context.store, subscription=subscription, resource_group=resource_group, name=name,
-        model=body, now=context.clock.now())
+        model=body, now=context.clock.now(),
+        check=lambda etag: check_preconditions(request, etag)))
     with context.store.transaction() as tx:
         shown = virtualnetworks.view(tx, row)
     return _respond(shown, 201 if created else 200)
@@ -95,10 +89,10 @@ def update_tags(subscription: str, resource_group: str, name: str, request: Requ
                 ) -> JSONResponse:
     """Replace the network's tags (the only thing PATCH changes, as in ARM)."""
     tags = tags_of(body)
-    check_preconditions(request, _current_etag(context, subscription, resource_group, name))
     row = virtualnetworks.patch_tags(context.store, subscription=subscription,
                                      resource_group=resource_group, name=name, tags=tags,
-                                     now=context.clock.now())
+                                     now=context.clock.now(),
+                                     check=lambda etag: check_preconditions(request, etag))
     with context.store.transaction() as tx:
         return _respond(virtualnetworks.view(tx, row))
 
@@ -108,12 +102,9 @@ def delete(subscription: str, resource_group: str, name: str, request: Request,
            _v: str = Depends(network_version), _a: object = Depends(WRITE),
            context: ApiContext = Depends(get_context)) -> Response:
     """Delete a virtual network (400 while a scale set uses one of its subnets)."""
-    current = _current_etag(context, subscription, resource_group, name)
-    if current is None:
-        return Response(status_code=204)
-    check_preconditions(request, current)
     deleted = virtualnetworks.delete_vnet(context.store, subscription=subscription,
-                                          resource_group=resource_group, name=name)
+                                          resource_group=resource_group, name=name,
+                                          check=lambda etag: check_preconditions(request, etag))
     return Response(status_code=200 if deleted else 204)
 
 
