@@ -128,8 +128,9 @@ def test_state_json_holds_no_secret(isolated_fleet: Fleet) -> None:
     sid = fleet.scale_set_id("web")
 
     def provisioned() -> bool:
-        statuses = fleet.extensions(fleet.instance("web", "0"))
-        return statuses.get("run", {}).get("code") == "ProvisioningState/succeeded"
+        items = fleet.instances("web")  # empty until the reconciler made the instance
+        return bool(items) and fleet.extensions(items[0]).get("run", {}).get(
+            "code") == "ProvisioningState/succeeded"
     wait_for(provisioned, timeout=30, what="the extension to succeed")
     directory = fleet.driver.instance_directory(sid, "0")
     assert directory is not None
