@@ -21,6 +21,7 @@ import hashlib
 import json
 import re
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Final
 
@@ -115,7 +116,8 @@ def _etag(resource_id: str, body: dict[str, Any], now: datetime) -> str:
 
 
 def put_cluster(store: Store, *, subscription: str, resource_group: str, name: str,
-                model: Cluster, now: datetime) -> tuple[ResourceRow, bool]:
+                model: Cluster, now: datetime,
+                check: Callable[[str | None], None] | None = None) -> tuple[ResourceRow, bool]:
     """Create or replace a cluster; the row stored and whether it was created.
 
     The generated ``clusterId`` (and so the ``clusterEndpoint``) is kept across
@@ -125,6 +127,8 @@ def put_cluster(store: Store, *, subscription: str, resource_group: str, name: s
     display_id = cluster_id(subscription, resource_group, name)
     with store.transaction() as tx:
         existing = tx.get_resource(display_id, for_update=True)
+        if check is not None:  # If-Match / If-None-Match, on the locked row
+            check(str(existing.body.get("etag")) if existing is not None else None)
         if existing is not None:
             if existing.location.replace(" ", "").lower() != \
                     model.location.replace(" ", "").lower():
@@ -158,7 +162,8 @@ def put_cluster(store: Store, *, subscription: str, resource_group: str, name: s
     return row, existing is None
 
 
-def delete_cluster(store: Store, *, resource_id: str) -> bool:
+def delete_cluster(store: Store, *, resource_id: str,
+                   check: Callable[[str | None], None] | None = None) -> bool:
     """Delete a cluster no scale set belongs to; False when it did not exist.
 
     Refused (409 ``OperationNotAllowed``) while a scale set's Service Fabric
@@ -168,6 +173,8 @@ def delete_cluster(store: Store, *, resource_id: str) -> bool:
         row = tx.get_resource(resource_id, for_update=True)
         if row is None:
             return False
+        if check is not None:  # If-Match, on the locked row
+            check(str(row.body.get("etag") or ""))
         in_use = sorted(name for names in users(tx, row).values() for name in names)
         if in_use:
             raise OperationNotAllowed(

@@ -66,7 +66,10 @@ def update_tags(subscription: str, resource_group: str, name: str,
     """Replace the tags (``UpdateTags``)."""
     tags = tags_of(body)
     now = context.clock.now()
-    with context.store.transaction() as tx:
+    with context.store.transaction(write=True) as tx:
+        # Locked first, so a concurrent PATCH waits and then reads this one's result.
+        tx.get_resource(publicips.public_ip_id(subscription, resource_group, name),
+                        for_update=True)
         row = publicips.load(tx, subscription, resource_group, name)
         updated = {k: v for k, v in row.body.items() if k not in ("tags", "etag")}
         if tags is not None:

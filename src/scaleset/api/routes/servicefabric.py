@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse, Response
 from scaleset.api import paging, versions
 from scaleset.api.auth import READ, WRITE
 from scaleset.api.context import ApiContext, get_context
-from scaleset.api.routes.common import check_preconditions
+from scaleset.api.routes.common import check_preconditions, retry_lost_race
 from scaleset.errors import NotFound
 from scaleset.model.servicefabric import Cluster
 from scaleset.reconcile import servicefabric
@@ -63,12 +63,11 @@ def create_or_update(
     context: ApiContext = Depends(get_context),
 ) -> JSONResponse:
     """Create a cluster or replace it (its clusterEndpoint and clusterId are kept)."""
-    existing = servicefabric.get_cluster(context.store, servicefabric.cluster_id(
-        subscription, resource_group, name))
-    check_preconditions(request, str(existing.body.get("etag")) if existing else None)
-    row, _ = servicefabric.put_cluster(
+    # The preconditions are checked in the write's transaction, on the locked row.
+    row, _ = retry_lost_race(lambda: servicefabric.put_cluster(
         context.store, subscription=subscription, resource_group=resource_group, name=name,
-        model=body, now=context.clock.now())
+        model=body, now=context.clock.now(),
+        check=lambda etag: check_preconditions(request, etag)))
     context.notify(None)  # node types of a changed cluster are looked at again
     return _respond(row)
 
@@ -87,11 +86,8 @@ def delete(subscription: str, resource_group: str, name: str, request: Request,
            context: ApiContext = Depends(get_context)) -> Response:
     """Delete a cluster (409 while a scale set is one of its node types; 204 if absent)."""
     key = servicefabric.cluster_id(subscription, resource_group, name)
-    existing = servicefabric.get_cluster(context.store, key)
-    if existing is None:
-        return Response(status_code=204)
-    check_preconditions(request, str(existing.body.get("etag") or ""))
-    deleted = servicefabric.delete_cluster(context.store, resource_id=key)
+    deleted = servicefabric.delete_cluster(
+        context.store, resource_id=key, check=lambda etag: check_preconditions(request, etag))
     return Response(status_code=200 if deleted else 204)
 
 
