@@ -487,13 +487,19 @@ def approve_rolling_upgrade(store: Store, *, scale_set_id: str,
 
 def set_protection(store: Store, *, scale_set_id: str, instance_id: str,
                    protect_from_scale_in: bool, protect_from_scale_set_actions: bool,
-                   now: datetime) -> InstanceRecord:
+                   now: datetime,
+                   check: Callable[[ScaleSetRow, InstanceRecord], None] | None = None
+                   ) -> InstanceRecord:
+    """Set an instance's protection policy; ``check`` (If-Match) sees the scale set, locked,
+    and the instance as stored, in the same transaction, and may refuse."""
     with store.transaction() as tx:
         row = _get(tx, scale_set_id)
         records = tx.instances(scale_set_id)
         if instance_id not in records:
             raise NotFound(f"instance '{instance_id}' is not in scale set '{row.name}'",
                            code="NotFound")
+        if check is not None:
+            check(row, records[instance_id])
         updated = records[instance_id].replace(
             protect_from_scale_in=protect_from_scale_in,
             protect_from_scale_set_actions=protect_from_scale_set_actions)

@@ -91,7 +91,6 @@ def update_instance(subscription: str, resource_group: str, name: str, instance_
                     context: ApiContext = Depends(get_context)) -> dict[str, Any]:
     """Update an instance; its ``protectionPolicy`` is the part scaleset lets you change."""
     row, record = _load(context, subscription, resource_group, name, instance_id)
-    check_preconditions(request, views.instance_resource(row, record).etag)
     if not isinstance(body, dict):
         raise InvalidParameter("the request body must be a JSON object", target="body")
     raw = (body.get("properties") or {}).get("protectionPolicy")
@@ -102,7 +101,8 @@ def update_instance(subscription: str, resource_group: str, name: str, instance_
         context.store, scale_set_id=row.id, instance_id=instance_id,
         protect_from_scale_in=policy.protect_from_scale_in,
         protect_from_scale_set_actions=policy.protect_from_scale_set_actions,
-        now=context.clock.now())
+        now=context.clock.now(),  # If-Match checked in the write, against what is stored
+        check=lambda r, rec: check_preconditions(request, views.instance_resource(r, rec).etag))
     context.notify(row.id)
     return views.instance_resource(row, updated).to_wire()
 
