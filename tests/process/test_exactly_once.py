@@ -99,6 +99,17 @@ def _client(server: Server) -> httpx.Client:
                         headers={"Authorization": f"Bearer {server.token}"})
 
 
+def _state(http: httpx.Client) -> str:
+    """What a stalled run looks like: the latest run and each instance's view."""
+    latest = http.get(f"{SET}/rollingUpgrades/latest", params=COMPUTE).text
+    views = [(i["instanceId"], i["properties"]["storageProfile"]["imageReference"].get(
+        "exactVersion"), i["properties"].get("provisioningState"),
+        [s["code"] for s in (i["properties"].get("instanceView") or {}).get("statuses", [])],
+        (i["properties"].get("instanceView") or {}).get("vmHealth"))
+        for i in _instances(http)]
+    return f"latest run {latest}; instances {views}"
+
+
 def _kill(server: Server) -> None:
     os.kill(server.process.pid, signal.SIGKILL)
     server.process.wait(10)
@@ -160,8 +171,11 @@ def test_kill_9_at_random_moments_never_runs_a_step_twice_on_an_os_disk(
             time.sleep(rng.uniform(0.5, 3.0))
             _kill(server)
     with _serve(data_dir) as server, _client(server) as http:
-        items = _wait(lambda: _provisioned(http, "1.1.0"), timeout=90,
-                      what="3 instances upgraded to 1.1.0 and provisioned")
+        try:
+            items = _wait(lambda: _provisioned(http, "1.1.0"), timeout=90,
+                          what="3 instances upgraded to 1.1.0 and provisioned")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}: {_state(http)}") from None
         current = {i["instanceId"]: i["properties"]["instanceView"]["disks"][0]["name"]
                    for i in items}
 
