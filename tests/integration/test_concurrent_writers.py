@@ -236,3 +236,11 @@ def test_virtual_network_writes_check_their_etag_in_the_write(client: TestClient
                                           headers={"If-None-Match": "*"})] * 8)
     no_server_error(creates)
     assert sorted(r.status_code for r in creates) == [201] + [412] * 7
+
+
+def test_concurrent_creates_of_one_resource_group_give_one_201_and_the_rest_200(
+        client: TestClient) -> None:
+    url = f"/subscriptions/{SUB}/resourceGroups/together?api-version=2022-09-01"
+    responses = at_once([lambda: client.put(url, json={"location": "westus"})] * 10)
+    no_server_error(responses)
+    assert sorted(r.status_code for r in responses) == [200] * 9 + [201]

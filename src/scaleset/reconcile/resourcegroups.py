@@ -140,6 +140,8 @@ def patch_group(store: Store, *, subscription: str, name: str, patch: dict[str, 
     """Change a group's tags and/or managedBy (``ResourceGroupPatchable``); a location
     sent must be the group's own."""
     with store.transaction() as tx:
+        # Locked before it is read: a concurrent PATCH waits, then reads this one's result.
+        tx.get_resource(group_id(subscription, name), for_update=True)
         existing = visible_group(tx, subscription, name)
         if existing is None:
             raise not_found(name)

@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse, Response
 from scaleset.api import filters, lro, paging
 from scaleset.api.auth import READ, WRITE
 from scaleset.api.context import ApiContext, get_context
-from scaleset.api.routes.common import ACCEPTED, resources_version
+from scaleset.api.routes.common import ACCEPTED, resources_version, retry_lost_race
 from scaleset.errors import InvalidParameter
 from scaleset.model.resourcegroup import ResourceGroup
 from scaleset.reconcile import resourcegroups, views
@@ -43,8 +43,10 @@ def create_or_update(subscription: str, name: str, body: ResourceGroup,
                      _v: str = Depends(resources_version), _a: object = Depends(WRITE),
                      context: ApiContext = Depends(get_context)) -> JSONResponse:
     """Create a resource group, or replace its tags and managedBy (the location is fixed)."""
-    row, created = resourcegroups.put_group(context.store, subscription=subscription,
-                                            name=name, model=body, now=context.clock.now())
+    # A create that lost the insert race to an equal one runs again, as an update.
+    row, created = retry_lost_race(lambda: resourcegroups.put_group(
+        context.store, subscription=subscription, name=name, model=body,
+        now=context.clock.now()))
     return _respond(row, 201 if created else 200)
 
 
