@@ -115,6 +115,7 @@ def test_beyond_the_requests_in_flight_a_429_in_arms_shape_and_healthz_still_ans
             shed = await c.get(f"{RG}/virtualMachineScaleSets{V}")
             assert shed.status_code == 429
             assert shed.headers["Retry-After"] == "1"
+            assert 1000 <= int(shed.headers["retry-after-ms"]) <= 3000  # azure-core's, jittered
             assert shed.headers["x-ms-ratelimit-remaining-subscription-reads"] == "0"
             error = shed.json()["error"]
             assert error["code"] == "TooManyRequests"
@@ -182,5 +183,36 @@ def test_a_trickling_body_is_a_408_and_gives_its_place_back(
             assert r.status_code == 408 and r.json()["error"]["code"] == "RequestTimeout"
             assert time.monotonic() - started < 2.5
             assert (await c.get(SCALE_SET)).status_code == 404  # nothing stored, place free
+
+    asyncio.run(scenario())
+
+
+def test_post_and_patch_wait_for_a_place_before_a_429(
+        sqlite_store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Azure SDK resends a throttled GET/PUT/DELETE but not a POST or PATCH, so those
+    wait (a bounded time) for a place instead of failing the caller at once."""
+    monkeypatch.setattr(admission, "WAIT_SECONDS", 0.5)
+    app = create_app(_context(sqlite_store, max_requests_in_flight=1))
+
+    async def scenario() -> None:
+        async def held_for(seconds: float) -> AsyncIterator[bytes]:
+            await asyncio.sleep(seconds)
+            yield json.dumps(body()).encode()
+
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as c:
+            put = {"Content-Type": "application/json"}
+            held = asyncio.create_task(c.put(SCALE_SET, content=held_for(0.2), headers=put))
+            await asyncio.sleep(0.05)
+            assert (await c.get(SCALE_SET)).status_code == 429  # resent by SDKs: at once
+            patch = await c.patch(SCALE_SET, json={"tags": {"a": "b"}})  # waits its turn
+            assert patch.status_code == 200, patch.text
+            assert (await held).status_code == 201
+            held = asyncio.create_task(c.put(SCALE_SET, content=held_for(1.5), headers=put))
+            await asyncio.sleep(0.05)
+            late = await c.post(f"{RG}/virtualMachineScaleSets/big/restart{V}")
+            assert late.status_code == 429 and late.headers["Retry-After"] == "1"
+            assert (await held).status_code == 200
+            assert (await c.get(SCALE_SET)).json()["tags"] == {"a": "b"}
 
     asyncio.run(scenario())

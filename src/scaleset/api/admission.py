@@ -13,6 +13,8 @@ add a task and a stream per request):
   is answered 429 ``TooManyRequests`` with ``Retry-After`` at once, as ARM
   throttles: the Azure SDK and az retry after that many seconds, and the
   requests admitted keep a bounded latency instead of all queueing.
+  POST and PATCH, which the Azure SDK does not resend on a 429, first wait up
+  to ``WAIT_SECONDS`` for a place (first come, first served).
   ``/healthz`` is never shed, nor the requests the server sends itself
   (a template deployment's resource PUTs: the work of an admitted request).
 
@@ -22,7 +24,9 @@ Admission also notes each read answered in ``Vitals`` (``api/vitals.py``).
 from __future__ import annotations
 
 import asyncio
+import random
 import time
+from collections import deque
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -36,6 +40,10 @@ INTERNAL = "scaleset.internal"
 
 NEVER_SHED = frozenset({"/healthz"})
 RETRY_AFTER_SECONDS = 1
+NOT_RESENT_BY_SDKS = frozenset({"POST", "PATCH"})
+"""Methods azure-core's retry policy does not resend on 429 (its method allow-list):
+rather than refuse them at once, they wait ``WAIT_SECONDS`` for a place."""
+WAIT_SECONDS = 2.0
 """How long a throttled client waits: about the time the requests ahead of it take."""
 
 BODY_SECONDS = 30.0
@@ -84,6 +92,7 @@ class Admission:
         self.limits = limits
         self.vitals = vitals
         self.in_flight = 0
+        self._waiting: deque[asyncio.Future[None]] = deque()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -97,16 +106,43 @@ class Admission:
                           {"Connection": "close"})  # the unread body cannot be skipped
             return
         shed = scope["path"] not in NEVER_SHED and not scope.get(INTERNAL)
-        if shed and self.in_flight >= self.limits.max_requests_in_flight:
+        if shed and not await self._admit(
+                WAIT_SECONDS if scope["method"] in NOT_RESENT_BY_SDKS else 0.0):
             await self._throttle(scope, send)
             return
-        if shed:
-            self.in_flight += 1
         try:
             await self._serve(scope, _counted(receive, limit), send)
         finally:
             if shed:
-                self.in_flight -= 1
+                self._release()
+
+    async def _admit(self, wait: float) -> bool:
+        """Take an in-flight place, waiting up to ``wait`` seconds for one; False if none."""
+        if self.in_flight < self.limits.max_requests_in_flight and not self._waiting:
+            self.in_flight += 1
+            return True
+        if wait <= 0:
+            return False
+        place = asyncio.get_running_loop().create_future()
+        self._waiting.append(place)
+        try:
+            await asyncio.wait_for(place, wait)
+            return True
+        except TimeoutError:
+            # Handed a place just as the wait ended: it is ours (``_release`` counted it).
+            return place.done() and not place.cancelled()
+        finally:
+            if place in self._waiting:
+                self._waiting.remove(place)
+
+    def _release(self) -> None:
+        """Give the place to the longest waiter, else free it."""
+        while self._waiting:
+            place = self._waiting.popleft()
+            if not place.done():
+                place.set_result(None)  # the place changes hands: in_flight stays
+                return
+        self.in_flight -= 1
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = False
@@ -139,6 +175,10 @@ class Admission:
             f"{RETRY_AFTER_SECONDS} second(s), as the Retry-After header says; the Azure SDK "
             "and az do so on their own."),
             {"Retry-After": str(RETRY_AFTER_SECONDS),
+             # azure-core prefers this to Retry-After: spread over a few seconds, the
+             # clients throttled together do not all come back in the same instant.
+             "retry-after-ms": str(random.randint(RETRY_AFTER_SECONDS * 1000,
+                                                  RETRY_AFTER_SECONDS * 3000)),
              f"x-ms-ratelimit-remaining-subscription-{kind}": "0"})
 
 
