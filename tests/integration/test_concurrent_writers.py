@@ -9,6 +9,9 @@ in-process app, on a SQLite file and on PostgreSQL when one is configured.
 from __future__ import annotations
 
 import itertools
+import sqlite3
+import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -201,7 +204,7 @@ def test_concurrent_writers_state_machine(client: TestClient) -> None:
     """Creates, tag PATCHes, same-etag PATCHes and deletes in concurrent bursts."""
     Writers.client = client
     machine = Writers.TestCase
-    machine.settings = settings(max_examples=4, stateful_step_count=6, deadline=None,
+    machine.settings = settings(max_examples=10, stateful_step_count=8, deadline=None,
                                 suppress_health_check=list(HealthCheck), database=None)
     machine().runTest()
 
@@ -244,3 +247,46 @@ def test_concurrent_creates_of_one_resource_group_give_one_201_and_the_rest_200(
     responses = at_once([lambda: client.put(url, json={"location": "westus"})] * 10)
     no_server_error(responses)
     assert sorted(r.status_code for r in responses) == [200] * 9 + [201]
+
+
+def test_a_write_waits_out_another_writers_lock_on_sqlite(store: Store,
+                                                          client: TestClient) -> None:
+    if store.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's database lock; PostgreSQL locks rows (the tests above)")
+    create(client, "waits")
+    holder = sqlite3.connect(str(store.engine.url.database), isolation_level=None,
+                             check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")  # another writer (a reconcile pass, say) holds the lock
+
+    def release() -> None:
+        time.sleep(1.0)
+        holder.execute("COMMIT")
+
+    releaser = threading.Thread(target=release)
+    started = time.monotonic()
+    releaser.start()
+    r = client.patch(SETS + "waits" + V, json={"tags": {"after": "lock"}})
+    releaser.join()
+    holder.close()
+    assert r.status_code == 200, r.text  # waited (busy_timeout), not a 503
+    assert time.monotonic() - started >= 0.9
+    assert client.get(SETS + "waits" + V).json()["tags"] == {"after": "lock"}
+
+
+def test_a_lock_held_past_the_bound_is_a_503_with_retry_after(store: Store,
+                                                             client: TestClient) -> None:
+    if store.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's database lock; PostgreSQL locks rows (the tests above)")
+    create(client, "stuck")
+    holder = sqlite3.connect(str(store.engine.url.database), isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    started = time.monotonic()
+    try:
+        r = client.patch(SETS + "stuck" + V, json={"tags": {"never": "written"}})
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    waited = time.monotonic() - started
+    assert r.status_code == 503 and r.headers["Retry-After"], r.text
+    assert 4.5 <= waited < 8, waited  # busy_timeout (5 s) waited once, then the answer
+    assert "never" not in (client.get(SETS + "stuck" + V).json().get("tags") or {})

@@ -19,7 +19,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
 from scaleset.errors import Conflict
@@ -89,7 +100,10 @@ T = TypeVar("T")
 _PG_RETRY = frozenset({"40001", "40P01", "55P03"})
 _PG_DISK_FULL = "53100"
 WRITE_ATTEMPTS = 8
-WRITE_DEADLINE = 8.0  # seconds a write may spend retrying before its error reaches the client
+# Seconds a write may spend retrying before its error reaches the client. SQLite's BEGIN
+# IMMEDIATE already waits busy_timeout (5 s) for the lock, so a lock held longer than that
+# is not waited for twice: the client gets its 503 after about 5 s.
+WRITE_DEADLINE = 4.0
 
 
 def classify(exc: BaseException) -> StoreError:
@@ -98,15 +112,15 @@ def classify(exc: BaseException) -> StoreError:
     if isinstance(exc, StoreError):
         return exc
     orig = exc.orig if isinstance(exc, DBAPIError) else exc
-    text = str(orig).lower()
+    message = str(orig).lower()
     sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
     if isinstance(orig, OSError) and orig.errno == errno.ENOSPC:
         return StorageFull(f"the database's disk is full: {orig}")
-    if sqlstate == _PG_DISK_FULL or "database or disk is full" in text:
+    if sqlstate == _PG_DISK_FULL or "database or disk is full" in message:
         return StorageFull(f"the database's disk is full: {orig}")
     if isinstance(exc, IntegrityError) or sqlstate == "23505":
         return DuplicateKey(f"another request created the same row at the same time: {orig}")
-    if sqlstate in _PG_RETRY or "database is locked" in text or "database is busy" in text:
+    if sqlstate in _PG_RETRY or "database is locked" in message or "database is busy" in message:
         return StoreBusy(f"the database is busy with other writers: {orig}")
     return StoreError(f"database error: {exc}")
 
@@ -549,6 +563,7 @@ class Tx:
         """
         c = t.load_balancers.c
         if for_update:
+            self.lock_key(lb_id)
             self.conn.execute(update(t.load_balancers).where(c.id == lb_id.lower())
                               .values(updated_at=c.updated_at))
         row = self.conn.execute(select(t.load_balancers).where(c.id == lb_id.lower())).first()
@@ -588,11 +603,24 @@ class Tx:
             self.conn.execute(insert(t.resources).values(
                 id=row.id.lower(), created_at=row.created_at, **values))
 
+    def lock_key(self, key: str) -> None:
+        """On PostgreSQL, hold a transaction-scoped advisory lock on ``key`` (an id).
+
+        A row lock cannot guard a row that does not exist yet: two creates would both
+        read "none", and the second's update-or-insert would then update the first's
+        row and report a create. The advisory lock makes the second wait for the first's
+        commit and then read its row. SQLite's write transaction locks everything already.
+        """
+        if self.conn.dialect.name == "postgresql":
+            self.conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),
+                              {"k": key.lower()})
+
     def get_resource(self, resource_id: str, *, for_update: bool = False) -> ResourceRow | None:
-        """The resource with this id (any casing), or None; ``for_update`` locks it
-        (see ``get_load_balancer``)."""
+        """The resource with this id (any casing), or None; ``for_update`` locks it, and
+        its id when there is none yet (see ``get_load_balancer``, ``lock_key``)."""
         c = t.resources.c
         if for_update:
+            self.lock_key(resource_id)
             self.conn.execute(update(t.resources).where(c.id == resource_id.lower())
                               .values(updated_at=c.updated_at))
         row = self.conn.execute(select(t.resources).where(c.id == resource_id.lower())).first()
