@@ -84,7 +84,8 @@ def run_id_for(scale_set_id: str, sequence: int) -> str:
 
 
 def observations(records: Mapping[str, InstanceRecord], snapshot: DriverSnapshot,
-                 cluster_healthy: bool | None = None) -> Observations:
+                 cluster_healthy: bool | None = None, watching_since: datetime | None = None
+                 ) -> Observations:
     """The core's view of the fleet: the store's placement and protection, the driver's state."""
     fleet: dict[str, InstanceObservation] = {}
     for iid, record in records.items():
@@ -100,7 +101,7 @@ def observations(records: Mapping[str, InstanceRecord], snapshot: DriverSnapshot
             generation=seen.generation,
             protected=record.protect_from_scale_set_actions,
         )
-    return Observations(fleet, snapshot.operations, cluster_healthy)
+    return Observations(fleet, snapshot.operations, cluster_healthy, watching_since)
 
 
 def run_policy(model: ScaleSet, settings: ShellSettings) -> Policy:
@@ -169,12 +170,16 @@ class Reconciler:
         clock: Clock,
         settings: ShellSettings | None = None,
         checkpoint: Checkpoint = _no_checkpoint,
+        watching_since: datetime | None = None,
     ) -> None:
+        """``watching_since``: when this control plane started (``Observations``); None in
+        virtual-time runs, where a restart loses no observation time."""
         self.store = store
         self.driver = driver
         self.clock = clock
         self.settings = settings or ShellSettings()
         self.checkpoint = checkpoint
+        self.watching_since = watching_since
         self._cache: dict[str, _Cached] = {}
         self._pending_seen: dict[str, tuple[str, str]] = {}  # what automatic.note recorded
 
@@ -237,7 +242,8 @@ class Reconciler:
                           if r.reset_data_disks_run is not None
                           and (run is None or run.run_id != r.reset_data_disks_run)})
         changed_records = [r for iid, r in refreshed.items() if r is not records[iid]]
-        obs = observations(refreshed, snapshot, self._cluster_healthy(row, snapshot))
+        obs = observations(refreshed, snapshot, self._cluster_healthy(row, snapshot),
+                           self.watching_since)
 
         decision: Decision | None = None
         new_run = False

@@ -166,7 +166,7 @@ def _run(settings: ServeSettings, store: Store, clock: SystemClock,
          published: Callable[[ImageVersionRow], None], artifacts: ArtifactStore,
          certfile: str | None, keyfile: str | None, issued: tokens.IssuedToken | None,
          on_ready: Ready | None, out: TextIO) -> None:
-    reconciler = Reconciler(store=store, driver=driver, clock=clock,
+    reconciler = Reconciler(store=store, driver=driver, clock=clock, watching_since=clock.now(),
                             settings=ShellSettings(
                                 health_timeout=settings.health_timeout,
                                 rollout_timing=settings.rollout_timing,

@@ -53,6 +53,12 @@ class Observations:
     operations: Mapping[str, OperationObservation] = field(default_factory=dict)
     cluster_healthy: bool | None = None
     """Service Fabric: whether every node of the cluster reports healthy (None: no cluster)."""
+    watching_since: datetime | None = None
+    """When this control plane began observing (its start), or None: always watching.
+
+    A health wait only counts while someone watches: an instance whose wait ran out
+    while the control plane was down gets one more health timeout from its start, the
+    time its probes need to answer again, instead of failing on the first pass."""
 
     def operation(self, op_id: str) -> OperationObservation:
         return self.operations.get(op_id) or OperationObservation(op_id, _UNKNOWN)

@@ -209,15 +209,18 @@ class _Pass:
         elif ri.step is Step.WAITING_HEALTH:
             observed = obs.instances[iid]
             assert ri.health_deadline is not None
+            deadline = ri.health_deadline
+            if obs.watching_since is not None:  # the wait may have run out while no one watched
+                deadline = max(deadline, obs.watching_since + run.policy.health_timeout)
             if observed.healthy:
                 self.put(ri.to(Step.SUCCEEDED))
                 self.actions.append(ReleasePreviousOsDisk(iid))
-            elif self.now >= ri.health_deadline:
+            elif self.now >= deadline:
                 timeout = run.policy.health_timeout
                 self.fail(ri, f"not healthy within {_seconds(timeout)} of its upgrade "
                               f"(last health: {observed.health})")
             else:
-                self.wake.append(ri.health_deadline)
+                self.wake.append(deadline)
         elif ri.step is Step.ROLLING_BACK:
             op = obs.operation(rollback_op_id(run.run_id, iid))
             if op.state is OperationState.UNKNOWN:
