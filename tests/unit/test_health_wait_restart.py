@@ -12,7 +12,8 @@ from datetime import timedelta
 
 from scaleset.drivers.simulated import Timings
 from scaleset.upgrade.run import decide
-from scaleset.upgrade.state import Step
+from scaleset.model.instance import HealthState
+from scaleset.upgrade.state import RunStatus, Step
 
 from tests.unit.harness import Harness
 
@@ -65,3 +66,28 @@ def test_a_control_plane_watching_from_before_the_upgrade_changes_nothing() -> N
     at = h.clock.advance_to(deadline)
     obs = dataclasses.replace(h.observe(), watching_since=deadline - FIVE_MINUTES)
     assert decide(h.run, obs, at).run.instances["0"].step is Step.ROLLING_BACK
+
+
+def test_the_gates_wait_for_probes_to_answer_again_after_a_start() -> None:
+    """Adopted instances read Initializing until their first probe after the restart: the
+    batch's end waits (one health timeout at most) instead of faulting the run on them."""
+    h = Harness.build(10, timings=Timings(reimage=timedelta(seconds=60),
+                                          boot=timedelta(seconds=30),
+                                          healthy=timedelta(seconds=10)))
+    h.run_until(lambda x: any(ri.step is Step.WAITING_HEALTH
+                              for ri in x.run.instances.values()), max_passes=100)
+    batch = set(h.run.batches[0].instance_ids)
+    restart = h.clock.advance(timedelta(seconds=10))  # the batch's instances answer healthy
+    seen = h.observe()
+    adopted = {iid: o if iid in batch else dataclasses.replace(o, health=HealthState.INITIALIZING)
+               for iid, o in seen.instances.items()}
+    obs = dataclasses.replace(seen, instances=adopted, watching_since=restart)
+    waited = decide(h.run, obs, restart)
+    assert waited.run.status is RunStatus.ROLLING_FORWARD and len(waited.run.batches) == 1
+    assert waited.wake_at == restart + FIVE_MINUTES
+    # Without the restart the same observation breaches maxUnhealthyInstancePercent.
+    faulted = decide(h.run, dataclasses.replace(obs, watching_since=None), restart)
+    assert faulted.run.status is RunStatus.FAULTED
+    # Once the probes answer, the next batch starts.
+    answered = decide(h.run, dataclasses.replace(seen, watching_since=restart), restart)
+    assert len(answered.run.batches) == 2

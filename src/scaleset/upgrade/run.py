@@ -39,6 +39,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Final
 
+from scaleset.model.instance import HealthState
 from scaleset.upgrade import policy as policy_rules
 from scaleset.upgrade.actions import (
     Action,
@@ -238,6 +239,20 @@ class _Pass:
         return UpgradeInstance(upgrade_op_id(self.run.run_id, instance_id), instance_id,
                                target.image_version, target.generation)
 
+    def probes_pending(self) -> datetime | None:
+        """Until when the gates wait for probes to answer again after a control plane start.
+
+        An instance reads Initializing until its probe answers, and after a restart every
+        probe starts over: for one health timeout from the start, a gate that would count
+        such instances as unhealthy waits instead of faulting the run. None: gates apply.
+        """
+        since = self.obs.watching_since
+        if since is None or self.now >= since + self.run.policy.health_timeout:
+            return None
+        if any(o.health is HealthState.INITIALIZING for o in self.obs.instances.values()):
+            return since + self.run.policy.health_timeout
+        return None
+
     # -- counting ------------------------------------------------------------
     def count(self, steps: frozenset[Step]) -> int:
         return sum(1 for ri in self.instances.values() if ri.step in steps)
@@ -422,7 +437,10 @@ def decide(run: Run, observations: Observations, now: datetime) -> Decision:
         members = [p.instances.get(iid) for iid in batch.instance_ids]
         deadline = batch.start + p.run.policy.batch_timeout
         if all(ri is None or ri.step in SETTLED_STEPS for ri in members):
-            p.settle_batch(batch)
+            if (until := p.probes_pending()) is not None:
+                p.wake.append(until)
+            else:
+                p.settle_batch(batch)
         elif now >= deadline:
             stuck = [ri.instance_id for ri in members
                      if ri is not None and ri.step not in SETTLED_STEPS]
@@ -440,7 +458,10 @@ def decide(run: Run, observations: Observations, now: datetime) -> Decision:
         if p.run.cancel_requested:
             p.finish(RunStatus.CANCELLED)
         elif p.run.next_batch_at is not None and now >= p.run.next_batch_at:
-            p.start_batch()
+            if (until := p.probes_pending()) is not None:
+                p.wake.append(until)
+            else:
+                p.start_batch()
         elif p.run.next_batch_at is not None:
             p.wake.append(p.run.next_batch_at)
 
