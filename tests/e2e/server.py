@@ -113,7 +113,8 @@ def running_server(data_dir: Path, *, health_timeout: str = "3",
 
 def kill_instances(data_dir: Path) -> None:
     """SIGKILL every process of an instance whose OS disk lies under ``data_dir``."""
-    root = os.path.realpath(data_dir)
+    # As root, instances live where <data-dir>/instances links to (server/instance_dir.py).
+    roots = {os.path.realpath(data_dir), os.path.realpath(data_dir / "instances")}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -122,7 +123,7 @@ def kill_instances(data_dir: Path) -> None:
             cwd = os.readlink(entry / "cwd")
         except OSError:
             continue
-        if marked and (cwd == root or cwd.startswith(root + os.sep)):
+        if marked and any(cwd == root or cwd.startswith(root + os.sep) for root in roots):
             try:
                 os.kill(int(entry.name), signal.SIGKILL)
             except ProcessLookupError:

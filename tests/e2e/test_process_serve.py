@@ -60,7 +60,8 @@ def instance_processes(data_dir: Path) -> dict[str, set[int]]:
     An instance's processes carry ``SCALESET_INSTANCE_KEY``; the data directory is
     told apart by their working directory (the OS disk, under ``data_dir``).
     """
-    root = os.path.realpath(data_dir)
+    # As root, instances live where <data-dir>/instances links to (server/instance_dir.py).
+    roots = {os.path.realpath(data_dir), os.path.realpath(data_dir / "instances")}
     found: dict[str, set[int]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -74,7 +75,7 @@ def instance_processes(data_dir: Path) -> dict[str, set[int]]:
             continue
         if KEY_VARIABLE.encode() not in environ or state == "Z":
             continue
-        if cwd == root or cwd.startswith(root + os.sep):
+        if any(cwd == root or cwd.startswith(root + os.sep) for root in roots):
             ip = environ.get(b"SCALESET_PRIVATE_IP", b"?").decode()
             found.setdefault(ip, set()).add(int(entry.name))
     return found

@@ -54,7 +54,8 @@ def processes_under(root: Path) -> dict[int, str]:
     a custom-data script or an extension command (run from the disk), or a
     ``serve`` (its ``--data-dir``) that outlived the test.
     """
-    real = os.path.realpath(root)
+    # As root, instances live where <data-dir>/instances links to (server/instance_dir.py).
+    reals = {os.path.realpath(root), os.path.realpath(root / "instances")}
     found: dict[int, str] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
@@ -68,7 +69,8 @@ def processes_under(root: Path) -> dict[int, str]:
             continue
         if state == "Z":
             continue
-        if cwd == real or cwd.startswith(real + os.sep) or real + os.sep in cmdline + os.sep:
+        if any(cwd == real or cwd.startswith(real + os.sep) or real + os.sep in cmdline + os.sep
+               for real in reals):
             found[int(entry.name)] = cmdline
     return found
 

@@ -73,6 +73,11 @@ def serve(
         "--auto-upgrade-images", envvar="SCALESET_AUTO_UPGRADE_IMAGES", metavar="FILE",
         help='A JSON list of {"publisher", "offer", "sku"} that replaces the default list of '
              "images with automatic OS upgrade (Azure's supported images).")] = None,
+    instance_dir: Annotated[Path | None, typer.Option(
+        envvar="SCALESET_INSTANCE_DIR", metavar="DIR",
+        help="Process driver: where instances' disks live. Default: <data-dir>/instances; "
+             "as root /var/lib/scaleset/instances/<digest>, linked from there, so the "
+             "data directory stays private.")] = None,
     max_instances_per_scale_set: Annotated[int, typer.Option(
         envvar="SCALESET_MAX_INSTANCES_PER_SCALE_SET", min=0,
         help="The largest sku.capacity a scale set may ask for.")]
@@ -139,6 +144,7 @@ def serve(
         rollout_timing=rollout,
         replication_delay=replication,
         auto_upgrade_images=images,
+        instance_dir=instance_dir,
         limits=Limits(max_instances_per_scale_set=max_instances_per_scale_set,
                       max_instances_total=max_instances_total,
                       max_requests_in_flight=max_requests_in_flight,

@@ -29,6 +29,7 @@ from scaleset.reconcile.shell import Reconciler
 from scaleset.reconcile.subscriptions import DEFAULT_SUBSCRIPTION as DEFAULT_SUBSCRIPTION
 from scaleset.security import secrets, tls, tokens
 from scaleset.server.loop import ReconcileLoop
+from scaleset.server.instance_dir import instance_dir
 from scaleset.server.settings import ServeSettings
 from scaleset.store import tables as t
 from scaleset.store.database import open_store
@@ -143,8 +144,8 @@ def serve(settings: ServeSettings, *, out: TextIO = sys.stdout, on_ready: Ready 
                 simulated.bad_images.add(row.version)
         driver = simulated
     elif settings.driver == "process":
-        driver = ProcessDriver(settings.data_dir / "instances", artifacts, on_change=wake.ring,
-                               sources=_source_rules(settings))
+        driver = ProcessDriver(instance_dir(settings.data_dir, settings.instance_dir),
+                               artifacts, on_change=wake.ring, sources=_source_rules(settings))
 
         def published(row: ImageVersionRow) -> None:
             """The process driver reads artifacts when it needs them."""
@@ -273,6 +274,7 @@ def _lock_data_dir(data_dir: Path) -> IO[str]:
 def _source_rules(settings: ServeSettings) -> SourceRules:
     """What extensions' fileUris may reach: the operator's roots and address rule, never
     the data directory (the API builds the same rules for image sources)."""
-    return SourceRules(roots=settings.sources.roots, protected=(settings.data_dir,),
+    instances = (settings.data_dir / "instances").resolve()
+    return SourceRules(roots=settings.sources.roots, protected=(settings.data_dir, instances),
                        allow_private=settings.sources.allow_private,
                        max_bytes=settings.limits.max_image_archive_bytes)

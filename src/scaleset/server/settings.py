@@ -42,6 +42,10 @@ class ServeSettings:
     (the process driver really copies the artifact instead)."""
     auto_upgrade_images: tuple[PlatformImage, ...] = DEFAULT_IMAGES
     """Platform images that may have automatic OS upgrade (the seed's table by default)."""
+    instance_dir: Path | None = None
+    """Process driver: where instance trees live (``--instance-dir``); default
+    ``<data-dir>/instances``, or, as root, ``/var/lib/scaleset/instances/<digest>``
+    linked from there (``server/instance_dir.py``)."""
     limits: Limits = field(default_factory=Limits)
     """Input and capacity limits: instances, request size and rate, image archives."""
     sources: SourcePolicy = field(default_factory=SourcePolicy)
