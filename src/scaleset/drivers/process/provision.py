@@ -11,8 +11,9 @@ runs in a wrapper that writes its exit status on the OS disk when it ends.
 
 * ``started`` is written and fsynced *before* the command is spawned, then again
   with its pid once spawned. A kill between the two leaves no pid: the command
-  either never started or is still running (found by its ``SCALESET_STEP``
-  marker), and neither case runs it twice.
+  never started, is still running (found by its ``SCALESET_STEP`` marker: waited
+  for), or ran (the wrapper's first act left ``<status>.began`` on the disk: never
+  run again). Only the first case runs it now.
 * A control plane killed mid-step does not take the step with it: the command
   is in a session of its own and goes on. The next control plane finds it by
   its marker and waits for it, then reads the exit status the wrapper wrote.
@@ -51,7 +52,10 @@ from scaleset.model.instance import ExtensionStatus
 CUSTOM_DATA_STEP = "customData"
 POLL = 0.1  # seconds between looks at a step a killed control plane left running
 # The wrapper: run the command, then write its status beside it (atomically, by rename).
-WRAPPER = 'st="$1"; shift; "$@"; c=$?; echo "$c" > "$st.tmp" && mv "$st.tmp" "$st"; exit "$c"'
+# Its first act is to leave "<status>.began": a control plane killed after the spawn but
+# before it saved the pid tells "never ran" (run it now) from "ran" (never again) by it.
+WRAPPER = ('st="$1"; shift; echo "$$" > "$st.began"; "$@"; c=$?; '
+           'echo "$c" > "$st.tmp" && mv "$st.tmp" "$st"; exit "$c"')
 INTERRUPTED = ("interrupted: its processes were killed while it ran; not run again on this "
                "OS disk, since it may have done part of its work (reimage the instance to "
                "provision a new OS disk)")
@@ -100,7 +104,7 @@ class Steps:
                 raise extensions.ExtensionFailed(
                     f"the command did not finish within {self.budget:.0f} s "
                     "(extensionsTimeBudget)")
-            if disk.steps.get(step, {}).get("pid") is None:
+            if disk.steps.get(step, {}).get("pid") is None and not _began(status_file):
                 # Never spawned (killed between the marker and the spawn): run it now.
                 disk.steps.pop(step, None)
                 self.live.save()
@@ -115,6 +119,7 @@ class Steps:
         status_file.parent.mkdir(parents=True, exist_ok=True)
         self._own(status_file.parent)
         status_file.unlink(missing_ok=True)
+        _began_file(status_file).unlink(missing_ok=True)
         disk.steps[step] = {"phase": "started", "pid": None}
         self.live.save()  # durable before the command can have any effect
         env = {**self.env, processes.STEP_VARIABLE: marker}
@@ -175,6 +180,15 @@ def _kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def _began_file(status_file: Path) -> Path:
+    return status_file.with_name(status_file.name + ".began")
+
+
+def _began(status_file: Path) -> bool:
+    """Whether the wrapper started the step's command (it may have done part of its work)."""
+    return _began_file(status_file).exists()
 
 
 def _safe(step: str) -> str:
