@@ -90,7 +90,9 @@ class Steps:
         status_file = os_disk / disks.MARKER_DIR / "steps" / f"{_safe(step)}.status"
         marker = f"{self.live.key}/{disk.disk_id}/{step}"
         record = disk.steps.get(step)
-        if record is None:
+        # The disk's own files are the last word: a resumed operation may carry a record
+        # saved before the step began, but "<status>.began" says it ran on this disk.
+        if record is None and not _began(status_file) and not status_file.exists():
             self._start(step, argv, status_file, marker, stdout, stderr)
         else:
             self._await_leftover(marker)
