@@ -145,7 +145,8 @@ def serve(settings: ServeSettings, *, out: TextIO = sys.stdout, on_ready: Ready 
         driver = simulated
     elif settings.driver == "process":
         driver = ProcessDriver(instance_dir(settings.data_dir, settings.instance_dir),
-                               artifacts, on_change=wake.ring, sources=_source_rules(settings))
+                               artifacts, on_change=wake.ring, sources=_source_rules(settings),
+                               sealer=keyring)
 
         def published(row: ImageVersionRow) -> None:
             """The process driver reads artifacts when it needs them."""

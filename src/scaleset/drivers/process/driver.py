@@ -106,8 +106,10 @@ class ProcessDriver:
                  on_change: Callable[[], None] | None = None, workers: int = 32,
                  stop_grace: float = processes.STOP_GRACE,
                  claims: addresses.Claims | None = None,
-                 sources: SourceRules | None = None) -> None:
+                 sources: SourceRules | None = None,
+                 sealer: records.Sealer | None = None) -> None:
         self.root = root
+        self.sealer = sealer  # seals what waits in inputs-<disk>.json (custom data, secrets)
         self.sources = sources or SourceRules()  # what extensions' fileUris may reach
         self.root.mkdir(parents=True, exist_ok=True)
         self.isolated = os.geteuid() == 0
@@ -148,7 +150,8 @@ class ProcessDriver:
             disks.private_dir(directory.parent, self._run_as_any())
             disks.private_dir(directory, self._run_as_any())
             records.save_inputs(directory, spec.os_disk_id,
-                                records.inputs_of(spec.extensions, spec.custom_data))
+                                records.inputs_of(spec.extensions, spec.custom_data),
+                                self.sealer)
             ip = addresses.allocate(self._block,
                                     (x.state.private_ip for x in self._live.values()),
                                     lambda address: self._claims.claim(address, directory))
@@ -327,7 +330,7 @@ class ProcessDriver:
         new = _disk_state(op.os_disk_id, op.image_version, op.generation, op.image_digest,
                           op.extensions, op.health_source)
         records.save_inputs(live.directory, new.disk_id,
-                            records.inputs_of(op.extensions, op.custom_data))
+                            records.inputs_of(op.extensions, op.custom_data), self.sealer)
         try:
             self._build(live, new)
         except (disks.DiskError, LookupError) as exc:
@@ -501,7 +504,8 @@ class ProcessDriver:
         disks.give(path, run_as)  # an instance adopted from before instances had users
         env = self._env(live)
         first_boot = not disk.provisioned
-        inputs = records.load_inputs(live.directory, disk.disk_id) if first_boot else None
+        inputs = records.load_inputs(live.directory, disk.disk_id, self.sealer) \
+            if first_boot else None
         if first_boot:
             # What a killed control plane left running goes, but its provisioning steps
             # finish (they must not run twice): provision() waits for them.

@@ -18,7 +18,7 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from scaleset.drivers.base import ExtensionSpec
 from scaleset.model.instance import ExtensionStatus
@@ -113,17 +113,34 @@ def inputs_file(directory: Path, disk_id: str) -> Path:
     return directory / f"inputs-{disk_id}.json"
 
 
-def save_inputs(directory: Path, disk_id: str, inputs: Inputs) -> None:
-    """Write a disk's inputs durably (0600) before anything relies on them."""
-    _write(inputs_file(directory, disk_id), asdict(inputs))
+class Sealer(Protocol):
+    """Seals secrets at rest (the server's keyring, ``security/secrets.py``)."""
+
+    def seal(self, plaintext: str, *, context: str) -> str: ...
+
+    def unseal(self, value: str, *, context: str) -> str: ...
 
 
-def load_inputs(directory: Path, disk_id: str) -> Inputs:
+def save_inputs(directory: Path, disk_id: str, inputs: Inputs,
+                sealer: Sealer | None = None) -> None:
+    """Write a disk's inputs durably (0600) before anything relies on them, sealed with
+    ``sealer`` when there is one (bound to the disk: a file moved to another does not open)."""
+    data = asdict(inputs)
+    if sealer is not None:
+        data = {"sealed": sealer.seal(json.dumps(data), context=f"inputs/{disk_id}")}
+    _write(inputs_file(directory, disk_id), data)
+
+
+def load_inputs(directory: Path, disk_id: str, sealer: Sealer | None = None) -> Inputs:
     """A disk's inputs; empty once provisioned (or for a disk that never had any)."""
     try:
         data = json.loads(inputs_file(directory, disk_id).read_text())
     except FileNotFoundError:
         return Inputs()
+    if "sealed" in data:
+        if sealer is None:
+            raise ValueError(f"the inputs of OS disk {disk_id} are sealed and no key was given")
+        data = json.loads(sealer.unseal(data["sealed"], context=f"inputs/{disk_id}"))
     return Inputs(**data)
 
 
