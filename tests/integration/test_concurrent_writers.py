@@ -249,6 +249,22 @@ def test_concurrent_creates_of_one_resource_group_give_one_201_and_the_rest_200(
     assert sorted(r.status_code for r in responses) == [200] * 9 + [201]
 
 
+def test_concurrent_gallery_writes_give_one_201_and_no_server_error(
+        client: TestClient) -> None:
+    galleries = f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.Compute/galleries"
+    gallery = galleries + "/shared?api-version=2025-03-03"
+    responses = at_once([lambda: client.put(gallery, json={"location": "westus"})] * 10)
+    no_server_error(responses)
+    assert sorted(r.status_code for r in responses) == [200] * 9 + [201]
+    image = (galleries + "/shared/images/web?api-version=2025-03-03")
+    body = {"location": "westus", "properties": {
+        "osType": "Linux", "osState": "Generalized",
+        "identifier": {"publisher": "Contoso", "offer": "Web", "sku": "1"}}}
+    responses = at_once([lambda: client.put(image, json=body)] * 10)
+    no_server_error(responses)
+    assert sorted(r.status_code for r in responses) == [200] * 9 + [201]
+
+
 def test_a_write_waits_out_another_writers_lock_on_sqlite(store: Store,
                                                           client: TestClient) -> None:
     if store.engine.dialect.name != "sqlite":

@@ -137,7 +137,7 @@ def put_gallery(store: Store, *, subscription: str, resource_group: str, name: s
             f"location '{body.location}' is not a region name: use letters, digits and "
             "spaces, e.g. 'westus' or 'West US 2'", target="location")
     key = gallery_id(subscription, resource_group, name)
-    with store.transaction() as tx:
+    with store.transaction(write=True) as tx:
         existing = tx.get_resource(key, for_update=True)
         if existing is not None and not _same_region(existing.location, body.location):
             raise InvalidParameter(
@@ -162,7 +162,7 @@ def put_gallery(store: Store, *, subscription: str, resource_group: str, name: s
 
 def delete_gallery(store: Store, resource_id: str) -> bool:
     """Delete a gallery (refused while it holds image definitions); False when absent."""
-    with store.transaction() as tx:
+    with store.transaction(write=True) as tx:
         row = tx.get_resource(resource_id, for_update=True)
         if row is None:
             return False
@@ -205,7 +205,7 @@ def put_image(store: Store, *, gallery: str, name: str, body: model.GalleryImage
         raise InvalidParameter(
             f"image definition name '{name}' is not valid: use 1-80 letters, digits, '.', '_' "
             "or '-', starting and ending with a letter or digit", target="name")
-    with store.transaction() as tx:
+    with store.transaction(write=True) as tx:
         parent = _parent(tx, gallery, "gallery")
         _check_location(parent, body.location, "An image definition")
         key = f"{parent.body['id']}/images/{name}"
@@ -245,7 +245,7 @@ def put_image(store: Store, *, gallery: str, name: str, body: model.GalleryImage
 
 def delete_image(store: Store, resource_id: str) -> bool:
     """Delete an image definition (refused while it has versions); False when absent."""
-    with store.transaction() as tx:
+    with store.transaction(write=True) as tx:
         row = tx.get_resource(resource_id, for_update=True)
         if row is None:
             return False
@@ -343,7 +343,7 @@ def put_version(store: Store, *, image: str, name: str, body: model.GalleryImage
     ``excludeFromLatest`` and ``endOfLifeDate`` may. New target regions (and
     failed ones) start replicating now; the replicator takes it from there.
     """
-    with store.transaction() as tx:
+    with store.transaction(write=True) as tx:
         definition, existing = check_version(tx, image=image, name=name, body=body)
         tx.get_resource(definition.id, for_update=True)  # a concurrent delete waits for us
         if existing is not None and artifact_record is not None:
@@ -417,7 +417,7 @@ def pinning_scale_sets(tx: Tx, version_id: str) -> list[str]:
 
 def delete_version(store: Store, resource_id: str) -> bool:
     """Delete a version (refused while a scale set pins it); False when absent."""
-    with store.transaction() as tx:
+    with store.transaction(write=True) as tx:
         row = tx.get_resource(resource_id, for_update=True)
         if row is None:
             return False
