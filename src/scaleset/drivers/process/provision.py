@@ -100,6 +100,7 @@ class Steps:
         if code is None:
             if self.stopping.is_set():  # we killed it, stopping: it runs at the next start
                 disk.steps.pop(step, None)
+                _began_file(status_file).unlink(missing_ok=True)
                 self.live.save()
                 raise _Stopping
             if disk.steps.get(step, {}).get("timed_out"):
