@@ -26,6 +26,12 @@ def test_as_root_they_move_out_and_the_data_directory_links_to_them(
     other = tmp_path / "other"
     other.mkdir()
     assert where.instance_dir(other, root=True) != real  # one directory per data directory
+    # A data directory made again at the same path gets a new place: it must not adopt
+    # the instances an older one left there.
+    (data / "instances").unlink()
+    data.rmdir()
+    data.mkdir()
+    assert where.instance_dir(data, root=True) not in (real, other)
 
 
 def test_instance_dir_chooses_the_place_and_an_older_layout_is_kept(tmp_path: Path) -> None:

@@ -5,8 +5,8 @@ them: their trees stay in ``<data-dir>/instances``. As root every instance runs
 as a user of its own and must reach its disks by absolute path, which needs
 search permission on every directory above them; giving that to the data
 directory (or to ``/root`` above it) would open it. So the trees move to a
-directory of their own, ``/var/lib/scaleset/instances/<digest of the data
-directory>`` by default (``--instance-dir`` chooses another), and
+directory of their own, ``/var/lib/scaleset/instances/<digest>-<random>`` by
+default, new for every new data directory (``--instance-dir`` chooses another), and
 ``<data-dir>/instances`` becomes a symbolic link to it: everything that looked
 there finds them still. A data directory whose ``instances`` is a real
 directory (an older layout with instances in it) keeps it.
@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import tempfile
 from pathlib import Path
 
 log = logging.getLogger("scaleset.serve")
@@ -41,9 +42,18 @@ def instance_dir(data_dir: Path, chosen: Path | None = None, *, root: bool | Non
             return link
         raise SystemExit(f"{link} is a directory of instances; --instance-dir {chosen} would "
                          "leave them behind: stop serve, move them there, and remove it")
-    digest = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:16]
-    real = (chosen if chosen is not None else DEFAULT_ROOT / digest).resolve()
-    real.mkdir(parents=True, exist_ok=True)
+    if chosen is None and link.is_symlink():
+        return link.resolve()  # the place this data directory was given when it was new
+    if chosen is None:
+        # A new directory for every new data directory, never one derived from its path
+        # alone: a data directory made again where an older one was must not adopt the
+        # older one's instances.
+        DEFAULT_ROOT.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:12]
+        real = Path(tempfile.mkdtemp(prefix=f"{digest}-", dir=DEFAULT_ROOT)).resolve()
+    else:
+        real = chosen.resolve()
+        real.mkdir(parents=True, exist_ok=True)
     if link.is_symlink():
         if link.resolve() == real:
             return real
