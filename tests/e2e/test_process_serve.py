@@ -240,9 +240,16 @@ def test_a_second_serve_on_the_same_data_directory_is_refused(tmp_path: Path) ->
         assert "another scaleset serve" in second.stdout + second.stderr
 
 
-SLOW_EXTENSION = {"name": "warmup", "properties": {
-    "publisher": "Microsoft.Azure.Extensions", "type": "CustomScript",
-    "typeHandlerVersion": "2.1", "settings": {"commandToExecute": "sleep 2"}}}
+SLOW_EXTENSIONS = [
+    {"name": "warmup", "properties": {
+        "publisher": "Microsoft.Azure.Extensions", "type": "CustomScript",
+        "typeHandlerVersion": "2.1", "settings": {"commandToExecute": "sleep 2"}}},
+    # A stop lets the step under way finish but starts no other: with a second step
+    # to come, the operation is still in progress when serve has stopped.
+    {"name": "settle", "properties": {
+        "publisher": "Microsoft.Azure.Extensions", "type": "CustomScript",
+        "typeHandlerVersion": "2.1", "provisionAfterExtensions": ["warmup"],
+        "settings": {"commandToExecute": "sleep 1"}}}]
 
 
 def test_a_server_stopped_mid_upgrade_resumes_the_run_without_rolling_back(
@@ -251,9 +258,9 @@ def test_a_server_stopped_mid_upgrade_resumes_the_run_without_rolling_back(
         create_web(http)
         body = call(http, "GET", SET)
         profile = body["properties"]["virtualMachineProfile"]
-        # Each new OS disk takes 2 s to provision: time to stop the server mid-batch.
+        # Each new OS disk takes 3 s to provision: time to stop the server mid-batch.
         call(http, "PATCH", SET, {"properties": {"virtualMachineProfile": {
-            "extensionProfile": {"extensions": [SLOW_EXTENSION]}}}})
+            "extensionProfile": {"extensions": SLOW_EXTENSIONS}}}})
         assert profile["storageProfile"]["imageReference"]["version"] == "latest"
         def model_applied() -> bool:
             items = instances(http)

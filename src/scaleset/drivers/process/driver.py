@@ -82,6 +82,8 @@ log = logging.getLogger("scaleset.driver.process")
 MONITOR_PERIOD = 0.05
 STABLE_AFTER = 60.0  # seconds of running after which the back-off starts again from the first
 STOPPING = "interrupted: the control plane is stopping"
+STEP_STOP_GRACE = 10.0
+"""Seconds a graceful stop waits for a provisioning step under way (provision.py)."""
 INHERITED = frozenset({"PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "TZ", "TMPDIR",
                        "TERM"})
 INHERITED_PREFIXES = ("LC_", "PYENV_")  # locale; pyenv's shims find their interpreter
@@ -105,6 +107,7 @@ class ProcessDriver:
     def __init__(self, root: Path, artifacts: ArtifactStore, *,
                  on_change: Callable[[], None] | None = None, workers: int = 32,
                  stop_grace: float = processes.STOP_GRACE,
+                 step_stop_grace: float = STEP_STOP_GRACE,
                  claims: addresses.Claims | None = None,
                  sources: SourceRules | None = None,
                  sealer: records.Sealer | None = None) -> None:
@@ -124,6 +127,7 @@ class ProcessDriver:
         disks.private_dir(self.root, self._run_as_any())
         self.artifacts = artifacts
         self.stop_grace = stop_grace
+        self.step_stop_grace = step_stop_grace  # a provisioning step's time to end at a stop
         self._on_change = on_change or (lambda: None)
         self._block = addresses.block_for(root)
         self._claims = claims or addresses.default_claims()
@@ -258,11 +262,21 @@ class ProcessDriver:
         return None
 
     def close(self) -> None:
-        """Stop every instance (they restart when a driver opens this directory again)."""
+        """Stop every instance (they restart when a driver opens this directory again).
+
+        Closing a closed driver does nothing.
+        """
+        if self._stopping.is_set():
+            return
         self._stopping.set()
         self._monitor.join(5)
         with self._lock:
             everything = list(self._live.values())
+        # A provisioning step under way may finish (nothing new starts once stopping is
+        # set): killed, it would have to run again on its disk at the next start.
+        deadline = time.monotonic() + self.step_stop_grace
+        while any(live.stepping for live in everything) and time.monotonic() < deadline:
+            time.sleep(0.05)
         # Kill first, without waiting for the instances' locks: an operation in progress
         # (a long CustomScript, say) ends as soon as its command is gone, and starts
         # nothing new once stopping is set.

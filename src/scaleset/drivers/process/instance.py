@@ -38,6 +38,8 @@ class LiveInstance:
     busy: str | None = None  # "create" or the id of the operation in progress
     queued: bool = False
     """Work for it is queued (a boot after adoption): the supervisor leaves it alone."""
+    stepping: bool = False
+    """A provisioning step's command runs: a graceful stop lets it finish (bounded)."""
     power_phase: PowerState | None = None
     """stopping / deallocating / starting while a power verb is under way."""
     popen: subprocess.Popen[bytes] | None = None

@@ -22,11 +22,14 @@ runs in a wrapper that writes its exit status on the OS disk when it ends.
   done part of its work, so it is never run again: the step fails, saying so.
 * ``done`` keeps the step's status; a done step is not looked at again.
 
-A graceful stop of the control plane that kills a step in progress is the
-exception: as before (and as Azure's agent reruns an extension interrupted by
-a reboot), the step is forgotten and runs at the next start, since the stop
-is ours and no kill -9 is involved. A new OS disk (reimage, upgrade) has no
-markers: everything runs again on it, as Azure does.
+A graceful stop of the control plane starts no new step and lets a step in
+progress finish, for up to ``ProcessDriver.step_stop_grace`` seconds (10 by
+default): the steps still to come run at the next start, so a stop, like a
+kill, runs nothing twice. Only a step that outlasts that bound is killed by the
+stop; as Azure's agent reruns an extension interrupted by a reboot, that step
+is forgotten and runs again at the next start (the stop is ours, and a step
+cut short by it is known not to have finished). A new OS disk (reimage,
+upgrade) has no markers: everything runs again on it, as Azure does.
 """
 
 from __future__ import annotations
@@ -92,10 +95,16 @@ class Steps:
         record = disk.steps.get(step)
         # The disk's own files are the last word: a resumed operation may carry a record
         # saved before the step began, but "<status>.began" says it ran on this disk.
-        if record is None and not _began(status_file) and not status_file.exists():
-            self._start(step, argv, status_file, marker, stdout, stderr)
-        else:
-            self._await_leftover(marker)
+        self.live.stepping = True  # before looking at stopping: close() waits for it
+        try:
+            if record is None and not _began(status_file) and not status_file.exists():
+                if self.stopping.is_set():
+                    raise _Stopping  # nothing of it has happened: it runs at the next start
+                self._start(step, argv, status_file, marker, stdout, stderr)
+            else:
+                self._await_leftover(marker)
+        finally:
+            self.live.stepping = False
         code = _read_status(status_file)
         if code is None:
             if self.stopping.is_set():  # we killed it, stopping: it runs at the next start
@@ -152,7 +161,11 @@ class Steps:
             process.wait()
 
     def _await_leftover(self, marker: str) -> None:
-        """Wait for the step's processes a killed control plane left running."""
+        """Wait for the step's processes a killed control plane left running.
+
+        A graceful stop meanwhile waits too (``stepping``), then kills what is left:
+        the step is then one the stop cut short, and ``command`` forgets it.
+        """
         deadline = time.monotonic() + self.budget
         announced = False
         while processes.step_processes(marker):
@@ -161,8 +174,6 @@ class Steps:
                                    b"before the control plane restarted\n")
                 self.console.flush()
                 announced = True
-            if self.stopping.is_set():
-                raise _Stopping
             if time.monotonic() > deadline:
                 for pid in processes.step_processes(marker):
                     _kill_group(pid)
