@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from urllib.parse import quote
 
 import pytest
 from sqlalchemy import text
@@ -15,8 +16,22 @@ from scaleset.store.tables import metadata
 POSTGRES_URL_ENV = "SCALESET_TEST_POSTGRES_URL"
 
 
+def worker_postgres_url(url: str) -> str:
+    """``url`` with a schema of this test process's own (pytest-xdist runs several at once,
+    and they share the one ``test`` database): created if missing."""
+    schema = f"tests_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
+    admin = make_engine(url)
+    try:
+        with admin.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+    finally:
+        admin.dispose()
+    separator = "&" if "?" in url else "?"
+    return f"{url}{separator}options={quote(f'-csearch_path={schema}')}"
+
+
 def _reset_postgres(url: str) -> Store:
-    engine = make_engine(url)
+    engine = make_engine(worker_postgres_url(url))
     with engine.begin() as conn:
         metadata.drop_all(conn)
         conn.execute(text("DROP TABLE IF EXISTS alembic_version"))

@@ -61,7 +61,6 @@ def running_server(data_dir: Path, *, health_timeout: str = "3",
     then the one it printed, or "" when it printed none: tokens were already stored).
     """
     insecure = "--insecure-http" in extra
-    port = port or free_port()
     scaleset = Path(sys.executable).with_name("scaleset")
     env = {**os.environ, "SCALESET_CONFIG": str(data_dir / "client-config.json")}  # not ~
     env.pop("SCALESET_BOOTSTRAP_TOKEN", None)
@@ -69,12 +68,14 @@ def running_server(data_dir: Path, *, health_timeout: str = "3",
         env["SCALESET_BOOTSTRAP_TOKEN"] = bootstrap_token
     log = (data_dir / "serve.log").open("w")
     process = subprocess.Popen(
-        [str(scaleset), "serve", "--port", str(port), "--data-dir", str(data_dir),
+        # Port 0 unless told: serve binds a free one and names it (no race with other
+        # tests picking "free" ports at the same time).
+        [str(scaleset), "serve", "--port", str(port or 0), "--data-dir", str(data_dir),
          "--health-timeout", health_timeout, "--driver", driver,
          *(arg for image in AUTO_UPGRADE_IMAGES for arg in ("--auto-upgrade-image", image)),
          "--image-source-root", str(EXAMPLES), *extra],
         stdout=log, stderr=subprocess.STDOUT, text=True, env=env)
-    endpoint = f"{'http' if insecure else 'https'}://127.0.0.1:{port}"
+    endpoint = ""
     ca = data_dir / "tls" / "ca.pem"
     try:
         deadline = time.monotonic() + 30
@@ -82,8 +83,12 @@ def running_server(data_dir: Path, *, health_timeout: str = "3",
             if process.poll() is not None:
                 output = (data_dir / "serve.log").read_text()
                 raise RuntimeError("scaleset serve exited:\n" + output)
+            if not endpoint:
+                found = re.search(r"scaleset listening on (\S+)",
+                                  (data_dir / "serve.log").read_text())
+                endpoint = found.group(1) if found else ""
             try:
-                ready = insecure or ca.exists()
+                ready = endpoint and (insecure or ca.exists())
                 if ready and httpx.get(f"{endpoint}/healthz",
                                        verify=False if insecure else trusting(ca),
                                        timeout=1).status_code == 200:

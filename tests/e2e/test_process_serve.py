@@ -24,7 +24,7 @@ import httpx
 import pytest
 
 from scaleset.drivers.process.processes import KEY_VARIABLE
-from tests.e2e.server import Server, free_port, running_server
+from tests.e2e.server import Server, running_server
 
 ROOT = Path(__file__).resolve().parents[2]
 WEBAPP = ROOT / "examples" / "images" / "webapp"
@@ -233,7 +233,7 @@ def test_a_second_serve_on_the_same_data_directory_is_refused(tmp_path: Path) ->
     with running_server(tmp_path, driver="process", extra=("--insecure-http",)):
         scaleset = Path(sys.executable).with_name("scaleset")
         second = subprocess.run(
-            [str(scaleset), "serve", "--port", str(free_port()), "--data-dir", str(tmp_path),
+            [str(scaleset), "serve", "--port", "0", "--data-dir", str(tmp_path),
              "--insecure-http"], capture_output=True, text=True, timeout=30,
             env={**os.environ, "SCALESET_CONFIG": str(tmp_path / "second-config.json")})
         assert second.returncode != 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -57,3 +58,13 @@ def test_a_rollout_interrupted_by_a_restart_resumes_and_completes(
         assert [v["instanceId"] for v in vms] == [str(i) for i in range(10)]
         history = http.get(f"{SET}/osUpgradeHistory{V}").json()["value"]
         assert len(history) == 1  # the same run resumed; no second attempt
+
+
+def test_port_0_binds_a_free_port_and_names_it_everywhere(tmp_path: Path) -> None:
+    # running_server passes --port 0 and reads the endpoint from the start-up line.
+    with running_server(tmp_path) as server, server.http() as http:
+        port = int(server.endpoint.rsplit(":", 1)[1])
+        assert port > 0
+        client = json.loads((tmp_path / "client.json").read_text())
+        assert client["endpoint"] == server.endpoint == f"https://127.0.0.1:{port}"
+        assert http.get("/healthz").status_code == 200

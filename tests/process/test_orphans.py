@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from scaleset.drivers.process import processes
@@ -14,7 +15,10 @@ def test_instances_of_a_scale_set_missing_from_the_store_are_removed(fleet: Flee
     fleet.create_scale_set("web", capacity=2)
     wait_for(lambda: fleet.all_healthy("web", 2), what="2 healthy instances")
     (sid,) = fleet.driver.scale_set_ids()
-    keys = [f"{d.parent.name}/{d.name}/" for d in (fleet.data_dir / "instances").glob("*/*")]
+    # Whole keys (with the incarnation): other control planes on this machine (tests
+    # running beside this one) may have instances of a scale set with the same id.
+    keys = [f"{d.parent.name}/{d.name}/{json.loads((d / 'state.json').read_text())['incarnation']}"
+            for d in (fleet.data_dir / "instances").glob("*/*")]
     assert len(keys) == 2
     with fleet.store.transaction() as tx:  # the record is lost (say, another database)
         tx.delete_instances(sid, ["0", "1"])

@@ -10,6 +10,7 @@ checked, and everything stopped.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -31,6 +32,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from scaleset.cli.client import ArmClient
+from scaleset.drivers.process import records
 
 SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
 GROUP = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/demo"
@@ -347,7 +349,15 @@ def _check_nothing_left(server: subprocess.Popen[bytes], data_dir: Path) -> None
     needle = b"SCALESET_INSTANCE_KEY="
     left = []
     instances = data_dir / "instances"
-    keys = {f"{p.parent.name}/{p.name}/".encode() for p in instances.glob("*/*") if p.is_dir()}
+    # Whole keys, with the incarnation: another control plane on this machine may have
+    # instances of a scale set with the same id.
+    keys = set()
+    for state in instances.glob(f"*/*/{records.STATE_FILE}"):
+        try:
+            incarnation = json.loads(state.read_text())["incarnation"]
+        except (OSError, ValueError, KeyError):
+            continue
+        keys.add(f"{state.parent.parent.name}/{state.parent.name}/{incarnation}".encode())
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -355,8 +365,7 @@ def _check_nothing_left(server: subprocess.Popen[bytes], data_dir: Path) -> None
             env = (entry / "environ").read_bytes().split(b"\0")
         except OSError:
             continue
-        if any(v.startswith(needle) and v[len(needle):].rsplit(b"/", 1)[0] + b"/" in keys
-               for v in env):
+        if any(v.startswith(needle) and v[len(needle):] in keys for v in env):
             left.append(entry.name)
     if left:
         raise DemoFailed(f"instance processes left behind: {', '.join(left)}")

@@ -189,8 +189,18 @@ def _run(settings: ServeSettings, store: Store, clock: SystemClock,
     if isinstance(driver, ProcessDriver):  # the simulated fleet fills no machine
         context.instance_room = driver.instance_room
     app = create_app(context)
+    # A bounded graceful shutdown: an idle TLS keep-alive connection (the Azure SDK's)
+    # otherwise holds the shutdown for asyncio's 30 s TLS close timeout, and whoever
+    # stopped us may give up and SIGKILL before the instances are stopped.
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning",
+                            ssl_certfile=certfile, ssl_keyfile=keyfile, access_log=False,
+                            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS)
+    # Bound before anything announces the endpoint: `--port 0` gets a free port, named in
+    # client.json and the start-up line; a port in use fails before either is written.
+    sock = config.bind_socket()
+    port = sock.getsockname()[1]
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
-    endpoint = f"{settings.scheme}://{host}:{settings.port}"
+    endpoint = f"{settings.scheme}://{f'[{host}]' if ':' in host else host}:{port}"
     ca_file = (settings.data_dir / "tls" / "ca.pem").resolve() \
         if certfile is not None and not settings.tls_cert else None
     client = {"endpoint": endpoint, "subscription": DEFAULT_SUBSCRIPTION}
@@ -203,17 +213,11 @@ def _run(settings: ServeSettings, store: Store, clock: SystemClock,
     print(f"scaleset listening on {endpoint} (driver: {settings.driver}, database: "
           f"{store.engine.url.render_as_string(hide_password=True)})", file=out, flush=True)
 
-    # A bounded graceful shutdown: an idle TLS keep-alive connection (the Azure SDK's)
-    # otherwise holds the shutdown for asyncio's 30 s TLS close timeout, and whoever
-    # stopped us may give up and SIGKILL before the instances are stopped.
-    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning",
-                            ssl_certfile=certfile, ssl_keyfile=keyfile, access_log=False,
-                            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS)
     server = uvicorn.Server(config)
     logging.getLogger("uvicorn.error").addFilter(_QuietIdleCut())
     loop.start()
     try:
-        server.run()
+        server.run(sockets=[sock])
     finally:
         loop.stop()
         replicator.close()  # a copy cut short resumes at the next start
