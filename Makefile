@@ -50,16 +50,20 @@ demo-simulated: $(STAMP)
 	$(BIN)/scaleset simulate examples/scenarios/bad-image-50.json
 
 # PostgreSQL-backed tests run when a server answers on 127.0.0.1:5432;
-# otherwise they skip and say why.
+# otherwise they skip and say why. The suite runs in PYTEST_WORKERS processes
+# (pytest-xdist; most tests wait on real instances rather than compute), each
+# PostgreSQL test process in a schema of its own; PYTEST_WORKERS=0 runs it in one.
+PYTEST_WORKERS ?= 2
+XDIST = $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist worksteal)
 test: $(STAMP) clients
 	@if [ -f $(AZ_STAMP) ]; then export SCALESET_TEST_AZ='$(abspath $(AZ_VENV))/bin/az'; fi; \
 	if [ -f $(JS_STAMP) ]; then export SCALESET_TEST_JS_DIR='$(abspath $(JS_DIR))'; fi; \
 	if $(BIN)/python -c "import psycopg,sys; psycopg.connect('host=127.0.0.1 port=5432 user=postgres dbname=test', connect_timeout=3).close()" 2>/dev/null; then \
 		echo "PostgreSQL answers on 127.0.0.1:5432: store tests run on it too"; \
-		SCALESET_TEST_POSTGRES_URL='$(PG_URL)' $(BIN)/python -m pytest $(PYTEST_ARGS); \
+		SCALESET_TEST_POSTGRES_URL='$(PG_URL)' $(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS); \
 	else \
 		echo "PostgreSQL not reachable on 127.0.0.1:5432: its tests will skip"; \
-		$(BIN)/python -m pytest $(PYTEST_ARGS); \
+		$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS); \
 	fi
 
 bench: $(STAMP)
