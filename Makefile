@@ -14,7 +14,7 @@ AZ_STAMP := $(AZ_VENV)/.installed-stamp
 JS_DIR := tests/clients/js
 JS_STAMP := $(JS_DIR)/node_modules/.installed-stamp
 
-.PHONY: demo demo-simulated test bench install clients clean
+.PHONY: demo demo-simulated test bench install clients browser clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,8 +36,15 @@ $(JS_STAMP): $(JS_DIR)/package.json $(JS_DIR)/package-lock.json
 	cd $(JS_DIR) && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+# The dashboard's browser tests drive Debian's chromium (Playwright's own browser download
+# cannot work offline): installed where missing and we may install.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+		&& { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }; } \
+		|| echo "chromium could not be installed: the dashboard's browser tests will skip"
+
 # Best effort: a client that cannot be installed here makes its tests skip, saying why.
-clients:
+clients: browser
 	-@$(MAKE) --no-print-directory $(AZ_STAMP) || echo "azure-cli could not be installed: its tests will skip"
 	-@$(MAKE) --no-print-directory $(JS_STAMP) || echo "the JavaScript SDK could not be installed: its tests will skip"
 
