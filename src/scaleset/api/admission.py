@@ -16,7 +16,10 @@ add a task and a stream per request):
   POST and PATCH, which the Azure SDK does not resend on a 429, first wait up
   to ``WAIT_SECONDS`` for a place (first come, first served).
   ``/healthz`` is never shed, nor the requests the server sends itself
-  (a template deployment's resource PUTs: the work of an admitted request).
+  (a template deployment's resource PUTs: the work of an admitted request);
+* an event stream (``…/events?follow=true``) stays open as long as its
+  client listens, so it holds no in-flight place: streams have their own
+  bound, ``Limits.max_event_streams``, with the same 429 beyond it.
 
 Admission also notes each read answered in ``Vitals`` (``api/vitals.py``).
 """
@@ -92,6 +95,7 @@ class Admission:
         self.limits = limits
         self.vitals = vitals
         self.in_flight = 0
+        self.streams = 0
         self._waiting: deque[asyncio.Future[None]] = deque()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -105,6 +109,9 @@ class Admission:
                           too_large_message(limit, f"{declared} bytes (Content-Length)"),
                           {"Connection": "close"})  # the unread body cannot be skipped
             return
+        if is_event_stream(scope):
+            await self._stream(scope, receive, send)
+            return
         shed = scope["path"] not in NEVER_SHED and not scope.get(INTERNAL)
         if shed and not await self._admit(
                 WAIT_SECONDS if scope["method"] in NOT_RESENT_BY_SDKS else 0.0):
@@ -115,6 +122,22 @@ class Admission:
         finally:
             if shed:
                 self._release()
+
+    async def _stream(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """An event stream holds no in-flight place (it stays open): it counts against
+        ``max_event_streams`` instead."""
+        limit = self.limits.max_event_streams
+        if self.streams >= limit:
+            await _refuse(send, 429, "TooManyRequests",
+                          f"{limit} event streams are open, the most this server keeps "
+                          f"(--max-event-streams); retry after {RETRY_AFTER_SECONDS} s, or "
+                          "close another stream", {"Retry-After": str(RETRY_AFTER_SECONDS)})
+            return
+        self.streams += 1
+        try:
+            await self._serve(scope, _counted(receive, self.limits.max_request_bytes), send)
+        finally:
+            self.streams -= 1
 
     async def _admit(self, wait: float) -> bool:
         """Take an in-flight place, waiting up to ``wait`` seconds for one; False if none."""
@@ -180,6 +203,12 @@ class Admission:
              "retry-after-ms": str(random.randint(RETRY_AFTER_SECONDS * 1000,
                                                   RETRY_AFTER_SECONDS * 3000)),
              f"x-ms-ratelimit-remaining-subscription-{kind}": "0"})
+
+
+def is_event_stream(scope: Scope) -> bool:
+    """Whether a request asks for a Server-Sent Events stream (``…/events?follow=true``)."""
+    return (scope["method"] == "GET" and str(scope["path"]).endswith("/events")
+            and b"follow=true" in scope.get("query_string", b"").lower())
 
 
 def _content_length(scope: Scope) -> int | None:

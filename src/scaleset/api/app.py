@@ -17,6 +17,7 @@ from scaleset.api.paths import CanonicalPathMiddleware
 from scaleset.api.routes import (
     authority,
     deployments,
+    events,
     galleries,
     images,
     instances,
@@ -53,7 +54,7 @@ def create_app(context: ApiContext) -> FastAPI:
     app.state.context = context
     envelope.install(app)
     docs.install(app)
-    for module in (scalesets, upgrades, instances, images, operations, loadbalancers,
+    for module in (scalesets, upgrades, events, instances, images, operations, loadbalancers,
                    galleries, servicefabric, tokens, resourcegroups,
                    virtualnetworks, publicips, networksecuritygroups,
                    power, deployments, subscriptions, principals, metadata,

@@ -90,6 +90,10 @@ def serve(
         envvar="SCALESET_MAX_REQUESTS_IN_FLIGHT", min=1,
         help="Requests served at once; more get 429 with Retry-After.")]
     = _LIMITS.max_requests_in_flight,
+    max_event_streams: Annotated[int, typer.Option(
+        envvar="SCALESET_MAX_EVENT_STREAMS", min=1,
+        help="Event streams (events?follow=true) open at once; more get 429.")]
+    = _LIMITS.max_event_streams,
     max_image_archive_bytes: Annotated[int, typer.Option(
         envvar="SCALESET_MAX_IMAGE_ARCHIVE_BYTES", min=1,
         help="The largest image archive or downloaded file, in bytes as sent.")]
@@ -148,6 +152,7 @@ def serve(
         limits=Limits(max_instances_per_scale_set=max_instances_per_scale_set,
                       max_instances_total=max_instances_total,
                       max_requests_in_flight=max_requests_in_flight,
+                      max_event_streams=max_event_streams,
                       max_image_archive_bytes=max_image_archive_bytes,
                       max_image_expanded_bytes=max_image_expanded_bytes,
                       max_image_files=max_image_files),

@@ -33,6 +33,10 @@ class Limits:
     (``--max-requests-in-flight``). Admitted requests wait about this many times one
     request's service time: at 200 req/s offered on 2 cores (``bench/overload.py``) p99
     was 0.5 s at 32 (0.2 s at 16, 1.1 s at 64, 39 s without a bound)."""
+    max_event_streams: int = 64
+    """Server-Sent Events streams (``events?follow=true``) open at once; they are not
+    requests in flight (each stays open), so they have their own bound
+    (``--max-event-streams``); beyond it, 429 with Retry-After."""
     max_image_archive_bytes: int = 256 * MiB
     """An image archive (or fetched file) larger than this, as sent, is refused
     (``--max-image-archive-bytes``)."""

@@ -23,7 +23,8 @@ from scaleset.model.vm import (
 )
 from scaleset.model.scaleset import DataDisk, OSDisk
 from scaleset.model.upgrade import HistoricalStatus, RollingUpgradeStatusInfo
-from scaleset.store.repository import ScaleSetRow, Store
+from scaleset.store.repository import NotFoundError, ScaleSetRow, Store
+from scaleset.upgrade import rollout as rollout_view
 from scaleset.upgrade import status
 from scaleset.upgrade.state import RunKind
 
@@ -197,4 +198,47 @@ def scale_set_instance_view(row: ScaleSetRow, records: Mapping[str, InstanceReco
         "healthSummary": summary(health),
         "powerStateSummary": summary(power),
         "orchestrationServices": [],
+    }
+
+
+def rollout(store: Store, *, scale_set_id: str, now: datetime, run_id: str | None = None
+            ) -> dict[str, Any]:
+    """The live view of a scale set's latest rolling upgrade (or of ``run_id``): the scale
+    set, the run with its batches and gates, and every instance's state in it."""
+    with store.transaction() as tx:
+        row = tx.get_scale_set(scale_set_id)
+        if row is None:
+            raise NotFound(f"scale set '{scale_set_id.rsplit('/', 1)[-1]}' was not found")
+        records = tx.instances(scale_set_id)
+        run = None
+        if run_id is not None:
+            try:
+                run = tx.get_run(run_id)
+            except NotFoundError:
+                run = None
+            if run is None or run.scale_set_id != scale_set_id:
+                raise NotFound(f"scale set '{row.name}' has no run '{run_id}'")
+        else:
+            latest = [s for s in tx.run_summaries(scale_set_id, limit=20)
+                      if s.run.kind is not RunKind.REIMAGE][:1]
+            run = tx.get_run(latest[0].run.run_id) if latest else None
+    body = scale_set_resource(row)
+    props = body.get("properties") or {}
+    policy = props.get("upgradePolicy") or {}
+    capacity = int((body.get("sku") or {}).get("capacity") or len(records))
+    automatic = (policy.get("automaticOSUpgradePolicy") or {}).get("enableAutomaticOSUpgrade")
+    return {
+        "now": rollout_view.iso(now),
+        "scaleSet": {
+            "id": body["id"], "name": row.name, "location": row.location,
+            "resourceGroup": body["id"].split("/")[4] if body["id"].count("/") >= 4 else None,
+            "capacity": capacity,
+            "imageReference": ((props.get("virtualMachineProfile") or {})
+                               .get("storageProfile") or {}).get("imageReference"),
+            "upgradeMode": policy.get("mode"),
+            "automaticOSUpgrade": bool(automatic),
+            "rollingUpgradePolicy": policy.get("rollingUpgradePolicy"),
+        },
+        "run": None if run is None else rollout_view.run_view(run, records, capacity=capacity),
+        "instances": rollout_view.instances_view(run, records, now),
     }

@@ -850,12 +850,24 @@ class Tx:
             self.conn.execute(insert(t.events), rows)
 
     def events(self, scale_set_id: str, *, run_id: str | None = None,
-               after_id: int = 0) -> list[dict[str, Any]]:
+               after_id: int = 0, kinds: Iterable[str] | None = None,
+               since: datetime | None = None, until: datetime | None = None,
+               limit: int | None = None) -> list[dict[str, Any]]:
+        """A scale set's events after ``after_id``, oldest first, filtered as asked."""
         c = t.events.c
         query = select(t.events).where(c.scale_set_id == scale_set_id, c.id > after_id)
         if run_id is not None:
             query = query.where(c.run_id == run_id)
-        return [dict(r._mapping) for r in self.conn.execute(query.order_by(c.id))]
+        if kinds is not None:
+            query = query.where(c.kind.in_(list(kinds)))
+        if since is not None:
+            query = query.where(c.at >= since)
+        if until is not None:
+            query = query.where(c.at < until)
+        query = query.order_by(c.id)
+        if limit is not None:
+            query = query.limit(limit)
+        return [dict(r._mapping) for r in self.conn.execute(query)]
 
     def last_event(self, scale_set_id: str, kind: str) -> dict[str, Any] | None:
         """The newest event of ``kind`` for a scale set, if any."""

@@ -216,6 +216,9 @@ class _Pass:
             if observed.healthy:
                 self.put(ri.to(Step.SUCCEEDED))
                 self.actions.append(ReleasePreviousOsDisk(iid))
+                version = observed.image_version or "the new model"
+                self.event("InstanceUpgraded", f"healthy on {version} after its upgrade", iid,
+                           imageVersion=observed.image_version)
             elif self.now >= deadline:
                 timeout = run.policy.health_timeout
                 self.fail(ri, f"not healthy within {_seconds(timeout)} of its upgrade "
@@ -257,11 +260,25 @@ class _Pass:
     def count(self, steps: frozenset[Step]) -> int:
         return sum(1 for ri in self.instances.values() if ri.step in steps)
 
-    def whole_set_gate(self, code: str) -> RunError | None:
+    def gate_evaluated(self, gate: str, count: int, total: int, threshold: int,
+                       *, passed: bool) -> None:
+        """Record a gate's value against its threshold (the dashboard and CLI draw these)."""
+        value = round(count * 100 / total, 2) if total else 0.0
+        verdict = "passed" if passed else "breached"
+        self.event("GateEvaluated", f"{gate}: {count} of {total} unhealthy ({value:g}%), "
+                                    f"threshold {threshold}%: {verdict}",
+                   gate=gate, value=value, threshold=threshold, unhealthy=count, total=total,
+                   passed=passed)
+
+    def whole_set_gate(self, code: str, *, record: bool = True) -> RunError | None:
         total = len(self.obs.instances)
         unhealthy = self.obs.unhealthy_count()
         percent = self.run.policy.max_unhealthy_instance_percent
-        if policy_rules.exceeds(unhealthy, total, percent):
+        breached = policy_rules.exceeds(unhealthy, total, percent)
+        if record or breached:
+            self.gate_evaluated("maxUnhealthyInstancePercent", unhealthy, total, percent,
+                                passed=not breached)
+        if breached:
             return RunError(code, policy_rules.describe_unhealthy(
                 unhealthy, total, percent, what="instances in the scale set"
             ) + " (maxUnhealthyInstancePercent)",
@@ -284,7 +301,11 @@ class _Pass:
         )
         failed = self.count(FAILED_STEPS) + relapsed
         limit = run.policy.max_unhealthy_upgraded_instance_percent
-        if not run.all_at_once and policy_rules.exceeds(failed, upgraded, limit):
+        breached = policy_rules.exceeds(failed, upgraded, limit)
+        if not run.all_at_once:
+            self.gate_evaluated("maxUnhealthyUpgradedInstancePercent", failed, upgraded, limit,
+                                passed=not breached)
+        if not run.all_at_once and breached:
             error = RunError(UPGRADED_UNHEALTHY, policy_rules.describe_unhealthy(
                 failed, upgraded, limit, what="upgraded instances"
             ) + " (maxUnhealthyUpgradedInstancePercent)",
@@ -307,7 +328,7 @@ class _Pass:
         if run.cancel_requested:
             self.finish(RunStatus.CANCELLED)
             return
-        if not run.all_at_once and (gate := self.whole_set_gate(IN_ROLLING_UPGRADE)):
+        if not run.all_at_once and (gate := self.whole_set_gate(IN_ROLLING_UPGRADE, record=False)):
             self.finish(RunStatus.FAULTED, gate)
             return
         self.run = self.run.replace(next_batch_at=self.now + run.policy.pause_time_between_batches)
@@ -343,12 +364,14 @@ class _Pass:
             return
         if not run.all_at_once:
             code = IN_ROLLING_UPGRADE if run.batches else BEFORE_ROLLING_UPGRADE
-            if error := self.whole_set_gate(code):
+            # An update domain waiting for its cluster records the gate once, when it starts.
+            if error := self.whole_set_gate(code, record=not run.policy.by_update_domain):
                 self.finish(RunStatus.FAULTED, error)
                 return
         if run.policy.by_update_domain and not run.all_at_once:
             if not self.cluster_gate():
                 return
+            self.whole_set_gate(IN_ROLLING_UPGRADE)
             chosen = policy_rules.update_domain_batch(candidates)
         elif not run.all_at_once:
             chosen = policy_rules.plan_batch(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Body, Depends, Request
+from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import Response
 
 from scaleset.api import lro, paging
@@ -75,6 +75,21 @@ def latest(subscription: str, resource_group: str, name: str,
     body = status.to_wire()
     body["id"] = f"{row.model.id}/rollingUpgrades/latest"
     return body
+
+
+@router.get(SCALE_SET + "/rollout")
+def rollout(subscription: str, resource_group: str, name: str,
+            run_id: str | None = Query(default=None, alias="runId"),
+            _v: str = Depends(compute_version), _a: object = Depends(READ),
+            context: ApiContext = Depends(get_context)) -> dict[str, Any]:
+    """The live view of the latest rolling upgrade (or of ``runId``): its batches, its gates
+    against their thresholds, and each instance's state in it with the health wait left."""
+    if run_id is not None and (len(run_id) > 64 or not run_id.replace("-", "").isalnum()):
+        raise InvalidParameter("runId must be a run's id (letters, digits and '-')",
+                               target="runId")
+    row = load_scale_set(context.store, subscription, resource_group, name)
+    return views.rollout(context.store, scale_set_id=row.id, now=context.clock.now(),
+                         run_id=run_id)
 
 
 @router.get(SCALE_SET + "/osUpgradeHistory")
