@@ -43,6 +43,18 @@ def _explain(exc: ValidationError) -> str:
     return "invalid scenario:\n" + "\n".join(lines)
 
 
+_PLOT_SUFFIXES = (".png", ".html")  # sim.plot.SUFFIXES, without importing matplotlib's user
+
+
+def _plot_path(value: Path | None) -> Path | None:
+    # Refused before the run, so a typo does not cost a simulation.
+    if value is not None and value.suffix.lower() not in _PLOT_SUFFIXES:
+        raise typer.BadParameter(
+            f"{value} must end in {' or '.join(_PLOT_SUFFIXES)} (a PNG image, or an HTML page "
+            "with the image inside)", param_hint="'--plot'")
+    return value
+
+
 def simulate(
     scenario: Annotated[Path | None, typer.Argument(
         help="A JSON scenario file (scaleSet, seed, startedBy, timings, faults, "
@@ -87,6 +99,10 @@ def simulate(
     zones: Annotated[str | None, typer.Option(help="Comma-separated zones, e.g. 1,2,3.")] = None,
     database: Annotated[str, typer.Option(
         help="Database URL to persist the run in (default: SQLite in memory).")] = "sqlite://",
+    plot: Annotated[Path | None, typer.Option(
+        "--plot", metavar="FILE.png|FILE.html", callback=_plot_path, dir_okay=False,
+        help="Also draw the run: instances by state over time, and the healthy fraction "
+             "against the gates (.png, or a self-contained .html page).")] = None,
 ) -> None:
     """Simulate one rolling OS image upgrade and print what happened, batch by batch."""
     raw = _load(scenario)
@@ -121,10 +137,20 @@ def simulate(
         err.print(f"[red]error:[/red] {_explain(exc)}", highlight=False)
         raise typer.Exit(2) from exc
     try:
-        report = run_scenario(parsed, database_url=database)
+        report = run_scenario(parsed, database_url=database, record_timeline=plot is not None)
     except ScalesetError as exc:
         err.print(f"[red]error ({exc.code}):[/red] {exc.message}", highlight=False)
         raise typer.Exit(2) from exc
+    if plot is not None:
+        from scaleset.sim import plot as plots  # matplotlib only when a plot is asked for
+
+        try:
+            plots.write(report, plot)
+        except OSError as exc:
+            err.print(f"[red]error:[/red] cannot write {plot}: {exc.strerror}", highlight=False)
+            raise typer.Exit(1) from exc
+        # stderr: with --json the summary stays the last line of stdout.
+        err.print(f"Plot written to {plot}", highlight=False)
     if as_json:
         print(json.dumps(report.to_json()))
         return

@@ -23,6 +23,7 @@ from scaleset.reconcile import commands, probes
 from scaleset.reconcile.loop import run_settled, run_until
 from scaleset.reconcile.settings import ShellSettings
 from scaleset.reconcile.shell import PassResult, Reconciler
+from scaleset.sim import timeline as timelines
 from scaleset.sim.scenario import Scenario
 from scaleset.store.database import open_store
 from scaleset.store.repository import Store
@@ -70,6 +71,8 @@ class SimulationReport:
     events: list[dict[str, Any]] = field(default_factory=list)
     trigger_delay_seconds: float = 0.0
     """From publishing the target to the run's start (rolloutTiming; 0 without)."""
+    timeline: timelines.Timeline | None = None
+    """Every pass's sample of the run (``record_timeline=True``; None otherwise)."""
 
     def to_json(self) -> dict[str, Any]:
         """The ``--json`` object (the interface scripts rely on)."""
@@ -112,8 +115,14 @@ def _seconds(at: datetime | None, start: datetime) -> float | None:
 
 def simulate(scenario: Scenario, *, database_url: str = "sqlite://",
              store: Store | None = None,
-             on_round: Callable[[dict[str, PassResult]], None] | None = None) -> SimulationReport:
-    """Run ``scenario`` to the end of its rollout and report what happened."""
+             on_round: Callable[[dict[str, PassResult]], None] | None = None,
+             record_timeline: bool = False) -> SimulationReport:
+    """Run ``scenario`` to the end of its rollout and report what happened.
+
+    ``record_timeline``: also read the run and the instances back after every pass
+    (``SimulationReport.timeline``, what ``simulate --plot`` draws). Reading changes
+    nothing, so the run is the same with or without it.
+    """
     wall = time.perf_counter()
     model = scenario.build_scale_set()
     clock = VirtualClock(EPOCH)
@@ -163,7 +172,13 @@ def simulate(scenario: Scenario, *, database_url: str = "sqlite://",
         else:
             run = _triggered(reconciler, clock, driver, store)
 
+        samples: list[timelines.Sample] = []
+
         def done(results: dict[str, PassResult]) -> bool:
+            if record_timeline:
+                with store.transaction() as tx:
+                    samples.append(timelines.sample(tx.get_run(run.run_id),
+                                                    tx.instances(SCALE_SET_ID), clock.now()))
             if on_round is not None:
                 on_round(results)
             return run_settled(results)
@@ -175,8 +190,9 @@ def simulate(scenario: Scenario, *, database_url: str = "sqlite://",
             events = tx.events(SCALE_SET_ID, run_id=run.run_id)
         report = _report(final, scenario, total, loop.rounds, time.perf_counter() - wall,
                          events)
-        return dataclasses.replace(report, trigger_delay_seconds=(
-            final.start_time - published).total_seconds())
+        return dataclasses.replace(
+            report, trigger_delay_seconds=(final.start_time - published).total_seconds(),
+            timeline=_timeline(final, samples) if record_timeline else None)
     finally:
         if own_store:
             store.close()
@@ -194,6 +210,16 @@ def _triggered(reconciler: Reconciler, clock: VirtualClock, driver: SimulatedDri
             "upgrade (see its events)")
     with store.transaction() as tx:
         return tx.get_run(run_id)
+
+
+def _timeline(run: Run, samples: list[timelines.Sample]) -> timelines.Timeline:
+    end = _seconds(run.end_time, run.start_time)
+    return timelines.Timeline(
+        samples=tuple(samples),
+        end_seconds=end if end is not None else (samples[-1].seconds if samples else 0.0),
+        max_unhealthy_percent=run.policy.max_unhealthy_instance_percent,
+        max_unhealthy_upgraded_percent=(
+            None if run.all_at_once else run.policy.max_unhealthy_upgraded_instance_percent))
 
 
 def _report(run: Run, scenario: Scenario, total: int, rounds: int, wall: float,
