@@ -13,6 +13,7 @@ from rich.table import Table
 
 from scaleset.cli import jsonpaths
 from scaleset.errors import ScalesetError
+from scaleset.sim import plot as plots  # imports matplotlib only when it draws
 from scaleset.sim.runner import SimulationReport
 from scaleset.sim.runner import simulate as run_scenario
 from scaleset.sim.scenario import Scenario
@@ -43,14 +44,11 @@ def _explain(exc: ValidationError) -> str:
     return "invalid scenario:\n" + "\n".join(lines)
 
 
-_PLOT_SUFFIXES = (".png", ".html")  # sim.plot.SUFFIXES, without importing matplotlib's user
-
-
 def _plot_path(value: Path | None) -> Path | None:
     # Refused before the run, so a typo does not cost a simulation.
-    if value is not None and value.suffix.lower() not in _PLOT_SUFFIXES:
+    if value is not None and value.suffix.lower() not in plots.SUFFIXES:
         raise typer.BadParameter(
-            f"{value} must end in {' or '.join(_PLOT_SUFFIXES)} (a PNG image, or an HTML page "
+            f"{value} must end in {' or '.join(plots.SUFFIXES)} (a PNG image, or an HTML page "
             "with the image inside)", param_hint="'--plot'")
     return value
 
@@ -142,8 +140,6 @@ def simulate(
         err.print(f"[red]error ({exc.code}):[/red] {exc.message}", highlight=False)
         raise typer.Exit(2) from exc
     if plot is not None:
-        from scaleset.sim import plot as plots  # matplotlib only when a plot is asked for
-
         try:
             plots.write(report, plot)
         except OSError as exc:
