@@ -21,7 +21,7 @@ from __future__ import annotations
 import email.utils
 import ssl
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
@@ -253,11 +253,7 @@ class ArmClient:
         429/502/503/504, other methods on 429 (throttled, not run), honouring
         ``Retry-After``.
         """
-        if path.lower().startswith(("https://", "http://")):
-            self._check_origin(path)
-            url, query = path, dict(params or {})
-        else:
-            url, query = self.endpoint + path, {"api-version": self.api_version, **(params or {})}
+        url, query = self._target(path, params)
         # A 429 was shed before the server read the request, so any method may be resent.
         retried = RETRIED_GET_STATUSES if method.upper() == "GET" else frozenset({429})
         for attempt in range(1, GET_ATTEMPTS + 1):
@@ -271,13 +267,43 @@ class ArmClient:
             return response
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _exchange(self, request: httpx.Request) -> httpx.Response:
+    def stream(self, path: str, *, params: Mapping[str, str] | None = None,
+               headers: Mapping[str, str] | None = None) -> Generator[str, None, None]:
+        """GET ``path`` and yield its body line by line as it arrives (Server-Sent Events).
+
+        Nothing is retried: a 4xx/5xx answer raises ``ArmClientError``, a connection
+        that fails or drops (before or while reading) ``TransportError``; the caller
+        decides whether to reconnect. Closing the iterator (``contextlib.closing``)
+        closes the connection.
+        """
+        url, query = self._target(path, params)
+        response = self._exchange(self._http.build_request(
+            "GET", url, params=query or None, headers=headers), stream=True)
+        try:
+            if response.status_code >= 400:
+                response.read()
+                raise ArmClientError.from_response(response)
+            yield from response.iter_lines()
+        except httpx.HTTPError as exc:
+            raise _translate(exc, self.endpoint) from exc
+        finally:
+            response.close()
+
+    def _target(self, path: str, params: Mapping[str, str] | None) -> tuple[str, dict[str, str]]:
+        """The URL and query for ``path``: a server-given URL verbatim (after the origin
+        check), else the endpoint's, with ``api-version``."""
+        if path.lower().startswith(("https://", "http://")):
+            self._check_origin(path)
+            return path, dict(params or {})
+        return self.endpoint + path, {"api-version": self.api_version, **(params or {})}
+
+    def _exchange(self, request: httpx.Request, *, stream: bool = False) -> httpx.Response:
         """Send one request, traced when asked; httpx failures become ``TransportError``."""
         if self._tracer is not None:
             self._tracer.request(request)
         started = time.monotonic()
         try:
-            response = self._http.send(request)
+            response = self._http.send(request, stream=stream)
         except httpx.HTTPError as exc:
             if self._tracer is not None:
                 self._tracer.failure(request, exc, (time.monotonic() - started) * 1000)

@@ -36,7 +36,8 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from scaleset.cli import connection, jsonpaths, output, probe_ref, rolling_wait, setpaths, verbs
+from scaleset.cli import (connection, events, jsonpaths, output, probe_ref, rolling_wait,
+                          setpaths, verbs, watch)
 from scaleset.cli.client import ArmClient, ArmClientError
 from scaleset.cli.client import connect as _connect
 from scaleset.cli.output import Column, OutputFormat, OutputOption, lookup
@@ -802,7 +803,41 @@ def set_protection(
                     columns=INSTANCE_COLUMNS)
 
 
+# -- events --------------------------------------------------------------------------------
+
+@app.command("events", cls=ScaleSetVerb)
+def events_(
+    ctx: typer.Context, resource_group: ResourceGroupOption, name: NameOption,
+    follow: Annotated[bool, typer.Option(
+        "--follow", "-f", help="Keep showing events as they happen (Ctrl-C ends); "
+        "reconnects after a dropped connection without missing or repeating one.")] = False,
+    kind: Annotated[list[str] | None, typer.Option(
+        "--kind", metavar="KIND[,KIND]", help="Only these kinds, e.g. "
+        "--kind BatchStarted,RunFinished.")] = None,
+    since: Annotated[str | None, typer.Option(
+        metavar="TIME", help="Only events from this time (ISO 8601) or span ago "
+        "(30s, 10m, 2h, 1d) on.")] = None,
+    run_id: Annotated[str | None, typer.Option(
+        "--run-id", metavar="ID", help="Only the events of this rolling upgrade run.")]
+    = None,
+    top: Annotated[int | None, typer.Option(
+        "--top", min=1, metavar="N", help="At most N events (the oldest that match).")]
+    = None,
+    fmt: OutputOption = OutputFormat.table,
+) -> None:
+    """What happened to the scale set, oldest first: runs, batches, gates, instances
+    upgraded, failed (with the cause) or rolled back, automatic upgrades scheduled."""
+    with output.reporting(), _connect(ctx) as client:
+        events.show(client, scale_set_path(client.subscription, resource_group, name),
+                    follow_=follow, kind=events.kinds(kind), since=since, run_id=run_id,
+                    top=top, fmt=fmt)
+
+
 # -- rolling-upgrade -----------------------------------------------------------------------
+
+WatchTimeoutOption = Annotated[float | None, typer.Option(
+    "--timeout", metavar="SECONDS", min=0, show_default=False,
+    help="While showing the run: give up (exit 1) after this many seconds (default: none).")]
 
 def _follow(client: ArmClient, response: Any, latest_path: str
             ) -> tuple[dict[str, Any], ArmClientError | None]:
@@ -846,6 +881,7 @@ def start(
         help="--wait: show progress until the run ends (exit 1 unless it Completed). "
              "--no-wait: return at once. Default: wait quietly, then print the status.")]
     = None,
+    timeout: WatchTimeoutOption = None,
     fmt: OutputOption = OutputFormat.json,
 ) -> None:
     """Start a rolling upgrade to the latest OS image version now."""
@@ -860,6 +896,12 @@ def start(
         if wait is None:
             client.wait(response)
             output.emit(client.get(latest_path), fmt, columns=ROLLING_UPGRADE_COLUMNS)
+            return
+        source = watch.rollout_source(client, path)
+        if source is not None:  # the live view: batches, instances, gates
+            view = watch.follow(client, source, timeout=timeout)
+            output.emit(client.get(latest_path), fmt, columns=ROLLING_UPGRADE_COLUMNS)
+            watch.conclude(view)
             return
         latest, failure = _follow(client, response, latest_path)
         output.emit(latest, fmt, columns=ROLLING_UPGRADE_COLUMNS)
@@ -879,13 +921,22 @@ def start(
 @rolling_upgrade.command("get-latest", cls=ScaleSetVerb)
 def get_latest(
     ctx: typer.Context, resource_group: ResourceGroupOption, name: NameOption,
+    watch_: Annotated[bool, typer.Option(
+        "--watch", "-w", help="Show the run live (batches, instances, gates; plain lines "
+        "when not a terminal) until it ends, automatic or manual; then print its status; "
+        "exit 1 unless it Completed. With no run yet, wait for one.")] = False,
+    timeout: WatchTimeoutOption = None,
     fmt: OutputOption = OutputFormat.json,
 ) -> None:
     """The status of the scale set's latest rolling upgrade."""
     with output.reporting(), _connect(ctx) as client:
         path = scale_set_path(client.subscription, resource_group, name)
+        view = watch.follow(client, watch.source_for(client, path), timeout=timeout) \
+            if watch_ else None
         output.emit(client.get(path + "/rollingUpgrades/latest"), fmt,
                     columns=ROLLING_UPGRADE_COLUMNS)
+        if view is not None:
+            watch.conclude(view)
 
 
 @rolling_upgrade.command("wait", cls=ScaleSetVerb)
@@ -920,13 +971,22 @@ def wait_(
 def cancel(
     ctx: typer.Context, resource_group: ResourceGroupOption, name: NameOption,
     no_wait: NoWaitOption = False,
+    timeout: WatchTimeoutOption = None,
     fmt: OutputOption = OutputFormat.json,
 ) -> None:
-    """Stop the running upgrade after its current batch; then print its status."""
+    """Stop the running upgrade after its current batch, showing it until it has stopped;
+    then print its status."""
     with output.reporting(), _connect(ctx) as client:
         path = scale_set_path(client.subscription, resource_group, name)
         response = client.send("POST", path + "/rollingUpgrades/cancel")
         if no_wait:
+            return
+        source = watch.rollout_source(client, path)
+        if source is not None:
+            view = watch.follow(client, source, timeout=timeout)
+            output.emit(client.get(path + "/rollingUpgrades/latest"), fmt,
+                        columns=ROLLING_UPGRADE_COLUMNS)
+            output.error(watch.concluded_cancel(view))
             return
         client.wait(response)
         output.emit(client.get(path + "/rollingUpgrades/latest"), fmt,
