@@ -15,6 +15,7 @@ from azure.mgmt.compute import ComputeManagementClient  # noqa: E402
 from azure.mgmt.compute import models as m  # noqa: E402
 
 from tests.e2e.server import Server, running_server  # noqa: E402
+from tests.e2e.story import assert_only_changed  # noqa: E402
 
 SUB = "00000000-0000-0000-0000-0000000000aa"
 RG = "rg-sdk"
@@ -229,3 +230,35 @@ def test_instance_operations_through_the_sdk(server: Server,
     with pytest.raises(ResourceNotFoundError):
         client.virtual_machine_scale_set_vms.get(RG, "vmss2", "1")
     client.virtual_machine_scale_sets.begin_delete(RG, "vmss2", polling_interval=0.2).result()
+
+
+def raw(pipeline_response: Any, deserialized: Any, headers: Any) -> Any:
+    """``cls=`` for an SDK call: the body as the server sent it, not the SDK's model."""
+    return pipeline_response.http_response.json()
+
+
+def test_a_read_modify_write_through_the_sdk_changes_only_what_it_changed(
+        server: Server, client: ComputeManagementClient) -> None:
+    """get, change two fields, begin_create_or_update with the model get returned (issue 11
+    item 1). The SDK's PUT is the whole model without its read-only fields (exactVersion,
+    provisioningState, ...) and without the admin password GET never returns; the scale set
+    keeps its image, probe, data disks and policy, and only the two fields change."""
+    publish(server, "1.0.0")
+    load_balancer(server)
+    body = scale_set_body()
+    body.upgrade_policy.automatic_os_upgrade_policy.enable_automatic_os_upgrade = False
+    body.sku.capacity = 1
+    scale_sets = client.virtual_machine_scale_sets
+    scale_sets.begin_create_or_update(RG, "vmss3", body, polling_interval=0.2).result()
+    before = scale_sets.get(RG, "vmss3", cls=raw)
+    model = scale_sets.get(RG, "vmss3")
+    assert model.virtual_machine_profile.os_profile.admin_password is None
+    model.sku.capacity = 2
+    model.tags = {"team": "web"}
+    scale_sets.begin_create_or_update(RG, "vmss3", model, polling_interval=0.2).result()
+    after = scale_sets.get(RG, "vmss3", cls=raw)
+    assert_only_changed("read-modify-write", before, after,
+                        {"sku.capacity": 2, "tags": {"team": "web"}})
+    assert sorted(v.instance_id for v in client.virtual_machine_scale_set_vms.list(
+        RG, "vmss3")) == ["0", "1"]
+    scale_sets.begin_delete(RG, "vmss3", polling_interval=0.2).result()
