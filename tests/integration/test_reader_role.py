@@ -19,8 +19,10 @@ from scaleset.store.repository import Store
 from tests.integration.test_api import RG, SUB, V, body
 from tests.support import World
 
-SIGN_IN = {"/{tenant}/oauth2/v2.0/token", "/{tenant}/oauth2/token"}
-"""The sign-in itself (client credentials in the body, no bearer token to have a role)."""
+SIGN_IN = {"/{tenant}/oauth2/v2.0/token", "/{tenant}/oauth2/token",
+           "/ui/sign-in", "/ui/sign-out"}
+"""The sign-in itself (client credentials in the body, no bearer token to have a role); the
+dashboard's sign-in and sign-out forms likewise (tests/integration/test_dashboard_session.py)."""
 CALENDARS = (versions.COMPUTE[-1], versions.GALLERY[-1], versions.NETWORK[-1],
              versions.RESOURCES[-1], versions.SERVICE_FABRIC[-1], versions.SUBSCRIPTIONS[-1])
 

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from fastapi.openapi.utils import get_openapi
 
 from scaleset import __version__
-from scaleset.api import docs, envelope, names, vitals
+from scaleset.api import auth, docs, envelope, names, vitals
 from scaleset.api.admission import Admission
 from scaleset.api.context import ApiContext
 from scaleset.api.paths import CanonicalPathMiddleware
@@ -36,6 +36,7 @@ from scaleset.api.routes import (
     upgrades,
     virtualnetworks,
 )
+from scaleset.ui import pages as dashboard
 
 
 def create_app(context: ApiContext) -> FastAPI:
@@ -54,6 +55,8 @@ def create_app(context: ApiContext) -> FastAPI:
     app.state.context = context
     envelope.install(app)
     docs.install(app)
+    # The dashboard (/ui/) before authority's {tenant} paths; it checks tokens as the API does.
+    app.include_router(dashboard.router(verify=auth.token_role, csrf=auth.csrf_token))
     for module in (scalesets, upgrades, events, instances, images, operations, loadbalancers,
                    galleries, servicefabric, tokens, resourcegroups,
                    virtualnetworks, publicips, networksecuritygroups,
