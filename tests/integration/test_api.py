@@ -124,7 +124,7 @@ def test_path_segments_are_case_insensitive(api: Api) -> None:
 
 
 @pytest.mark.parametrize(("query", "code"), [
-    ("?api-version=2016-04-30-preview", "InvalidApiVersionParameter"),
+    ("?api-version=2016-04-30-preview", "NoRegisteredProviderFound"),
     ("", "MissingApiVersionParameter"),
 ])
 def test_api_versions_outside_the_documented_set_are_refused(api: Api, query: str,
@@ -325,3 +325,23 @@ def test_a_body_that_is_not_json_is_a_400_naming_the_body(api: Api) -> None:
     assert r.json()["error"]["target"] == "body"
     assert "not valid JSON" in r.json()["error"]["message"]
     assert api.client.get(f"{RG}/virtualMachineScaleSets/vmss1{V}").status_code == 404
+
+
+def test_a_provider_types_unknown_api_version_is_refused_as_arm_refuses_it(api: Api) -> None:
+    """ARM answers NoRegisteredProviderFound for a resource provider's type (its own routes,
+    resource groups and subscriptions, answer InvalidApiVersionParameter)."""
+    r = api.client.get(f"{RG}/virtualMachineScaleSets/vmss1/virtualMachines/0"
+                       "?api-version=2099-01-01")
+    assert r.status_code == 400
+    message = r.json()["error"]["message"]
+    assert r.json()["error"]["code"] == "NoRegisteredProviderFound"
+    assert message.startswith("No registered resource provider found for API version "
+                              "'2099-01-01' for type 'virtualMachineScaleSets/virtualMachines'")
+    assert "2024-07-01" in message
+    op = api.client.get(f"/subscriptions/{SUB}/providers/Microsoft.Compute/locations/westus/"
+                        "operations/x?api-version=2099-01-01")
+    assert op.status_code == 400
+    assert "for location 'westus' and API version '2099-01-01' for type " \
+           "'locations/operations'" in op.json()["error"]["message"]
+    group = api.client.get(f"/subscriptions/{SUB}/resourcegroups/rg1?api-version=2099-01-01")
+    assert group.json()["error"]["code"] == "InvalidApiVersionParameter"

@@ -187,8 +187,9 @@ def test_the_api_version_is_checked_against_the_network_calendar(client: TestCli
     r = client.get(f"{NET}/loadBalancers")
     assert r.status_code == 400 and error(r)["code"] == "MissingApiVersionParameter"
     r = client.get(f"{NET}/loadBalancers?api-version=2026-04-01")  # a Compute version
-    assert r.status_code == 400 and error(r)["code"] == "InvalidApiVersionParameter"
-    assert "Microsoft.Network" in error(r)["message"]
+    assert r.status_code == 400 and error(r)["code"] == "NoRegisteredProviderFound"
+    assert "for type 'loadBalancers'" in error(r)["message"]
+    assert "2018-10-01" in error(r)["message"]
     for version in ("2018-10-01", "2025-05-01"):
         assert client.get(f"{NET}/loadBalancers?api-version={version}").status_code == 200
 

@@ -112,7 +112,8 @@ def test_an_invalid_cluster_is_refused_naming_the_field(client: TestClient,
 
 def test_the_service_fabric_api_versions_are_checked(client: TestClient) -> None:
     r = client.get(f"{CLUSTERS}/sfc1", params={"api-version": "2026-04-01"})
-    assert r.status_code == 400 and error(r)["code"] == "InvalidApiVersionParameter"
+    assert r.status_code == 400 and error(r)["code"] == "NoRegisteredProviderFound"
+    assert "for type 'clusters'" in error(r)["message"]
     assert "2021-06-01" in error(r)["message"]
     for version in ("2018-02-01", "2020-03-01"):
         assert client.get(f"{CLUSTERS}/sfc1", params={"api-version": version}).status_code == 404

@@ -32,7 +32,9 @@ GALLERY: Final = (
 )
 """Gallery: 2025-12-03 is in azure-mgmt-compute 39's gallery image version operations."""
 NETWORK: Final = (
-    "2015-06-15",
+    "2015-06-15", "2016-03-30", "2016-06-01", "2016-09-01", "2016-12-01", "2017-03-01",
+    "2017-06-01", "2017-08-01", "2017-09-01", "2017-10-01", "2017-11-01", "2018-01-01",
+    "2018-02-01", "2018-04-01", "2018-06-01", "2018-07-01", "2018-08-01",
     "2018-10-01", "2018-11-01", "2018-12-01", "2019-02-01", "2019-04-01", "2019-06-01",
     "2019-07-01", "2019-08-01", "2019-09-01", "2019-11-01", "2019-12-01", "2020-03-01",
     "2020-04-01", "2020-05-01", "2020-06-01", "2020-07-01", "2020-08-01", "2020-11-01",
@@ -45,7 +47,9 @@ NETWORK: Final = (
 """Network: 2026-03-01 is what azure-mgmt-network 33.1 sends; @azure/arm-network 36 sends
 2025-05-01; az 2.91's network commands send 2022-01-01 to 2025-09-01 by command. 2015-06-15
 is what az vmss create's template writes for its virtual network and network security group
-(``_template_builder.build_vnet_resource``/``build_nsg_resource``)."""
+(``_template_builder.build_vnet_resource``/``build_nsg_resource``); from it to 2018-10-01 every
+stable version of azure-rest-api-specs' ``specification/network/.../Microsoft.Network/stable``
+(2016-10-01 and 2016-11-01 have no virtual network there)."""
 RESOURCES: Final = (
     "2016-02-01", "2016-09-01", "2017-05-10", "2018-02-01", "2018-05-01", "2019-03-01",
     "2019-05-01", "2019-05-10", "2019-07-01", "2019-08-01", "2019-10-01", "2020-06-01",
@@ -73,17 +77,58 @@ class InvalidApiVersion(ScalesetError):
     status = 400
 
 
+class NoRegisteredProvider(ScalesetError):
+    """An api-version a resource provider's type does not have: ARM answers this (not
+    ``InvalidApiVersionParameter``, which is for ARM's own routes) for provider types."""
+
+    code = "NoRegisteredProviderFound"
+    status = 400
+
+
 class MissingApiVersion(ScalesetError):
     code = "MissingApiVersionParameter"
     status = 400
 
 
-def check(api_version: str | None, accepted: tuple[str, ...], *, provider: str) -> str:
-    """``api_version`` if ``provider`` accepts it; otherwise an ARM error naming the choices."""
+def resource_type(path: str, namespace: str) -> tuple[str, str | None]:
+    """The resource type a request path names under ``namespace`` (child types joined by
+    '/', as ARM spells them) and the location in it, if any.
+
+    >>> resource_type("/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/"
+    ...               "virtualMachineScaleSets/web/virtualMachines/0", "Microsoft.Compute")
+    ('virtualMachineScaleSets/virtualMachines', None)
+    >>> resource_type("/subscriptions/s/providers/Microsoft.Compute/locations/westus/"
+    ...               "operations/1", "Microsoft.Compute")
+    ('locations/operations', 'westus')
+    """
+    parts = path.strip("/").split("/")
+    lowered = [p.lower() for p in parts]
+    if namespace.lower() not in lowered:
+        return namespace, None
+    rest = parts[lowered.index(namespace.lower()) + 1:]
+    types = rest[0::2]
+    location = rest[1] if len(rest) > 1 and rest[0].lower() == "locations" else None
+    return "/".join(types) or namespace, location
+
+
+def check(api_version: str | None, accepted: tuple[str, ...], *, provider: str,
+          path: str | None = None) -> str:
+    """``api_version`` if ``provider`` accepts it; otherwise an ARM error naming the choices.
+
+    With the request's ``path``, ``provider`` is a resource provider's namespace and a
+    version it lacks is ARM's ``NoRegisteredProviderFound`` for the type the path names.
+    """
     if not api_version:
         raise MissingApiVersion(
             "The api-version query parameter (?api-version=) is required for all requests; "
             f"use one of: {', '.join(accepted)}.", target="api-version")
+    if api_version not in accepted and path is not None:
+        kind, location = resource_type(path, provider.split("/")[0])
+        where = f"location '{location}' and " if location else ""
+        raise NoRegisteredProvider(
+            f"No registered resource provider found for {where}API version '{api_version[:40]}'"
+            f" for type '{kind}'. The supported api-versions are '{', '.join(accepted)}'.",
+            target="api-version")
     if api_version not in accepted:
         raise InvalidApiVersion(
             f"The api-version '{api_version}' is invalid for {provider}. The supported "

@@ -24,29 +24,37 @@ PROVIDER = "/subscriptions/{subscription}/resourceGroups/{resource_group}/provid
 SCALE_SET = PROVIDER + "/virtualMachineScaleSets/{name}"
 
 
-def compute_version(api_version: str | None = Query(default=None, alias="api-version")) -> str:
-    return versions.check(api_version, versions.COMPUTE, provider="Microsoft.Compute")
+def compute_version(request: Request,
+                    api_version: str | None = Query(default=None, alias="api-version")) -> str:
+    return versions.check(api_version, versions.COMPUTE, provider="Microsoft.Compute",
+                          path=request.url.path)
 
 
-def gallery_version(api_version: str | None = Query(default=None, alias="api-version")) -> str:
+def gallery_version(request: Request,
+                    api_version: str | None = Query(default=None, alias="api-version")) -> str:
     """The api-version of a gallery request (``Microsoft.Compute/galleries``), on the
     Gallery calendar."""
-    return versions.check(api_version, versions.GALLERY, provider="Microsoft.Compute/galleries")
+    return versions.check(api_version, versions.GALLERY, provider="Microsoft.Compute/galleries",
+                          path=request.url.path)
 
 
-def operation_version(api_version: str | None = Query(default=None, alias="api-version")
+def operation_version(request: Request,
+                      api_version: str | None = Query(default=None, alias="api-version")
                       ) -> str:
     """An operation's status is polled with the api-version of the request that started
     it: a Compute one, a Gallery one for gallery image versions, a Resources one for a
     resource group's delete."""
     accepted = tuple(sorted(set(versions.COMPUTE) | set(versions.GALLERY)
                             | set(versions.RESOURCES)))
-    return versions.check(api_version, accepted, provider="Microsoft.Compute")
+    return versions.check(api_version, accepted, provider="Microsoft.Compute",
+                          path=request.url.path)
 
 
-def network_version(api_version: str | None = Query(default=None, alias="api-version")) -> str:
+def network_version(request: Request,
+                    api_version: str | None = Query(default=None, alias="api-version")) -> str:
     """The api-version of a ``Microsoft.Network`` request, checked against its own calendar."""
-    return versions.check(api_version, versions.NETWORK, provider="Microsoft.Network")
+    return versions.check(api_version, versions.NETWORK, provider="Microsoft.Network",
+                          path=request.url.path)
 
 
 def resources_version(api_version: str | None = Query(default=None, alias="api-version")

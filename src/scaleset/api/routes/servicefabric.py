@@ -34,11 +34,12 @@ CLUSTERS = PROVIDER + "/clusters"
 CLUSTER = CLUSTERS + "/{name}"
 
 
-def service_fabric_version(api_version: str | None = Query(default=None, alias="api-version")
+def service_fabric_version(request: Request,
+                           api_version: str | None = Query(default=None, alias="api-version")
                            ) -> str:
     """The api-version of a ``Microsoft.ServiceFabric`` request, checked against its calendar."""
     return versions.check(api_version, versions.SERVICE_FABRIC,
-                          provider="Microsoft.ServiceFabric")
+                          provider="Microsoft.ServiceFabric", path=request.url.path)
 
 
 def _respond(row: ResourceRow, status: int = 200) -> JSONResponse:
