@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from fastapi.openapi.utils import get_openapi
 
 from scaleset import __version__
-from scaleset.api import auth, docs, envelope, names, vitals
+from scaleset.api import access, auth, docs, envelope, metrics, names, vitals
 from scaleset.api.admission import Admission
 from scaleset.api.context import ApiContext
 from scaleset.api.paths import CanonicalPathMiddleware
@@ -80,10 +80,14 @@ def create_app(context: ApiContext) -> FastAPI:
         return JSONResponse({"status": "ok" if storage["ok"] else "degraded",
                              "version": __version__, "storage": storage})
 
+    metrics.install(app, context)
+    app.add_middleware(access.RouteNote)  # innermost: sees the route that answered
     app.add_middleware(names.ResourceNameMiddleware)  # inside: sees canonical paths
     app.add_middleware(CanonicalPathMiddleware)
-    # Outermost: a request shed or too large costs no routing, no parsing.
+    # Outside the routing: a request shed or too large costs no routing, no parsing.
     app.add_middleware(Admission, limits=context.settings.limits, vitals=seen)
+    # Around everything: a request Admission refuses is logged and counted too.
+    app.add_middleware(access.RequestTelemetry, metrics=context.metrics)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

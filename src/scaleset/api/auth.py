@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 from fastapi import Depends, Request
 
+from scaleset.api import access
 from scaleset.api.context import ApiContext, get_context
 from scaleset.errors import Forbidden, Unauthenticated
 from scaleset.security import authority
@@ -47,6 +48,7 @@ def require(role: Role) -> Callable[..., Role]:
                 "revoked or has expired (an access token also needs this server as its "
                 "audience and a service principal that still exists).",
                 code="InvalidAuthenticationToken")
+        access.note_caller(request, role=found.value)  # for the request's log line
         if cookie and request.method not in sessions.SAFE_METHODS and not sessions.csrf_matches(
                 context.store, cookie, request.headers.get(sessions.CSRF_HEADER)):
             raise Forbidden(
@@ -83,6 +85,9 @@ def _verify(request: Request, context: ApiContext, token: str) -> Role | None:
     if authority.looks_like_jwt(token):
         caller = authority.verify_access_token(
             context.store, token, resource_manager=str(request.base_url), now=now)
+        if caller is not None:
+            access.note_caller(request, role=caller.role.value,
+                               principal=caller.principal.app_id)
         return caller.role if caller is not None else None
     return verify_token(context.store, token, now=now)
 

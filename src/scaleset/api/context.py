@@ -11,6 +11,7 @@ from fastapi import Request
 from scaleset.clock import Clock
 from scaleset.reconcile.settings import ShellSettings
 from scaleset.store.repository import ImageVersionRow, Store
+from scaleset.telemetry.metrics import Metrics
 
 if TYPE_CHECKING:
     from scaleset.artifacts import ArtifactStore
@@ -43,6 +44,10 @@ class ApiContext:
     instance_room: Callable[[int], str | None] = _room_everywhere
     """Whether the driver can hold this many more instances: None if so, else why not
     (the process driver counts free memory and pids); refused as a quota error."""
+    metrics: Metrics = field(default_factory=Metrics)
+    """This server's metrics (``GET /metrics``; its own registry, see ``telemetry``)."""
+    metrics_token: str | None = field(default=None, repr=False)
+    """A bearer token that may read ``/metrics`` and nothing else (``--metrics-token-file``)."""
 
 
 def get_context(request: Request) -> ApiContext:

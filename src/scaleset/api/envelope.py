@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from scaleset.api import access
 from scaleset.api.vitals import STORAGE_RETRY_AFTER_SECONDS, caused_by_full_disk, vitals_of
 from scaleset.errors import ScalesetError
 from scaleset.store.repository import ConflictError, StorageFull, StoreError
@@ -118,7 +119,8 @@ def install(app: FastAPI) -> None:
     async def _store(request: Request, exc: StoreError) -> JSONResponse:
         if isinstance(exc, StorageFull) or caused_by_full_disk(exc):  # or what it wraps
             return storage_full(request, exc)
-        log.exception("store failure", exc_info=exc)
+        if not access.keep_exception(request, exc):  # else the request's line carries it
+            log.exception("store failure", exc_info=exc)
         if request.method in _READS:
             vitals_of(request.app).read_failed(str(exc))
         return response(503, "ServiceUnavailable", "the database did not answer; retry later",
@@ -137,7 +139,8 @@ def install(app: FastAPI) -> None:
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         if caused_by_full_disk(exc):
             return storage_full(request, exc)
-        log.exception("unhandled error on %s %s", request.method, request.url.path,
-                      exc_info=exc)
+        if not access.logged_here(request):  # the access line has its traceback already
+            log.exception("unhandled error on %s %s", request.method, request.url.path,
+                          exc_info=exc)
         return response(500, "InternalServerError",
                         "scaleset hit an unexpected error; the request may be retried")

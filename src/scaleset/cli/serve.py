@@ -15,6 +15,7 @@ from scaleset.catalog.auto_upgrade import PlatformImage
 from scaleset.model.durations import parse_duration
 from scaleset.reconcile.settings import Limits, SourcePolicy
 from scaleset.server.settings import DEFAULT_PORT, ServeSettings
+from scaleset.telemetry import logs
 from scaleset.upgrade import timing
 
 _LIMITS = Limits()  # the defaults the flags show
@@ -114,6 +115,17 @@ def serve(
         "--allow-private-sources", envvar="SCALESET_ALLOW_PRIVATE_SOURCES",
         help="Let source.uri and extension fileUris reach loopback, link-local and "
              "private addresses.")] = False,
+    log_format: Annotated[str, typer.Option(
+        envvar="SCALESET_LOG_FORMAT", metavar="text|json",
+        help="Logs on stderr: readable lines, or one JSON object per line (time, level, "
+             "logger, message and the record's fields).")] = "text",
+    log_level: Annotated[str, typer.Option(
+        envvar="SCALESET_LOG_LEVEL", metavar="debug|info|warning|error",
+        help="scaleset's own log level (debug adds every request answered).")] = "info",
+    metrics_token_file: Annotated[Path | None, typer.Option(
+        envvar="SCALESET_METRICS_TOKEN_FILE", metavar="FILE",
+        help="A file holding a bearer token that may read /metrics and nothing else (for "
+             "a Prometheus scraper); without it /metrics needs a reader token.")] = None,
 ) -> None:
     """Run the API, the reconcile loop and the driver until interrupted.
 
@@ -141,6 +153,11 @@ def serve(
     rollout = rollout_settings(rollout_timing, first_rollout_delay, rollout_delay,
                                rollout_jitter)
     images = allow_list(auto_upgrade_image or [], auto_upgrade_images)
+    for value, choices, flag in ((log_format, logs.FORMATS, "--log-format"),
+                                 (log_level, tuple(logs.LEVELS), "--log-level")):
+        if value not in choices:
+            raise typer.BadParameter(f"'{value}' is not one of {', '.join(choices)}",
+                                     param_hint=flag)
     settings = ServeSettings(
         host=host, port=port, data_dir=data_dir, database_url=database_url, driver=driver,
         health_timeout=timeout, tls_cert=tls_cert, tls_key=tls_key, insecure_http=insecure_http,
@@ -158,6 +175,8 @@ def serve(
                       max_image_files=max_image_files),
         sources=SourcePolicy(roots=tuple(p.resolve() for p in image_source_root or ()),
                              allow_private=allow_private_sources),
+        log_format=log_format, log_level=log_level,
+        metrics_token=read_metrics_token(metrics_token_file) if metrics_token_file else None,
     )
     profile = connection.flags(ctx).profile
 
@@ -176,6 +195,29 @@ def serve(
             typer.echo(f"Client config: {path}")
 
     run(settings, on_ready=write_config)
+
+
+METRICS_TOKEN_MIN = 16
+METRICS_TOKEN_MAX = 512
+
+
+def read_metrics_token(path: Path) -> str:
+    """The token in ``path`` (surrounding whitespace ignored): 16 to 512 visible ASCII
+    characters, as an ``Authorization`` header carries them."""
+    try:
+        with path.open("rb") as handle:
+            raw = handle.read(METRICS_TOKEN_MAX + 64)
+    except OSError as exc:
+        raise typer.BadParameter(f"cannot read {path}: {exc.strerror}",
+                                 param_hint="--metrics-token-file") from exc
+    token = raw.decode("ascii", errors="replace").strip()
+    if not METRICS_TOKEN_MIN <= len(token) <= METRICS_TOKEN_MAX or not all(
+            "!" <= c <= "~" for c in token):
+        raise typer.BadParameter(
+            f"{path} must hold one token of {METRICS_TOKEN_MIN} to {METRICS_TOKEN_MAX} "
+            "visible ASCII characters, without spaces (e.g. from 'openssl rand -hex 32')",
+            param_hint="--metrics-token-file")
+    return token
 
 
 def allow_list(added: list[str], file: Path | None) -> tuple[PlatformImage, ...]:

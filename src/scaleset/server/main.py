@@ -30,10 +30,13 @@ from scaleset.reconcile.subscriptions import DEFAULT_SUBSCRIPTION as DEFAULT_SUB
 from scaleset.security import secrets, tls, tokens
 from scaleset.server.loop import ReconcileLoop
 from scaleset.server.instance_dir import instance_dir
+from scaleset.server.outcome_log import OutcomeLog
 from scaleset.server.settings import ServeSettings
 from scaleset.store import tables as t
 from scaleset.store.database import open_store
 from scaleset.store.repository import ImageVersionRow, Store
+from scaleset.telemetry import logs
+from scaleset.telemetry.metrics import Metrics
 
 log = logging.getLogger("scaleset.serve")
 
@@ -62,14 +65,19 @@ GRACEFUL_SHUTDOWN_SECONDS = 3
 
 
 class _QuietIdleCut(logging.Filter):
-    """Drop uvicorn's error line for cutting idle connections at the graceful-shutdown bound.
+    """Drop uvicorn's error line for cutting idle connections at the graceful-shutdown bound,
+    and its traceback of a request's unhandled exception.
 
     "Cancel 0 running task(s)" means no request was cut, only idle keep-alive
-    connections: nothing an operator needs to act on.
+    connections: nothing an operator needs to act on. "Exception in ASGI
+    application" repeats what the request's own ERROR line already carries with
+    its traceback (``api/access.py``).
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.getMessage().startswith("Cancel 0 running task(s)"))
+        message = record.getMessage()
+        return not (message.startswith("Cancel 0 running task(s)")
+                    or message.startswith("Exception in ASGI application"))
 
 
 def _exit_on_signal(signum: int, _frame: object) -> None:
@@ -95,7 +103,11 @@ def serve(settings: ServeSettings, *, out: TextIO = sys.stdout, on_ready: Ready 
     """Run until interrupted. Prints where it listens, the CA file, and a first token once.
 
     ``on_ready(endpoint, ca_file, first_token)`` lets the CLI write the client config.
+    Logs go to stderr in ``settings.log_format`` (``telemetry/logs.py``).
     """
+    logs.configure(fmt=settings.log_format, level=settings.log_level,
+                   secrets=[s for s in (settings.bootstrap_token, settings.metrics_token) if s])
+    metrics = Metrics()
     private_data_dir(settings.data_dir)
     lock = _lock_data_dir(settings.data_dir)
     try:
@@ -146,7 +158,7 @@ def serve(settings: ServeSettings, *, out: TextIO = sys.stdout, on_ready: Ready 
     elif settings.driver == "process":
         driver = ProcessDriver(instance_dir(settings.data_dir, settings.instance_dir),
                                artifacts, on_change=wake.ring, sources=_source_rules(settings),
-                               sealer=keyring)
+                               sealer=keyring, metrics=metrics)
 
         def published(row: ImageVersionRow) -> None:
             """The process driver reads artifacts when it needs them."""
@@ -155,7 +167,7 @@ def serve(settings: ServeSettings, *, out: TextIO = sys.stdout, on_ready: Ready 
         raise SystemExit(f"unknown driver '{settings.driver}'; available: process, simulated")
     try:
         _run(settings, store, clock, driver, wake, published, artifacts, certfile, keyfile,
-             issued, on_ready, out)
+             issued, on_ready, out, metrics)
     finally:
         if isinstance(driver, ProcessDriver):
             driver.close()  # every instance stops with the control plane
@@ -167,7 +179,7 @@ def _run(settings: ServeSettings, store: Store, clock: SystemClock,
          driver: SimulatedDriver | ProcessDriver, wake: Doorbell,
          published: Callable[[ImageVersionRow], None], artifacts: ArtifactStore,
          certfile: str | None, keyfile: str | None, issued: tokens.IssuedToken | None,
-         on_ready: Ready | None, out: TextIO) -> None:
+         on_ready: Ready | None, out: TextIO, metrics: Metrics) -> None:
     reconciler = Reconciler(store=store, driver=driver, clock=clock, watching_since=clock.now(),
                             settings=ShellSettings(
                                 health_timeout=settings.health_timeout,
@@ -178,21 +190,27 @@ def _run(settings: ServeSettings, store: Store, clock: SystemClock,
     replicator = Replicator(store=store, clock=clock,
                             artifacts=artifacts if isinstance(driver, ProcessDriver) else None,
                             delay=settings.replication_delay, notify=lambda _: wake.ring())
+    outcome_log = OutcomeLog(store=store, metrics=metrics)  # from the newest event on
     loop = ReconcileLoop(reconciler=reconciler, store=store, clock=clock,
                          driver_next_event=driver.next_event_time, resync=settings.resync,
-                         replicate=replicator.replicate_pending)
+                         replicate=replicator.replicate_pending, metrics=metrics,
+                         after_round=outcome_log.catch_up)
     wake.target = loop.notify
 
     context = ApiContext(store=store, clock=clock, settings=reconciler.settings,
                          notify=loop.notify, on_image_published=published,
-                         artifacts=artifacts, console_log=driver.console_log)
+                         artifacts=artifacts, console_log=driver.console_log,
+                         metrics=metrics, metrics_token=settings.metrics_token)
     if isinstance(driver, ProcessDriver):  # the simulated fleet fills no machine
         context.instance_room = driver.instance_room
     app = create_app(context)
     # A bounded graceful shutdown: an idle TLS keep-alive connection (the Azure SDK's)
     # otherwise holds the shutdown for asyncio's 30 s TLS close timeout, and whoever
     # stopped us may give up and SIGKILL before the instances are stopped.
+    # log_config None: uvicorn installs no handlers of its own; its lines reach the one
+    # logs.configure installed. Its access log names query strings: api/access.py logs.
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning",
+                            log_config=None,
                             ssl_certfile=certfile, ssl_keyfile=keyfile, access_log=False,
                             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS)
     # Bound before anything announces the endpoint: `--port 0` gets a free port, named in
@@ -220,6 +238,7 @@ def _run(settings: ServeSettings, store: Store, clock: SystemClock,
         server.run(sockets=[sock])
     finally:
         loop.stop()
+        loop.catch_up()  # what the last round committed is logged too
         replicator.close()  # a copy cut short resumes at the next start
 
 

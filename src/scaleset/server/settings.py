@@ -50,6 +50,13 @@ class ServeSettings:
     """Input and capacity limits: instances, request size and rate, image archives."""
     sources: SourcePolicy = field(default_factory=SourcePolicy)
     """Server paths and private addresses image sources and extension files may use."""
+    log_format: str = "text"
+    """``text`` (one readable line per record) or ``json`` (one JSON object per line)."""
+    log_level: str = "info"
+    """scaleset's own loggers; uvicorn and libraries log warnings and errors only."""
+    metrics_token: str | None = field(default=None, repr=False)
+    """A bearer token that may read ``/metrics`` and nothing else (``--metrics-token-file``;
+    never logged)."""
 
     @property
     def url(self) -> str:

@@ -75,6 +75,7 @@ from scaleset.model.instance import (
     PowerState,
     ProvisioningState,
 )
+from scaleset.telemetry.metrics import Metrics
 from scaleset.upgrade.observations import OperationObservation, OperationState
 
 log = logging.getLogger("scaleset.driver.process")
@@ -110,7 +111,8 @@ class ProcessDriver:
                  step_stop_grace: float = STEP_STOP_GRACE,
                  claims: addresses.Claims | None = None,
                  sources: SourceRules | None = None,
-                 sealer: records.Sealer | None = None) -> None:
+                 sealer: records.Sealer | None = None,
+                 metrics: Metrics | None = None) -> None:
         self.root = root
         self.sealer = sealer  # seals what waits in inputs-<disk>.json (custom data, secrets)
         self.sources = sources or SourceRules()  # what extensions' fileUris may reach
@@ -135,7 +137,8 @@ class ProcessDriver:
         self._live: dict[tuple[str, str], LiveInstance] = {}
         self._missing_ops: dict[str, dict[str, OperationObservation]] = {}
         self._probes: dict[str, ProbeSpec | None] = {}
-        self._prober = Prober(on_change=lambda _key: self._on_change())
+        self._prober = Prober(on_change=lambda _key: self._on_change(),
+                              on_attempt=metrics.probe_attempt if metrics else None)
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="scaleset-instance")
         self._stopping = threading.Event()
         self._prober.start()

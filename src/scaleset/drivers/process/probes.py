@@ -27,6 +27,10 @@ What the results add up to is decided by the pure state machines in
 * ``on_change(key)`` is called on the prober thread whenever a key's probe or
   extension state changes (the extension's grace period running out
   included), so the driver can wake its reconcile loop.
+* ``on_attempt(source, protocol, seconds, ok)`` is called on the prober thread
+  after every attempt (``source`` ``loadBalancer`` or ``extension``; the time
+  from a free slot to the answer), so the server can count them
+  (``scaleset_probe_duration_seconds``, ``scaleset_probe_failures_total``).
 
 Every probe opens a new connection (no keep-alive), as a load balancer's does:
 an instance whose process has died is seen at once as a refused connection,
@@ -94,7 +98,12 @@ MAX_BODY_BYTES = 64 * 1024
 
 STOP_JOIN_SECONDS = 10.0
 
+LB_SOURCE = "loadBalancer"
+EXTENSION_SOURCE = "extension"
+
 T = TypeVar("T")
+AttemptObserver = Callable[[str, str, float, bool], None]
+"""(source, protocol, seconds, ok) of one attempt."""
 
 
 def _default_concurrency() -> int:
@@ -166,7 +175,8 @@ class Prober:
     """
 
     def __init__(self, on_change: Callable[[Hashable], None] | None = None, *,
-                 timeout_cap: float = 5.0, max_concurrent_probes: int | None = None) -> None:
+                 timeout_cap: float = 5.0, max_concurrent_probes: int | None = None,
+                 on_attempt: AttemptObserver | None = None) -> None:
         """``on_change(key)`` runs on the prober thread after a key's state changed.
 
         ``timeout_cap`` bounds every attempt's timeout; ``max_concurrent_probes``
@@ -177,6 +187,7 @@ class Prober:
         if timeout_cap <= 0:
             raise ValueError(f"timeout_cap must be positive, not {timeout_cap}")
         self._on_change = on_change
+        self._on_attempt = on_attempt
         self._timeout_cap = timeout_cap
         self._concurrency = max_concurrent_probes or _default_concurrency()
         self._lock = threading.Lock()
@@ -347,11 +358,13 @@ class Prober:
         interval = max(spec.interval_seconds, MIN_INTERVAL_SECONDS)
         path = spec.request_path or "/"
 
+        protocol = spec.protocol.lower()
+
         async def attempt(timeout: float) -> bool:
             if spec.protocol == "Tcp":
-                return await self._tcp(engine, w.address, spec.port, timeout)
-            url = _url(spec.protocol.lower(), w.address, spec.port, path)
-            return await self._http_status_ok(engine, url, timeout)
+                return await self._tcp(engine, w.address, spec.port, timeout, LB_SOURCE)
+            url = _url(protocol, w.address, spec.port, path)
+            return await self._http_status_ok(engine, url, timeout, protocol)
 
         booting_until = time.monotonic() + BOOT_RETRY_SECONDS
         answered = False
@@ -449,27 +462,45 @@ class Prober:
 
     # -- single attempts -----------------------------------------------------------------------
 
-    async def _tcp(self, engine: _Engine, address: str, port: int, timeout: float) -> bool:
+    def _observed(self, source: str, protocol: str, ok: Callable[[T], bool]
+                  ) -> Callable[[float, T], None] | None:
+        """What ``_bounded`` calls with an attempt's time and result, if anyone listens."""
+        observe = self._on_attempt
+        if observe is None:
+            return None
+
+        def done(seconds: float, result: T) -> None:
+            try:
+                observe(source, protocol, seconds, ok(result))
+            except Exception:  # counting must never fail a probe
+                log.exception("on_attempt failed")
+        return done
+
+    async def _tcp(self, engine: _Engine, address: str, port: int, timeout: float,
+                   source: str) -> bool:
         async def connect() -> bool:
             _reader, writer = await asyncio.open_connection(address, port)
             writer.close()
             await writer.wait_closed()
             return True
 
-        return await _bounded(engine, connect, timeout, failed=False)
+        return await _bounded(engine, connect, timeout, failed=False,
+                              done=self._observed(source, "tcp", bool))
 
-    async def _http_status_ok(self, engine: _Engine, url: str, timeout: float) -> bool:
+    async def _http_status_ok(self, engine: _Engine, url: str, timeout: float,
+                              protocol: str) -> bool:
         async def get() -> bool:
             # The body is never read: the status is the whole answer.
             async with engine.client.stream("GET", url, timeout=timeout) as response:
                 return response.status_code == 200
 
-        return await _bounded(engine, get, timeout, failed=False)
+        return await _bounded(engine, get, timeout, failed=False,
+                              done=self._observed(LB_SOURCE, protocol, bool))
 
     async def _extension_result(self, engine: _Engine, address: str, spec: HealthExtensionSpec,
                                 timeout: float) -> HealthState:
         if spec.protocol == "tcp":
-            ok = await self._tcp(engine, address, spec.port, timeout)
+            ok = await self._tcp(engine, address, spec.port, timeout, EXTENSION_SOURCE)
             return HealthState.HEALTHY if ok else HealthState.UNHEALTHY
         url = _url(spec.protocol, address, spec.port, spec.request_path or "/")
 
@@ -484,21 +515,30 @@ class Prober:
                         break
                 return rich_health(response.status_code, bytes(body))
 
-        return await _bounded(engine, get, timeout, failed=HealthState.UNHEALTHY)
+        return await _bounded(
+            engine, get, timeout, failed=HealthState.UNHEALTHY,
+            done=self._observed(EXTENSION_SOURCE, spec.protocol,
+                                lambda health: health is HealthState.HEALTHY))
 
 
 async def _bounded(engine: _Engine, attempt: Callable[[], Awaitable[T]], timeout: float, *,
-                   failed: T) -> T:
-    """Run one attempt within ``timeout`` (once a slot is free); any failure is ``failed``."""
+                   failed: T, done: Callable[[float, T], None] | None = None) -> T:
+    """Run one attempt within ``timeout`` (once a slot is free); any failure is ``failed``.
+
+    ``done(seconds, result)`` hears how it went, timed from the free slot."""
     async with engine.slots:
+        began = time.monotonic()
+        result = failed
         try:
             async with asyncio.timeout(timeout):
-                return await attempt()
+                result = await attempt()
         except (httpx.HTTPError, httpx.InvalidURL, OSError, TimeoutError):
-            return failed  # refused, reset, TLS failure, timeout, no such address: failed
+            pass  # refused, reset, TLS failure, timeout, no such address: failed
         except Exception:  # a bug here must fail the probe, not end the watch
             log.exception("a probe attempt failed unexpectedly")
-            return failed
+        if done is not None:
+            done(time.monotonic() - began, result)
+        return result
 
 
 def _url(scheme: str, address: str, port: int, path: str) -> str:
