@@ -7,6 +7,8 @@ from __future__ import annotations
 import base64
 import collections
 import json
+import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -184,3 +186,59 @@ def test_a_served_rollout_is_logged_as_json_and_counted_in_metrics(tmp_path: Pat
     for secret in (TOKEN, METRICS_TOKEN, PASSWORD, CUSTOM_DATA, CUSTOM_DATA_TEXT, PROTECTED,
                    QUERY_SECRET, FORM_SECRET, "sst_0badc0de_unknown"):
         assert secret not in log, secret
+
+
+def test_a_process_driver_rollout_in_metrics_probes_included(tmp_path: Path) -> None:
+    """Real instances behind a load-balancer probe: the prober's attempts are counted, and
+    the gauges say what the API says once the automatic run to 1.1.0 is done."""
+    from tests.e2e import test_process_serve as process
+
+    token_file = tmp_path / "metrics-token"
+    token_file.write_text(METRICS_TOKEN)
+    data = tmp_path / "data"
+    data.mkdir()
+    try:
+        with running_server(data, driver="process", extra=(
+                "--insecure-http", "--metrics-token-file", str(token_file))) as server, \
+                process.client(server) as http:
+            process.create_web(http)
+            process.call(http, "PUT", f"{process.VERSIONS}/1.1.0", {
+                "location": "westus",
+                "properties": {"source": {"path": str(process.WEBAPP / "1.1.0")}}})
+
+            def completed() -> Any:
+                items = process.call(http, "GET", f"{process.SET}/osUpgradeHistory")["value"]
+                done = items and items[0]["properties"]["runningStatus"]["code"] == "Completed"
+                return process.all_healthy(http, 3) if done else None
+            process.wait_for(completed, timeout=90, what="the automatic run to 1.1.0")
+
+            r = httpx.get(f"{server.endpoint}/metrics", trust_env=False,
+                          headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+            assert r.status_code == 200
+            samples: dict[str, list[tuple[dict[str, str], float]]] = \
+                collections.defaultdict(list)
+            for family in text_string_to_metric_families(r.text):
+                for s in family.samples:
+                    samples[s.name].append((s.labels, s.value))
+            probes = {(labels["source"], labels["protocol"]): v
+                      for labels, v in samples["scaleset_probe_duration_seconds_count"]}
+            assert probes.get(("loadBalancer", "http"), 0) >= 6  # 3 instances, 2 images
+            shown = collections.Counter(
+                (vm["properties"]["instanceView"]["vmHealth"]["status"]["code"].split("/")[1],
+                 vm["properties"]["storageProfile"]["imageReference"]["exactVersion"])
+                for vm in process.instances(http))
+            counted = {(labels["health"].lower(), labels["image_version"]): v
+                       for labels, v in samples["scaleset_instances"]}
+            assert counted == shown == {("healthy", "1.1.0"): 3}
+            runs = {(labels["kind"], labels["started_by"], labels["status"]): v
+                    for labels, v in samples["scaleset_rolling_upgrade_runs"]}
+            assert runs.get(("OSImage", "Platform", "Completed")) == 1
+            assert total(samples, "scaleset_trigger_delay_seconds_count") == 1
+            assert total(samples, "scaleset_instance_upgrade_duration_seconds_count") == 3
+    finally:
+        for pids in process.instance_processes(data).values():  # no orphans, whatever failed
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
