@@ -204,3 +204,14 @@ def test_two_servers_in_one_process_count_apart(served: Served, tmp_path: Any) -
         assert [v for labels, v in mine if labels["route"] == "/healthz"] == [1.0]
     finally:
         other.close()
+
+
+def test_a_path_in_other_casing_counts_under_the_same_route_template(served: Served) -> None:
+    """The canonical-path layer copies the request's scope; the route still reaches the
+    count."""
+    lower = f"{RG}/virtualMachineScaleSets/absent{V}".replace("virtualMachineScaleSets",
+                                                               "virtualmachinescalesets")
+    assert served.client.get(lower, headers=served.reader).status_code == 404
+    routes = {labels["route"] for labels, _ in served.scrape()["scaleset_api_requests_total"]}
+    assert ("/subscriptions/{subscription}/resourceGroups/{resource_group}/providers/"
+            "Microsoft.Compute/virtualMachineScaleSets/{name}") in routes
