@@ -242,3 +242,16 @@ def test_unknown_scale_sets_and_runs_are_404s(api: Api) -> None:
     r = api.client.get(f"{VMSS}/rollout{V}&runId=0000-1111")
     assert r.status_code == 404, r.text
     assert api.client.get(f"{VMSS}/events").status_code == 400  # no api-version
+
+
+def test_event_ids_keep_growing_when_a_scale_set_goes_and_comes_back(api: Api) -> None:
+    """A stream resumes by id: a scale set deleted and created again under the same name
+    must not hand out its old (largest) ids again, or a resumed stream would skip them."""
+    sid = create(api, capacity=2)
+    last = max(int(e["id"]) for e in events(api))
+    with api.world.store.transaction(write=True) as tx:
+        tx.delete_scale_set(sid)  # its events go with it, the largest ids among them
+    assert api.client.get(f"{VMSS}{V}").status_code == 404
+    create(api, capacity=2)
+    again = events(api)
+    assert again and min(int(e["id"]) for e in again) > last

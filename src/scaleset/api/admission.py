@@ -41,7 +41,7 @@ from scaleset.reconcile.settings import Limits
 INTERNAL = "scaleset.internal"
 """Scope key marking a request the server sends itself; no HTTP client can set it."""
 
-NEVER_SHED = frozenset({"/healthz"})
+NEVER_SHED = frozenset({"/healthz", "/metrics"})  # watching an overloaded server matters most
 RETRY_AFTER_SECONDS = 1
 NOT_RESENT_BY_SDKS = frozenset({"POST", "PATCH"})
 """Methods azure-core's retry policy does not resend on 429 (its method allow-list):

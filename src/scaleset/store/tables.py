@@ -174,6 +174,8 @@ events = Table(
     Column("message", Text, nullable=False),
     Column("data", JSON, nullable=False),
     Index(None, "scale_set_id", "id"),
+    # Ids only grow (SQLite would reuse a deleted largest one): streams resume by id.
+    sqlite_autoincrement=True,
 )
 
 load_balancers = Table(
