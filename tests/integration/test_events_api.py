@@ -255,3 +255,17 @@ def test_event_ids_keep_growing_when_a_scale_set_goes_and_comes_back(api: Api) -
     create(api, capacity=2)
     again = events(api)
     assert again and min(int(e["id"]) for e in again) > last
+
+
+@pytest.mark.parametrize("query", ["&$top=%C2%B2", "&after=%C2%B2", "&after=%D9%A3"])
+def test_digits_of_other_scripts_are_400s_not_500s(api: Api, query: str) -> None:
+    """'²'.isdigit() holds in Python but int('²') fails: such input is refused, not a crash."""
+    create(api, capacity=2)
+    r = api.client.get(f"{VMSS}/events{V}{query}")
+    assert r.status_code == 400, r.text
+
+
+def test_a_skiptoken_of_other_digits_is_a_400(api: Api) -> None:
+    create(api, capacity=2)
+    r = api.client.get(f"{VMSS}/virtualMachines{V}&$skiptoken=%C2%B2")
+    assert r.status_code == 400, r.text

@@ -18,7 +18,7 @@ SKIP_TOKEN = "$skiptoken"
 
 def page(request: Request, items: Sequence[Any], size: int) -> dict[str, Any]:
     raw = request.query_params.get(SKIP_TOKEN, "0")
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()):  # "²".isdigit() too, but int() refuses it
         raise InvalidParameter(f"$skiptoken '{raw}' is not one this server issued",
                                target=SKIP_TOKEN)
     start = int(raw)

@@ -58,7 +58,7 @@ def _after(request: Request, after: str | None) -> int:
         raw, target = after, "after"
     if raw is None or raw == "":
         return 0
-    if not raw.isdigit() or len(raw) > 18:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
         raise InvalidParameter(f"{target} '{raw[:40]}' is not an event id: use the 'id' of an "
                                "event this server sent (a non-negative integer)", target=target)
     return int(raw)
@@ -91,7 +91,7 @@ def _kinds(raw: str | None) -> list[str] | None:
 def _top(raw: str | None) -> int:
     if raw is None or raw == "":
         return DEFAULT_TOP
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_TOP:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 4 or not 1 <= int(raw) <= MAX_TOP:
         raise InvalidParameter(f"$top '{raw[:20]}' must be a whole number from 1 to {MAX_TOP}",
                                target="$top")
     return int(raw)

@@ -48,7 +48,8 @@ def _load(context: ApiContext, subscription: str, resource_group: str, name: str
 
 
 def _natural(instance_id: str) -> tuple[int, str]:
-    return (int(instance_id), "") if instance_id.isdigit() else (1 << 62, instance_id)
+    return (int(instance_id), "") if instance_id.isascii() and instance_id.isdigit() \
+        else (1 << 62, instance_id)
 
 
 @router.get(SCALE_SET + "/virtualMachines")
