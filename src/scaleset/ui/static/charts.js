@@ -19,14 +19,17 @@ window.scalesetCharts = (() => {
 
   function timeAxis(svg, start, end, y, height) {
     const x = (t) => LEFT + (WIDTH - LEFT - RIGHT) * (t - start) / Math.max(1, end - start);
-    for (const t of ticks(start, end, 5)) {
+    const span = (end - start) / 1000;
+    ticks(start, end, 5).forEach((t, i) => {
       svg.append(s("line", { class: "gridline", x1: x(t), x2: x(t), y1: 4, y2: y }));
-      svg.append(s("text", { x: x(t), y: y + 14, "text-anchor": "middle" },
-                   "+" + ui.duration((t - start) / 1000)));
-    }
+      const seconds = (t - start) / 1000;
+      // The first tick says when the run started; the others how long after.
+      const label = i === 0 ? ui.time(new Date(start).toISOString())
+        : "+" + (span < 30 ? seconds.toFixed(1) + " s" : ui.duration(seconds));
+      svg.append(s("text", { x: x(t), y: y + 14, "text-anchor": i === 0 ? "start" : i === 5 ? "end" : "middle" },
+                   label));
+    });
     svg.append(s("line", { class: "axis", x1: LEFT, x2: WIDTH - RIGHT, y1: y, y2: y }));
-    svg.append(s("text", { x: LEFT - 6, y: y + 14, "text-anchor": "end" },
-                 "from " + ui.time(new Date(start).toISOString())));
     return x;
   }
 
@@ -42,7 +45,10 @@ window.scalesetCharts = (() => {
     const batches = run.batches || [];
     const rows = Math.max(batches.length, run.batchesTotal || 0, 1);
     const start = ms(run.startTime);
-    const end = Math.max(ms(run.endTime) || ms(now) || Date.now(),
+    const live = !run.endTime;
+    const current = live ? ms(now) || Date.now() : ms(run.endTime);
+    // A live run's axis reaches a little past now, so its open batch grows into view.
+    const end = Math.max(current + (live ? Math.max(5000, (current - start) * 0.25) : 0),
                          ...batches.map((b) => ms(b.end) || 0), start + 1000);
     const rowHeight = 24;
     const axisY = rows * rowHeight + 10;
@@ -61,7 +67,7 @@ window.scalesetCharts = (() => {
       svg.append(s("text", { x: LEFT - 6, y: y + 13, "text-anchor": "end" }, label));
       if (!batch) continue;
       const bStart = ms(batch.start);
-      const bEnd = ms(batch.end) || end;
+      const bEnd = ms(batch.end) || current;
       const bar = s("rect", { class: batch.end ? "bar" : "bar open", x: x(bStart), y: y,
                               width: Math.max(3, x(bEnd) - x(bStart)), height: rowHeight - 8,
                               rx: 2 });
@@ -72,8 +78,9 @@ window.scalesetCharts = (() => {
       svg.append(s("text", { x: Math.min(x(bEnd) + 4, WIDTH - RIGHT - 60), y: y + 13 },
                    batch.end ? ui.duration((ms(batch.end) - bStart) / 1000) : "running…"));
     }
-    if (!run.endTime && now) {
-      svg.append(s("line", { class: "now", x1: x(ms(now)), x2: x(ms(now)), y1: 0, y2: axisY }));
+    if (live) {
+      svg.append(s("line", { class: "now", x1: x(current), x2: x(current), y1: 0, y2: axisY }));
+      svg.append(s("text", { x: x(current) + 3, y: axisY - 3 }, "now"));
     }
     ui.replace(container, svg);
   }
@@ -100,7 +107,7 @@ window.scalesetCharts = (() => {
       const threshold = Number(points[points.length - 1].data.threshold);
       const top = Math.min(100, Math.max(10, threshold * 1.5,
                                          ...points.map((p) => Number(p.data.value) * 1.2)));
-      const plotTop = 16, plotBottom = 96;
+      const plotTop = 18, plotBottom = 90;
       const y = (v) => plotBottom - (plotBottom - plotTop) * Math.min(v, top) / top;
       const last = points[points.length - 1];
       const label = gate + ": now " + last.data.value + "% against " + threshold + "%";
@@ -110,11 +117,10 @@ window.scalesetCharts = (() => {
       const x = timeAxis(svg, start, end, plotBottom, plotBottom);
       svg.append(s("text", { x: LEFT - 6, y: plotTop + 4, "text-anchor": "end" }, top.toFixed(0) + "%"));
       svg.append(s("text", { x: LEFT - 6, y: plotBottom - 2, "text-anchor": "end" }, "0%"));
-      svg.append(s("text", { x: 4, y: 11 }, gate));
       svg.append(s("line", { class: "threshold", x1: LEFT, x2: WIDTH - RIGHT,
                              y1: y(threshold), y2: y(threshold) }));
-      svg.append(s("text", { x: WIDTH - RIGHT - 4, y: y(threshold) - 4, "text-anchor": "end" },
-                   "threshold " + threshold + "%"));
+      svg.append(s("text", { x: WIDTH - RIGHT - 4, y: Math.max(y(threshold) - 4, 11),
+                             "text-anchor": "end" }, "threshold " + threshold + "%"));
       const cls = "series-" + (series++ % 2);
       const d = points.map((p, i) => (i ? "L" : "M") + x(ms(p.time)).toFixed(1) + " " +
                                     y(Number(p.data.value)).toFixed(1)).join(" ");
@@ -127,7 +133,9 @@ window.scalesetCharts = (() => {
         dot.append(s("title", {}, ui.time(p.time) + ": " + p.message));
         svg.append(dot);
       }
-      charts.push(svg);
+      charts.push(h("p", { class: "chart-title" }, h("strong", {}, gate), " — " +
+        points.length + " evaluations, now " + last.data.value + "% (threshold " + threshold +
+        "%)" + (points.some((p) => !p.data.passed) ? "; breached at the red squares" : "")), svg);
     }
     ui.replace(container, charts);
   }

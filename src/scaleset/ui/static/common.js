@@ -171,6 +171,7 @@ window.scaleset = (() => {
 
   function duration(seconds) {
     if (seconds === null || seconds === undefined || Number.isNaN(seconds)) return "—";
+    if (seconds > 0 && seconds < 10 && !Number.isInteger(seconds)) return seconds.toFixed(1) + " s";
     const total = Math.max(0, Math.round(seconds));
     if (total < 60) return total + " s";
     const m = Math.floor(total / 60), sec = total % 60;

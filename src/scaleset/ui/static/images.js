@@ -46,6 +46,7 @@ window.scalesetImages = (() => {
     try {
       const subs = await ui.list("/subscriptions", { "api-version": ui.SUBSCRIPTIONS });
       const skuRows = [];
+      const skusSeen = new Set();  // platform images belong to a location, not a subscription
       const galleryBlocks = [];
       for (const sub of subs) {
         const base = "/subscriptions/" + encodeURIComponent(sub.subscriptionId);
@@ -59,7 +60,9 @@ window.scalesetImages = (() => {
               const skuPath = at + "/publishers/" + encodeURIComponent(pub.name) +
                 "/artifacttypes/vmimage/offers/" + encodeURIComponent(offer.name) + "/skus";
               for (const sku of await ui.get(skuPath, V)) {
-                if (skuRows.length >= MAX_SKUS) break;
+                const key = [loc.name, pub.name, offer.name, sku.name].join(":").toLowerCase();
+                if (skuRows.length >= MAX_SKUS || skusSeen.has(key)) continue;
+                skusSeen.add(key);
                 const versions = await ui.get(skuPath + "/" + encodeURIComponent(sku.name) + "/versions", V);
                 skuRows.push(h("tr", {}, h("td", {}, loc.name),
                   h("td", {}, pub.name + ":" + offer.name + ":" + sku.name),

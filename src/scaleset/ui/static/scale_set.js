@@ -16,6 +16,7 @@
   const canAct = document.body.dataset.canAct === "true";
   const V = { "api-version": ui.COMPUTE };
   const POLL_MS = 10000;
+  const ACTIVE_POLL_MS = 2000;
   const OUTCOMES = {
     InstanceUpgraded: { icon: "✔", label: "Upgraded" },
     InstanceFailed: { icon: "✖", label: "Failed" },
@@ -36,6 +37,7 @@
   let source = null;
   let lastMessageAt = 0;
   let lastAnnounced = "";
+  let platform = null;             // the platform image's versions, once listed
 
   // ---- loading --------------------------------------------------------------------------
 
@@ -53,6 +55,7 @@
     renderGrid();
     renderRun();
     renderActions();
+    platformVersions();  // how many instances each version has changes during a run
     if (rollout.run && !runs.some((r) => r.runId === rollout.run.runId)) refreshRuns();
     if (selectedRun && rollout.run && selectedRun === rollout.run.runId) renderSelectedRun();
   });
@@ -67,7 +70,7 @@
         if (!e.runId) continue;
         const run = byId.get(e.runId) || { runId: e.runId };
         if (e.kind === "RunStarted") {
-          const m = /^(\S+) run started by (\S+)/.exec(e.message || "");
+          const m = /^(\w+) run started by (\w+)/.exec(e.message || "");
           Object.assign(run, { startTime: e.time, kind: m ? m[1] : "", startedBy: m ? m[2] : "" });
         } else {
           Object.assign(run, { endTime: e.time, status: (e.data || {}).status || "" });
@@ -125,7 +128,8 @@
           "/publishers/" + encodeURIComponent(ref.publisher) + "/artifacttypes/vmimage/offers/" +
           encodeURIComponent(ref.offer) + "/skus/" + encodeURIComponent(ref.sku) + "/versions", V);
         colours.add(versions.map((v) => v.name));
-        platformVersions(box, versions.map((v) => v.name), ref);
+        platform = { versions: versions.map((v) => v.name), ref };
+        platformVersions();
       } else {
         ui.replace(box, h("p", { class: "muted" }, "This image reference has no version list here."));
       }
@@ -177,9 +181,15 @@
     if (event.kind === "ModelChanged") refreshImages();
   }
 
+  let polls = 0;
   function poll() {
+    polls += 1;
     const streaming = source && source.readyState === 1;
-    if (!streaming || Date.now() - lastMessageAt > 3 * POLL_MS) {
+    const active = rollout && rollout.run && ui.ACTIVE.has(rollout.run.status);
+    // A run's instances move between events too (upgrading -> waiting for health):
+    // while one is active, look every ACTIVE_POLL_MS; otherwise only if the stream is down.
+    if (active || (polls % (POLL_MS / ACTIVE_POLL_MS) === 0 &&
+                   (!streaming || Date.now() - lastMessageAt > 3 * POLL_MS))) {
       refreshRollout();
       refreshPending();
     }
@@ -242,7 +252,21 @@
     return Math.max(0, Math.ceil(left)) + " s left";
   }
 
+  function elapsed(since) {
+    return ui.duration((Date.now() + skew - Date.parse(since)) / 1000);
+  }
+
+  let ticks = 0;
   function tick() {
+    ticks += 1;
+    for (const span of document.querySelectorAll("[data-since]")) {
+      span.textContent = elapsed(span.dataset.since);
+    }
+    const run = rollout && rollout.run;
+    if (ticks % 2 === 0 && run && !run.endTime && selectedRun === run.runId) {
+      // The live timeline's "now" moves on between events too.
+      charts.timeline($("timeline"), run, new Date(Date.now() + skew).toISOString());
+    }
     for (const span of document.querySelectorAll(".countdown[data-deadline]")) {
       span.textContent = countdownText(span.dataset.deadline);
     }
@@ -299,7 +323,7 @@
       const p = run.progress || {};
       facts.push(fact("Started by", run.startedBy + " at " + ui.time(run.startTime)));
       facts.push(fact(run.endTime ? "Ended" : "Running for", run.endTime ? ui.time(run.endTime)
-        : ui.duration((Date.now() + skew - Date.parse(run.startTime)) / 1000)));
+        : h("span", { data: { since: run.startTime } }, elapsed(run.startTime))));
       facts.push(fact("Instances", (p.successfulInstanceCount || 0) + " succeeded, " +
         (p.failedInstanceCount || 0) + " failed, " + (p.inProgressInstanceCount || 0) +
         " in progress, " + (p.pendingInstanceCount || 0) + " pending"));
@@ -500,7 +524,10 @@
 
   // ---- images ---------------------------------------------------------------------------
 
-  function platformVersions(box, versions, ref) {
+  function platformVersions() {
+    if (!platform || !rollout) return;
+    const { versions, ref } = platform;
+    const box = $("image-versions");
     const counts = new Map();
     for (const i of rollout.instances) counts.set(i.imageVersion, (counts.get(i.imageVersion) || 0) + 1);
     const newest = [...versions].sort(ui.compareVersions).reverse();
@@ -576,7 +603,7 @@
     refreshRuns();
     refreshHistory();
     window.setInterval(tick, 1000);
-    window.setInterval(poll, POLL_MS);
+    window.setInterval(poll, ACTIVE_POLL_MS);
   }
 
   start();
