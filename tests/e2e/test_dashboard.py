@@ -47,8 +47,10 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 SCREENSHOT_ENV = "SCALESET_DASHBOARD_SCREENSHOT"
 T = TypeVar("T")
-SETS = (("web", 6, 34), ("api", 3, 34))
-"""Scale sets: name, capacity, maxBatchInstancePercent (web: 3 batches of 2; api: 3 of 1)."""
+SETS = (("web", 6, 34, False), ("api", 3, 34, False), ("hold", 2, 50, True))
+"""Scale sets: name, capacity, maxBatchInstancePercent, deferred automatic upgrade (web: 3
+batches of 2, api: 3 of 1, runs started from the page; hold: an automatic upgrade that waits
+for approval)."""
 
 
 def scale_set(name: str) -> str:
@@ -92,8 +94,8 @@ class Live:
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    """One server, two scale sets on webapp 1.0.0 (automatic upgrade off: runs start from
-    the page), then 1.1.0 published for them to roll to; and a reader token."""
+    """One server, scale sets on webapp 1.0.0 (``SETS``), then 1.1.0 published for them to
+    roll to; and a reader token."""
     data_dir = tmp_path_factory.mktemp("dashboard")
     try:
         # A 20 s health timeout: the countdown of a health wait has something to count.
@@ -108,14 +110,16 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
                                        "protocol": "Http", "port": 8080,
                                        "requestPath": "/health", "intervalInSeconds": 1,
                                        "numberOfProbes": 1}}]}}, params=NETWORK)
-            for name, capacity, batch in SETS:
+            for name, capacity, batch, deferred in SETS:
                 call(http, "PUT", scale_set(name), {
                     "location": "westus", "sku": {"name": "Standard_D2s_v3",
                                                   "capacity": capacity},
                     "properties": {
                         "upgradePolicy": {
                             "mode": "Rolling",
-                            "automaticOSUpgradePolicy": {"enableAutomaticOSUpgrade": False},
+                            "automaticOSUpgradePolicy": {
+                                "enableAutomaticOSUpgrade": deferred,
+                                "osRollingUpgradeDeferral": deferred},
                             # Small batches, a pause between: a run to watch and to cancel.
                             "rollingUpgradePolicy": {
                                 "maxBatchInstancePercent": batch,
@@ -129,7 +133,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
                                 "publisher": "Contoso", "offer": "WebApp", "sku": "1",
                                 "version": "latest"}},
                             "networkProfile": {"healthProbe": {"id": LB + "/probes/http"}}}}})
-            for name, capacity, _ in SETS:
+            for name, capacity, _, _ in SETS:
                 wait_for(lambda n=name, c=capacity: healthy_count(http, n) == c,  # type: ignore[misc]
                          timeout=60, what=f"{name}'s instances healthy")
             call(http, "PUT", f"{VERSIONS}/1.1.0", {
@@ -354,7 +358,7 @@ def test_the_scale_sets_and_images_pages_show_what_the_api_has(
         live: Live, browser_page: Any) -> None:
     page = browser_page
     sign_in(page, live, live.reader, "/ui/")
-    until(page, "document.querySelectorAll('#scale-sets-body tr').length === 2")
+    until(page, "document.querySelectorAll('#scale-sets-body tr').length === 3")
     rows = page.locator("#scale-sets-body tr")
     web = rows.filter(has_text="web").first.inner_text()
     assert "rg1" in web and "Contoso:WebApp:1:latest" in web and "Rolling" in web
@@ -370,3 +374,25 @@ def test_the_scale_sets_and_images_pages_show_what_the_api_has(
     # Keyboard: the first Tab reaches the skip link, which is visible when focused.
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.textContent") == "Skip to the content"
+
+
+def test_a_deferred_automatic_upgrade_is_shown_pending_and_approved_from_the_page(
+        live: Live, browser_page: Any) -> None:
+    page = browser_page
+    sign_in(page, live, live.server.token, page_of("hold"))
+    until(page, "document.querySelector('#pending [data-code]') !== null", timeout=30,
+          what="the pending upgrade shown")
+    pending = page.locator("#pending").inner_text()
+    assert "1.1.0" in pending and "approv" in pending.lower(), pending
+    assert page.locator("#pending [data-code]").get_attribute("data-code") == \
+        "OSUpgrade/AwaitingApproval"
+    approve = page.get_by_role("button", name="Approve the deferred upgrade")
+    assert approve.is_enabled()
+    assert page.get_by_role("button", name="Cancel the run").is_disabled()  # nothing runs yet
+    approve.click()
+    until(page, "document.getElementById('action-result').textContent.includes('Approved')")
+    wait_for(lambda: "Completed" in run_status(page), timeout=60, what="the approved run")
+    assert "Platform" in page.locator("#run-facts").inner_text()  # an automatic run, approved
+    until(page, "!document.querySelector('#pending [data-code]')", timeout=15,
+          what="nothing pending any more")
+    assert approve.is_disabled()
