@@ -17,6 +17,7 @@
   const V = { "api-version": ui.COMPUTE };
   const POLL_MS = 10000;
   const ACTIVE_POLL_MS = 2000;
+  const IMAGES_POLL_MS = 30000;
   const OUTCOMES = {
     InstanceUpgraded: { icon: "✔", label: "Upgraded" },
     InstanceFailed: { icon: "✖", label: "Failed" },
@@ -604,6 +605,7 @@
     refreshHistory();
     window.setInterval(tick, 1000);
     window.setInterval(poll, ACTIVE_POLL_MS);
+    window.setInterval(refreshImages, IMAGES_POLL_MS);  // replication progresses on its own
   }
 
   start();
