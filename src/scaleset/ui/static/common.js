@@ -155,8 +155,11 @@ window.scaleset = (() => {
   }
 
   function policyText(mode, policy) {
-    if (!policy || mode !== "Rolling") return mode || "—";
-    const p = policy;
+    if (mode !== "Rolling") return mode || "—";
+    // A policy left out (or a field of it) is Azure's default, as the run applies it.
+    const p = { maxBatchInstancePercent: 20, maxUnhealthyInstancePercent: 20,
+                maxUnhealthyUpgradedInstancePercent: 20, pauseTimeBetweenBatches: "PT0S",
+                ...(policy || {}) };
     return mode + ": batches of " + p.maxBatchInstancePercent + "%, at most " +
       p.maxUnhealthyInstancePercent + "% unhealthy, " + p.maxUnhealthyUpgradedInstancePercent +
       "% of upgraded unhealthy, pause " + duration(isoSeconds(p.pauseTimeBetweenBatches));
