@@ -10,10 +10,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from scaleset.clock import EPOCH, VirtualClock
 from scaleset.drivers.simulated import Faults, SimulatedDriver, Timings
@@ -148,3 +149,33 @@ class World:
     def run(self, run_id: str) -> Run:
         with self.store.transaction() as tx:
             return tx.get_run(run_id)
+
+
+T = TypeVar("T")
+
+
+def wait_for(predicate: Callable[[], T | None], *, timeout: float, what: str,
+             every: float = 0.2) -> T:
+    """Poll ``predicate`` until it gives something truthy (returned); fail after ``timeout``
+    seconds naming ``what`` was awaited."""
+    deadline = time.monotonic() + timeout
+    while not (last := predicate()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(every)
+    return last
+
+
+class FakeClock:
+    """A monotonic clock and sleep for loops under test: sleeping only moves the time."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds

@@ -16,14 +16,14 @@ import socket
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.e2e.server import Server, running_server
+from tests.support import wait_for
 
 SCALESET = str(Path(sys.executable).with_name("scaleset"))
 IMMEDIATE = ("--rollout-timing", "immediate")  # automatic runs start as soon as published
@@ -42,13 +42,6 @@ def cli(server: Server, *args: str, check: bool = True) -> subprocess.CompletedP
     return result
 
 
-def wait_for(predicate: Callable[[], Any], *, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (found := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.1)
-    return found
 
 
 def auto_scale_set(server: Server, name: str, image: tuple[str, str, str]) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,6 +26,7 @@ import httpx
 import pytest
 
 from tests.e2e.server import Server, kill_instances, running_server, trusting
+from tests.support import wait_for
 
 sync_api = pytest.importorskip(
     "playwright.sync_api", reason="Playwright for Python is not installed (the test extra)")
@@ -61,13 +62,6 @@ def page_of(name: str) -> str:
     return f"/ui/scale-sets/{SUB}/rg1/{name}"
 
 
-def wait_for(predicate: Callable[[], T | None], *, timeout: float, what: str) -> T:
-    deadline = time.monotonic() + timeout
-    while not (last := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.2)
-    return last
 
 
 def call(http: httpx.Client, method: str, path: str, body: Any = None,

@@ -16,6 +16,7 @@ from typer.testing import CliRunner, Result
 from scaleset.cli import events, vmss
 from scaleset.cli.client import ArmClient, ClientError, ClientFactory
 from tests.unit.test_cli_client import ENDPOINT, SS, SUB, FakeArm
+from tests.support import FakeClock
 
 EVENTS = SS + "/events"
 
@@ -47,17 +48,7 @@ class Dropped(httpx.SyncByteStream):
         raise self.error
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
+Clock = FakeClock
 
 
 @pytest.fixture

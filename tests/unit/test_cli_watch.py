@@ -22,6 +22,7 @@ from scaleset.cli import rollout_view, vmss, watch
 from scaleset.cli.client import ClientError, ClientFactory, TransportError
 from scaleset.cli.rollout_view import View
 from tests.unit.test_cli_client import ENDPOINT, SS, FakeArm, latest
+from tests.support import FakeClock
 
 ANSI = re.compile(r"\x1b\[")
 
@@ -229,17 +230,7 @@ def test_a_server_without_rollout_still_gets_status_and_counts() -> None:
 
 # -- the loop --------------------------------------------------------------------------------
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
+Clock = FakeClock
 
 
 class Recorder:
