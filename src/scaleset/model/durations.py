@@ -27,12 +27,16 @@ def parse_duration(value: Any) -> timedelta:
     elif isinstance(value, bool):
         raise ValueError("a duration must be an ISO 8601 string such as 'PT5M', not a boolean")
     elif isinstance(value, (int, float)):
-        result = timedelta(seconds=value)
+        try:
+            result = timedelta(seconds=value)
+        except (OverflowError, ValueError) as exc:  # 10**20, nan, inf
+            raise ValueError(f"{str(value)[:40]} seconds is not a duration timedelta can hold; "
+                             "give a finite number of seconds or e.g. 'PT5M'") from exc
     elif isinstance(value, str):
         text = value.strip()
         try:
             parsed = isodate.parse_duration(text)
-        except (isodate.ISO8601Error, ValueError) as exc:
+        except (isodate.ISO8601Error, ValueError, OverflowError) as exc:
             raise ValueError(
                 f"'{value}' is not an ISO 8601 duration; write it like 'PT0S', 'PT30S' or 'PT5M'"
             ) from exc
