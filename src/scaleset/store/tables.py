@@ -71,6 +71,10 @@ scale_sets = Table(
     # When enableAutomaticOSUpgrade last turned on (None while off): the first
     # rollout's delay counts from here.
     Column("auto_os_upgrade_since", UTCDateTime()),
+    # Creating | Updating while the latest PUT/PATCH (its operation id beside it) has not
+    # been seen finished; None: nothing in progress. Stored so a GET reads one row.
+    Column("provisioning_state", String(16)),
+    Column("provisioning_operation", String(64)),
 )
 
 instances = Table(
@@ -221,6 +225,15 @@ tokens = Table(
     Column("description", String(256)),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("expires_at", UTCDateTime()),  # None: never; refused from this instant on
+)
+
+# Named counters: "tokens" is bumped by every token create and revoke, so a server that
+# keeps tokens' roles in memory sees another process's change at the next request.
+revisions = Table(
+    "revisions",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("revision", Integer, nullable=False),
 )
 
 operations = Table(
