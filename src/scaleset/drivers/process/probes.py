@@ -2,7 +2,8 @@
 
 ``Prober`` runs both kinds of health source the control plane knows, for up to
 thousands of instances at once, on one background thread with its own asyncio
-event loop and one shared ``httpx.AsyncClient``:
+event loop; ``probe_client`` does the talking (h11 framing on bare asyncio
+transports):
 
 * a load-balancer probe (``scaleset.drivers.base.ProbeSpec``): Http/Https is up
   on a 200 from ``request_path``, Tcp is up when a connection is accepted;
@@ -32,17 +33,32 @@ What the results add up to is decided by the pure state machines in
   from a free slot to the answer), so the server can count them
   (``scaleset_probe_duration_seconds``, ``scaleset_probe_failures_total``).
 
-Every probe opens a new connection (no keep-alive), as a load balancer's does:
-an instance whose process has died is seen at once as a refused connection,
-and thousands of idle sockets are not kept open.
+Connections: a Tcp probe (either source) connects and closes, by nature. An
+Http/Https probe or an http/https extension keeps its HTTP/1.1 connection
+between attempts when the instance's server allows it (HTTP/1.1 without
+``Connection: close``): at most one connection per watched health source,
+closed when the watch ends. A new connection per probe costs far more CPU
+than the request on it (and a TLS handshake more still), and at thousands
+of instances that is what the prober spent its time on. A dead instance is
+still seen at once: its kernel closes the kept connection when the process
+dies, the next attempt notices and connects anew, and that refused connect
+is the failure. A kept connection that ends before any byte of the answer
+(the server dropped it as the request went out) is opened again once within
+the same attempt; a fresh one never is. An HTTP/1.0 server, or one that
+answers ``Connection: close``, gets a new connection per probe as before.
+Idle kept connections are bounded over all watches (``max_kept_connections``,
+by default well inside the file limit); past it a probe's connection is
+closed after its answer. One difference from a connection per probe: a
+server that stops accepting but still serves the connections it has is
+probed Healthy until it closes them.
 
 At most ``max_concurrent_probes`` attempts (default 64) are in flight at
 once; the others wait for a slot, and the wait is not part of their timeout.
-The bound is about time more than sockets: all attempts share one loop (and
-httpx's pool does work in proportion to its open connections for every
-request), so with too many in flight the loop's own slowness, on a machine
-busy running the instances, would show up as instances timing out. Measured
-here, one loop completes some 500-1,000 HTTP probes a second. An attempt that
+The bound is about time more than sockets: all attempts share one loop, so
+with too many in flight the loop's own slowness, on a machine busy running
+the instances, would show up as instances timing out. ``bench/probes.py``
+measures what one loop sustains (CPU per probe, against the httpx client with
+a connection per probe that it replaced). An attempt that
 hangs holds its slot until its timeout, so more than ``max_concurrent_probes``
 instances hanging at once delays the others' probes (it never fails them).
 
@@ -57,6 +73,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Hashable
@@ -67,6 +84,7 @@ from typing import Any, TypeVar
 import httpx
 
 from scaleset.drivers.base import ProbeSpec
+from scaleset.drivers.process import probe_client
 from scaleset.drivers.process.probe_state import (
     AppHealthState,
     HealthExtensionSpec,
@@ -106,16 +124,34 @@ AttemptObserver = Callable[[str, str, float, bool], None]
 """(source, protocol, seconds, ok) of one attempt."""
 
 
-def _default_concurrency() -> int:
-    # Every in-flight probe holds a socket: stay well inside the process's file limit too.
+DEFAULT_KEPT_CONNECTIONS = 10_000
+
+
+def _file_limit() -> int | None:
     try:
         import resource
     except ImportError:  # not on Unix
-        return DEFAULT_CONCURRENCY
+        return None
     soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY:
+    return None if soft == resource.RLIM_INFINITY else int(soft)
+
+
+def _default_concurrency() -> int:
+    # Every in-flight probe holds a socket: stay well inside the process's file limit too.
+    soft = _file_limit()
+    if soft is None:
         return DEFAULT_CONCURRENCY
     return max(16, min(DEFAULT_CONCURRENCY, soft // 4))
+
+
+def _default_kept(concurrency: int) -> int:
+    # Idle connections hold a file each: at most half the file limit, less the sockets of
+    # the attempts in flight, so that the rest of the process (databases, instances' pipes)
+    # never runs out. Past it probes connect anew, which costs CPU, not correctness.
+    soft = _file_limit()
+    if soft is None:
+        return DEFAULT_KEPT_CONNECTIONS
+    return max(0, min(DEFAULT_KEPT_CONNECTIONS, soft // 2 - concurrency))
 
 
 class _Budget:
@@ -158,7 +194,8 @@ class _Engine:
     """What one run of the loop thread owns; built by ``start``, torn down by the loop."""
 
     loop: asyncio.AbstractEventLoop
-    client: httpx.AsyncClient
+    ssl_context: ssl.SSLContext
+    kept: probe_client.KeptBudget
     slots: asyncio.Semaphore
     stopping: asyncio.Event
     fast_budget: _Budget
@@ -176,13 +213,17 @@ class Prober:
 
     def __init__(self, on_change: Callable[[Hashable], None] | None = None, *,
                  timeout_cap: float = 5.0, max_concurrent_probes: int | None = None,
+                 max_kept_connections: int | None = None,
                  on_attempt: AttemptObserver | None = None) -> None:
         """``on_change(key)`` runs on the prober thread after a key's state changed.
 
         ``timeout_cap`` bounds every attempt's timeout; ``max_concurrent_probes``
         bounds the attempts in flight at once (default 64, or a quarter of the
         file limit if that is lower). Waiting for a free slot does not count
-        against a probe's timeout.
+        against a probe's timeout. ``max_kept_connections`` bounds the idle
+        HTTP connections kept between probes over all watches (default: half
+        the file limit less ``max_concurrent_probes``, at most 10,000; 0 means
+        a new connection for every probe).
         """
         if timeout_cap <= 0:
             raise ValueError(f"timeout_cap must be positive, not {timeout_cap}")
@@ -190,6 +231,8 @@ class Prober:
         self._on_attempt = on_attempt
         self._timeout_cap = timeout_cap
         self._concurrency = max_concurrent_probes or _default_concurrency()
+        self._max_kept = (_default_kept(self._concurrency) if max_kept_connections is None
+                          else max_kept_connections)
         self._lock = threading.Lock()
         self._watches: dict[Hashable, _Watch] = {}
         self._engine: _Engine | None = None
@@ -211,15 +254,10 @@ class Prober:
             if self._thread is not None:
                 return
             loop = asyncio.new_event_loop()
-            client = httpx.AsyncClient(
-                verify=False,  # a load balancer does not check the instance's certificate
-                trust_env=False,  # probes go straight to the instance, never through a proxy
-                follow_redirects=False,  # only a 200 counts, as for a load balancer
-                limits=httpx.Limits(max_connections=self._concurrency,
-                                    max_keepalive_connections=0),
-                timeout=self._timeout_cap,
-            )
-            engine = _Engine(loop=loop, client=client,
+            # Probes go straight to the instance (never through a proxy), follow no redirect
+            # (only a 200 counts, as for a load balancer) and check no certificate.
+            engine = _Engine(loop=loop, ssl_context=probe_client.http_ssl_context(),
+                             kept=probe_client.KeptBudget(self._max_kept),
                              slots=asyncio.Semaphore(self._concurrency),
                              stopping=asyncio.Event(),
                              fast_budget=_Budget(FAST_RETRY_BUDGET_PER_SECOND))
@@ -231,7 +269,7 @@ class Prober:
                 loop.call_soon_threadsafe(self._sync, engine, key)
 
     def stop(self) -> None:
-        """Cancel every probe, close the HTTP client, join the thread (bounded); forget watches."""
+        """Cancel every probe, close kept connections, join the thread (bounded); forget watches."""
         with self._lock:
             engine, thread = self._engine, self._thread
             self._engine = self._thread = None
@@ -323,9 +361,8 @@ class Prober:
             tasks = list(engine.tasks)
             for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)  # each closes its connection
             engine.running.clear()
-            await engine.client.aclose()
 
     def _sync(self, engine: _Engine, key: Hashable) -> None:
         """Make the loop's tasks for ``key`` match the watch table (runs on the loop)."""
@@ -356,15 +393,14 @@ class Prober:
 
     async def _watch_probe(self, engine: _Engine, w: _Watch, spec: ProbeSpec) -> None:
         interval = max(spec.interval_seconds, MIN_INTERVAL_SECONDS)
-        path = spec.request_path or "/"
-
         protocol = spec.protocol.lower()
+        endpoint = (None if spec.protocol == "Tcp" else
+                    _Endpoint(engine, protocol, w.address, spec.port, spec.request_path or "/"))
 
         async def attempt(timeout: float) -> bool:
-            if spec.protocol == "Tcp":
+            if endpoint is None:
                 return await self._tcp(engine, w.address, spec.port, timeout, LB_SOURCE)
-            url = _url(protocol, w.address, spec.port, path)
-            return await self._http_status_ok(engine, url, timeout, protocol)
+            return await self._http_status_ok(engine, endpoint, timeout, protocol)
 
         booting_until = time.monotonic() + BOOT_RETRY_SECONDS
         answered = False
@@ -385,14 +421,22 @@ class Prober:
             if w.lb is not None:
                 w.lb = w.lb.record(up)
 
-        await self._cadence(engine, w, interval, attempt, record, initializing, wake_by=None)
+        try:
+            await self._cadence(engine, w, interval, attempt, record, initializing,
+                                wake_by=None)
+        finally:
+            if endpoint is not None:
+                endpoint.close()
 
     async def _watch_extension(self, engine: _Engine, w: _Watch,
                                spec: HealthExtensionSpec) -> None:
         interval = max(spec.interval_seconds, MIN_INTERVAL_SECONDS)
+        endpoint = (None if spec.protocol == "tcp" else
+                    _Endpoint(engine, spec.protocol, w.address, spec.port,
+                              spec.request_path or "/"))
 
         async def attempt(timeout: float) -> bool:
-            result = await self._extension_result(engine, w.address, spec, timeout)
+            result = await self._extension_result(engine, w.address, endpoint, spec, timeout)
             return result is HealthState.HEALTHY
 
         def initializing() -> bool:
@@ -405,8 +449,12 @@ class Prober:
                 w.app = w.app.record(result, time.monotonic())
 
         grace_ends_at = w.app.grace_ends_at if w.app is not None else None
-        await self._cadence(engine, w, interval, attempt, record, initializing,
-                            wake_by=grace_ends_at)
+        try:
+            await self._cadence(engine, w, interval, attempt, record, initializing,
+                                wake_by=grace_ends_at)
+        finally:
+            if endpoint is not None:
+                endpoint.close()
 
     async def _cadence(self, engine: _Engine, w: _Watch, interval: float,
                        attempt: Callable[[float], Awaitable[bool]],
@@ -479,41 +527,31 @@ class Prober:
     async def _tcp(self, engine: _Engine, address: str, port: int, timeout: float,
                    source: str) -> bool:
         async def connect() -> bool:
-            _reader, writer = await asyncio.open_connection(address, port)
-            writer.close()
-            await writer.wait_closed()
+            await probe_client.tcp_connect(address, port)
             return True
 
         return await _bounded(engine, connect, timeout, failed=False,
                               done=self._observed(source, "tcp", bool))
 
-    async def _http_status_ok(self, engine: _Engine, url: str, timeout: float,
+    async def _http_status_ok(self, engine: _Engine, endpoint: _Endpoint, timeout: float,
                               protocol: str) -> bool:
         async def get() -> bool:
-            # The body is never read: the status is the whole answer.
-            async with engine.client.stream("GET", url, timeout=timeout) as response:
-                return response.status_code == 200
+            # The body is not waited for: the status is the whole answer.
+            response = await endpoint.channel().get(read_body=False)
+            return response.status == 200
 
         return await _bounded(engine, get, timeout, failed=False,
                               done=self._observed(LB_SOURCE, protocol, bool))
 
-    async def _extension_result(self, engine: _Engine, address: str, spec: HealthExtensionSpec,
-                                timeout: float) -> HealthState:
-        if spec.protocol == "tcp":
+    async def _extension_result(self, engine: _Engine, address: str, endpoint: _Endpoint | None,
+                                spec: HealthExtensionSpec, timeout: float) -> HealthState:
+        if endpoint is None:
             ok = await self._tcp(engine, address, spec.port, timeout, EXTENSION_SOURCE)
             return HealthState.HEALTHY if ok else HealthState.UNHEALTHY
-        url = _url(spec.protocol, address, spec.port, spec.request_path or "/")
 
         async def get() -> HealthState:
-            async with engine.client.stream("GET", url, timeout=timeout) as response:
-                if response.status_code != 200:
-                    return HealthState.UNHEALTHY
-                body = bytearray()
-                async for chunk in response.aiter_bytes():
-                    body += chunk
-                    if len(body) > MAX_BODY_BYTES:
-                        break
-                return rich_health(response.status_code, bytes(body))
+            response = await endpoint.channel().get(read_body=True, max_body=MAX_BODY_BYTES)
+            return rich_health(response.status, response.body)
 
         return await _bounded(
             engine, get, timeout, failed=HealthState.UNHEALTHY,
@@ -532,13 +570,43 @@ async def _bounded(engine: _Engine, attempt: Callable[[], Awaitable[T]], timeout
         try:
             async with asyncio.timeout(timeout):
                 result = await attempt()
-        except (httpx.HTTPError, httpx.InvalidURL, OSError, TimeoutError):
-            pass  # refused, reset, TLS failure, timeout, no such address: failed
+        except (probe_client.ProbeFailed, httpx.InvalidURL, OSError, TimeoutError):
+            pass  # refused, reset, TLS failure, timeout, no such address, bad answer: failed
         except Exception:  # a bug here must fail the probe, not end the watch
             log.exception("a probe attempt failed unexpectedly")
         if done is not None:
             done(time.monotonic() - began, result)
         return result
+
+
+class _Endpoint:
+    """One health source's HTTP endpoint: its channel, made at the first attempt.
+
+    The URL is parsed by httpx, as it was when httpx sent the probes, so a path
+    is percent-encoded the same way and the Host header spelt the same; a URL
+    that cannot be made fails every attempt (``httpx.InvalidURL``).
+    """
+
+    def __init__(self, engine: _Engine, scheme: str, address: str, port: int,
+                 path: str) -> None:
+        self._engine = engine
+        self._scheme, self._address, self._port, self._path = scheme, address, port, path
+        self._channel: probe_client.HttpChannel | None = None
+
+    def channel(self) -> probe_client.HttpChannel:
+        """The channel, made on first use (raises ``httpx.InvalidURL`` for a bad URL)."""
+        if self._channel is None:
+            url = httpx.URL(_url(self._scheme, self._address, self._port, self._path))
+            self._channel = probe_client.HttpChannel(
+                self._address, self._port, target=url.raw_path, host=url.netloc,
+                ssl_context=self._engine.ssl_context if self._scheme == "https" else None,
+                budget=self._engine.kept)
+        return self._channel
+
+    def close(self) -> None:
+        """Close the kept connection, if any."""
+        if self._channel is not None:
+            self._channel.close()
 
 
 def _url(scheme: str, address: str, port: int, path: str) -> str:
