@@ -8,7 +8,8 @@ answer (``close``: ``Connection: close``, as the example images' stdlib
 servers effectively do). The prober probes every instance once a second
 (``--interval``), so the number of instances is the rate; after all are
 Healthy it measures a window of ``--seconds``: the prober process's CPU
-(``time.process_time``, all its threads), probes completed (``on_attempt``),
+(``time.process_time``, all its threads; of it the kernel's share, which on
+loopback includes delivering to the server), probes completed (``on_attempt``),
 failures, and the connections the server accepted.
 
 Beside it, from the same run, the baseline: the approach the prober had
@@ -269,15 +270,16 @@ def _measure_baseline(endpoints: list[tuple[str, int]], scheme: str, interval: f
 
 def _window(tally: _Tally, seconds: float, server: _Server) -> dict[str, Any]:
     before = (time.process_time(), time.monotonic(), tally.attempts, tally.failures,
-              server.counts())
+              server.counts(), resource.getrusage(resource.RUSAGE_SELF).ru_stime)
     time.sleep(seconds)
     after = (time.process_time(), time.monotonic(), tally.attempts, tally.failures,
-             server.counts())
+             server.counts(), resource.getrusage(resource.RUSAGE_SELF).ru_stime)
     cpu, wall = after[0] - before[0], after[1] - before[1]
     attempts, failures = after[2] - before[2], after[3] - before[3]
     return {
         "probesPerSecond": round(attempts / wall, 1),
         "cpuMsPerProbe": round(1000 * cpu / max(attempts, 1), 3),
+        "systemMsPerProbe": round(1000 * (after[5] - before[5]) / max(attempts, 1), 3),
         "cpuShareOfACore": round(cpu / wall, 3),
         "failures": failures,
         "serverConnections": int(after[4]["connections"] - before[4]["connections"]),
@@ -332,7 +334,7 @@ def main() -> None:
     print(f"{args.protocol}, interval {args.interval} s, window {args.seconds} s, "
           f"{CONCURRENCY} in flight; each line one process")
     header = (f"{'run':>3} {'target/s':>8} {'impl':>8} {'server':>9} {'probes/s':>9} "
-              f"{'CPU ms/probe':>12} {'core':>6} {'fail':>5} {'server conns':>12}")
+              f"{'CPU ms/probe':>12} {'of it sys':>9} {'core':>6} {'fail':>5} {'server conns':>12}")
     print(header, flush=True)
     results: dict[tuple[float, str, str], list[dict[str, Any]]] = {}
     for run in range(1, args.runs + 1):
@@ -345,7 +347,8 @@ def main() -> None:
                 r = json.loads(out.strip().splitlines()[-1])
                 results.setdefault((rate, impl, mode), []).append(r)
                 print(f"{run:>3} {rate:>8.0f} {impl:>8} {mode:>9} {r['probesPerSecond']:>9} "
-                      f"{r['cpuMsPerProbe']:>12.3f} {r['cpuShareOfACore']:>6.2f} "
+                      f"{r['cpuMsPerProbe']:>12.3f} {r['systemMsPerProbe']:>9.3f} "
+                      f"{r['cpuShareOfACore']:>6.2f} "
                       f"{r['failures']:>5} {r['serverConnections']:>12}", flush=True)
     print()
     print("min / median over runs")
