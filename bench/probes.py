@@ -204,7 +204,7 @@ def _measure_prober(endpoints: list[tuple[str, int]], scheme: str, interval: flo
             if time.monotonic() > deadline:
                 raise SystemExit("not every instance became Healthy")
             time.sleep(0.1)
-        time.sleep(interval)  # past the fast retries: only the regular cadence from here
+        _settle(tally, len(endpoints), interval)
         return _window(tally, seconds, server)
     finally:
         prober.stop()
@@ -260,12 +260,26 @@ def _measure_baseline(endpoints: list[tuple[str, int]], scheme: str, interval: f
             if time.monotonic() > deadline:
                 raise SystemExit("not every instance answered the baseline")
             time.sleep(0.1)
-        time.sleep(interval)
+        _settle(tally, len(endpoints), interval)
         return _window(tally, seconds, server)
     finally:
         loop.call_soon_threadsafe(stopping.set)
         thread.join()
         loop.close()
+
+
+def _settle(tally: _Tally, count: int, interval: float) -> None:
+    """Wait until an interval holds about one attempt per instance, or as many as the one
+    before (a prober that cannot keep up): a slow warm-up (TLS handshakes, say) leaves a
+    backlog the cadence catches up on, which would inflate the window's rate."""
+    last = -count
+    for _ in range(20):
+        before = tally.attempts
+        time.sleep(interval)
+        done = tally.attempts - before
+        if abs(done - count) <= 0.05 * count or abs(done - last) <= 0.05 * count:
+            return
+        last = done
 
 
 def _window(tally: _Tally, seconds: float, server: _Server) -> dict[str, Any]:
