@@ -10,11 +10,23 @@ every request, so deleting the principal locks its tokens out at once.
 A browser signed in to the dashboard (``ui/sessions.py``) sends the token in the session
 cookie instead of the header: enough for a GET; a write also needs the CSRF header bound
 to that token, so a cross-site form cannot act with the user's cookie.
+
+What it costs: an opaque token's role is kept in memory (``tokens.TokenCache``), valid
+for one revision of the tokens table, and each request reads that revision, so a revoke
+by any process counts from the next request. An access token's signature check (CPU) is
+kept until the token expires; its principal is still read on every request. ``READ`` and
+``WRITE`` check in a transaction of their own; a route that reads the store takes
+``read_in_tx`` / ``write_in_tx`` instead (async: no thread-pool hop) and opens its one
+transaction with ``Credential.transaction()``, which checks the token first.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
 from fastapi import Depends, Request
 
@@ -22,49 +34,109 @@ from scaleset.api import access
 from scaleset.api.context import ApiContext, get_context
 from scaleset.errors import Forbidden, Unauthenticated
 from scaleset.security import authority
-from scaleset.security.tokens import Role, verify_token
+from scaleset.security import tokens
+from scaleset.security.tokens import Role
+from scaleset.store.repository import Tx
 from scaleset.ui import sessions
+
+
+@dataclass
+class Credential:
+    """The token a request carried, parsed but not yet checked against the store.
+
+    ``transaction()`` is the only way to it: it checks the token in the transaction
+    it opens, before the route reads anything.
+    """
+
+    request: Request = field(repr=False)
+    context: ApiContext = field(repr=False)
+    required: Role
+    token: str | None = field(default=None, repr=False)  # None: auth is off
+    cookie: bool = False
+    role: Role | None = None
+    """The token's role once ``transaction()`` checked it (contributor when auth is off)."""
+
+    @contextmanager
+    def transaction(self) -> Iterator[Tx]:
+        """The request's one transaction, its token checked first (401/403 raised)."""
+        rekey = False
+        with self.context.store.transaction() as tx:
+            if self.token is None:
+                self.role = Role.CONTRIBUTOR
+            else:
+                self.role, rekey = _check(self.request, self.context, tx, self.token,
+                                          self.required, cookie=self.cookie)
+            yield tx
+        if rekey and self.token is not None:
+            tokens.rekey(self.context.store, self.token)
+
+
+def _credential(request: Request, context: ApiContext, role: Role) -> Credential:
+    """Parse the header (or the dashboard's cookie): 401 when there is no token."""
+    if not context.auth_required:
+        return Credential(request, context, role)
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    cookie = request.cookies.get(sessions.COOKIE) if not header else None
+    if cookie:
+        token, scheme = cookie, "bearer"
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated(
+            "Authentication failed: the request has no 'Authorization: Bearer <token>' "
+            "header. Create a token with 'scaleset token create' and send it.")
+    return Credential(request, context, role, token.strip(), cookie=bool(cookie))
+
+
+def _check(request: Request, context: ApiContext, tx: Tx, token: str, role: Role, *,
+           cookie: bool) -> tuple[Role, bool]:
+    """Refuse the request (401, 403) unless ``token`` has ``role`` as of ``tx``: (its role,
+    whether its row needs re-keying once ``tx`` has ended)."""
+    found, rekey = _verify_in(tx, request, context, token)
+    if found is None:
+        raise Unauthenticated(
+            "Authentication failed: the bearer token is not known to this server, was "
+            "revoked or has expired (an access token also needs this server as its "
+            "audience and a service principal that still exists).",
+            code="InvalidAuthenticationToken")
+    access.note_caller(request, role=found.value)  # for the request's log line
+    if cookie and request.method not in sessions.SAFE_METHODS and not sessions.csrf_matches(
+            context.store, token, request.headers.get(sessions.CSRF_HEADER)):
+        raise Forbidden(
+            f"{request.method} {request.url.path} came with the dashboard's session cookie "
+            f"but without the '{sessions.CSRF_HEADER}' header that session's page sends: "
+            "a write from a browser must come from this server's own dashboard (or send "
+            "'Authorization: Bearer <token>').", code="InvalidCsrfToken")
+    if not found.allows(role):
+        raise Forbidden(
+            f"The token has role '{found.value}', which may not perform "
+            f"{request.method} {request.url.path}; this needs a '{role.value}' token.")
+    return found, rekey
+
+
+def in_tx(role: Role) -> Callable[..., Awaitable[Credential]]:
+    """A dependency for a route that checks the token in its own one transaction: no
+    store I/O here (async, so no thread-pool hop); the route must open its transaction
+    with ``Credential.transaction()``."""
+
+    async def parse(request: Request) -> Credential:
+        return _credential(request, get_context(request), role)
+
+    return parse
 
 
 def require(role: Role) -> Callable[..., Role]:
     """A dependency that admits requests whose token has at least ``role``."""
 
     def check(request: Request, context: ApiContext = Depends(get_context)) -> Role:
-        if not context.auth_required:
+        credential = _credential(request, context, role)
+        if credential.token is None:
             return Role.CONTRIBUTOR
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        cookie = request.cookies.get(sessions.COOKIE) if not header else None
-        if cookie:
-            token, scheme = cookie, "bearer"
-        if scheme.lower() != "bearer" or not token.strip():
-            raise Unauthenticated(
-                "Authentication failed: the request has no 'Authorization: Bearer <token>' "
-                "header. Create a token with 'scaleset token create' and send it.")
-        found = _verify(request, context, token.strip())
-        if found is None:
-            raise Unauthenticated(
-                "Authentication failed: the bearer token is not known to this server, was "
-                "revoked or has expired (an access token also needs this server as its "
-                "audience and a service principal that still exists).",
-                code="InvalidAuthenticationToken")
-        access.note_caller(request, role=found.value)  # for the request's log line
-        if cookie and request.method not in sessions.SAFE_METHODS and not sessions.csrf_matches(
-                context.store, cookie, request.headers.get(sessions.CSRF_HEADER)):
-            raise Forbidden(
-                f"{request.method} {request.url.path} came with the dashboard's session cookie "
-                f"but without the '{sessions.CSRF_HEADER}' header that session's page sends: "
-                "a write from a browser must come from this server's own dashboard (or send "
-                "'Authorization: Bearer <token>').", code="InvalidCsrfToken")
-        if not found.allows(role):
-            raise Forbidden(
-                f"The token has role '{found.value}', which may not perform "
-                f"{request.method} {request.url.path}; this needs a '{role.value}' token.")
-        return found
+        with credential.transaction():
+            pass  # the check is all this transaction does
+        assert credential.role is not None  # set by the check, or it raised
+        return credential.role
 
     return check
-
-
 def token_role(request: Request, token: str) -> Role | None:
     """The role ``token`` carries on this server now, or None: how the dashboard's sign-in
     checks a token, exactly as a request's header is checked."""
@@ -80,17 +152,55 @@ def csrf_token(request: Request, token: str) -> str:
 
 
 def _verify(request: Request, context: ApiContext, token: str) -> Role | None:
-    """The role the token carries here and now, or None."""
+    """The role the token carries here and now, or None (in a transaction of its own)."""
+    with context.store.transaction() as tx:
+        found, rekey = _verify_in(tx, request, context, token)
+    if rekey:
+        tokens.rekey(context.store, token)
+    return found
+
+
+def _verify_in(tx: Tx, request: Request, context: ApiContext, token: str
+               ) -> tuple[Role | None, bool]:
+    """(the role the token carries as of ``tx`` and now, or None; whether to re-key)."""
     now = context.clock.now()
     if authority.looks_like_jwt(token):
-        caller = authority.verify_access_token(
-            context.store, token, resource_manager=str(request.base_url), now=now)
+        caller = _access_token_caller(tx, request, context, token, now)
         if caller is not None:
             access.note_caller(request, role=caller.role.value,
                                principal=caller.principal.app_id)
-        return caller.role if caller is not None else None
-    return verify_token(context.store, token, now=now)
+        return (caller.role if caller is not None else None), False
+    return context.token_cache.check(tx, context.store, token, now=now)
+
+
+def _access_token_caller(tx: Tx, request: Request, context: ApiContext, token: str,
+                         now: datetime) -> authority.Caller | None:
+    """An access token's caller: its signature checked once while it is kept, its time,
+    tenant and principal on every request (a deleted principal is locked out at once)."""
+    identity = context.authority_identity
+    if identity is None:
+        identity = context.authority_identity = authority.stored_identity(context.store)
+        if identity is None:
+            return None
+    audience = str(request.base_url)
+    claims: dict[str, Any] | None = context.access_tokens.get((token, audience),
+                                                                  at=now.timestamp())
+    if claims is None:
+        claims = authority.verified_claims(identity, token, resource_manager=audience)
+        if claims is None:
+            return None
+        context.access_tokens.put((token, audience), claims, _expiry(claims))
+    return authority.caller_of(tx, identity, claims, now=now)
+
+
+def _expiry(claims: dict[str, Any]) -> float:
+    try:
+        return float(claims["exp"])
+    except (TypeError, ValueError):
+        return 0.0  # caller_of refuses it anyway; nothing to keep
 
 
 READ = require(Role.READER)
 WRITE = require(Role.CONTRIBUTOR)
+read_in_tx = in_tx(Role.READER)
+write_in_tx = in_tx(Role.CONTRIBUTOR)

@@ -4,17 +4,23 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
 
 from scaleset.clock import Clock
 from scaleset.reconcile.settings import ShellSettings
+from scaleset.security.tokens import ExpiringCache, TokenCache
 from scaleset.store.repository import ImageVersionRow, Store
 from scaleset.telemetry.metrics import Metrics
 
 if TYPE_CHECKING:
     from scaleset.artifacts import ArtifactStore
+    from scaleset.security.authority import ServerIdentity
+
+
+ACCESS_TOKENS_KEPT = 1024
+"""Verified access tokens (JWTs) a server keeps, until each expires."""
 
 
 def _ignore(_: object) -> None:
@@ -48,9 +54,22 @@ class ApiContext:
     """This server's metrics (``GET /metrics``; its own registry, see ``telemetry``)."""
     metrics_token: str | None = field(default=None, repr=False)
     """A bearer token that may read ``/metrics`` and nothing else (``--metrics-token-file``)."""
+    token_cache: TokenCache = field(default_factory=TokenCache, repr=False)
+    """Opaque tokens' roles, valid for one revision of the tokens table (``api/auth.py``)."""
+    access_tokens: ExpiringCache[tuple[str, str], dict[str, Any]] = field(
+        default_factory=lambda: ExpiringCache(size=ACCESS_TOKENS_KEPT), repr=False)
+    """(access token, audience) -> its verified claims, until it expires."""
+    authority_identity: ServerIdentity | None = field(default=None, repr=False)
+    """The authority's tenant and public key once stored (they never change after)."""
 
 
 def get_context(request: Request) -> ApiContext:
+    """The app's context (sync: for direct calls; a sync dependency costs a thread hop)."""
     context = request.app.state.context
     assert isinstance(context, ApiContext)
     return context
+
+
+async def request_context(request: Request) -> ApiContext:
+    """The app's context as a dependency: async, so FastAPI runs it on the event loop."""
+    return get_context(request)

@@ -7,33 +7,33 @@ from the state of the world: a scale-set PUT is done when every instance
 exists and has provisioned; ``osRollingUpgrade`` when its run has ended; a
 delete when the resource is gone; a gallery image version's PUT when its
 replication to every target region has ended. The first terminal answer is written back
-so it never changes afterwards.
+so it never changes afterwards. The rows and their SQL live in ``store/operations.py``;
+a scale set's PUT also marks the scale set row (``Creating`` / ``Updating``), so its GET
+reads the state with the row and derives only while a PUT is marked
+(``provisioning_state``).
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Final
 
 from fastapi import Request
-from sqlalchemy import insert, select, update
 
 from scaleset.api.context import ApiContext
-from scaleset.model.instance import ProvisioningState
 from scaleset.reconcile import galleries, power, resourcegroups, views
-from scaleset.store import tables as t
+from scaleset.store import operations
+from scaleset.store.operations import Operation, Outcome
 from scaleset.store.repository import NotFoundError, Tx
 from scaleset.upgrade.state import RunStatus
 
-IN_PROGRESS: Final = "InProgress"
-SUCCEEDED: Final = "Succeeded"
-FAILED: Final = "Failed"
-CANCELED: Final = "Canceled"
+IN_PROGRESS: Final = operations.IN_PROGRESS
+SUCCEEDED: Final = operations.SUCCEEDED
+FAILED: Final = operations.FAILED
+CANCELED: Final = operations.CANCELED
 
 # What completes an operation.
-SCALE_SET_PUT: Final = "scaleSetPut"
+SCALE_SET_PUT: Final = operations.SCALE_SET_PUT
 SCALE_SET_DELETE: Final = "scaleSetDelete"
 RUN: Final = "run"  # osRollingUpgrade, manualupgrade, reimage: when the run ends
 CANCEL: Final = "cancel"  # rollingUpgrades/cancel: when the run has stopped
@@ -47,34 +47,7 @@ POWER: Final = "power"
 # POST .../delete (az vmss delete-instances): when every instance named is gone.
 INSTANCES_DELETE: Final = "instancesDelete"
 
-
-@dataclass(frozen=True)
-class Operation:
-    id: str
-    location: str
-    kind: str
-    resource_id: str
-    scale_set_id: str | None
-    run_id: str | None
-    status: str
-    start_time: datetime
-    end_time: datetime | None
-    error_code: str | None
-    error_message: str | None
-    data: dict[str, Any]
-
-    def to_wire(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"name": self.id, "status": self.status,
-                               "startTime": _iso(self.start_time)}
-        if self.end_time is not None:
-            out["endTime"] = _iso(self.end_time)
-        if self.error_code:
-            out["error"] = {"code": self.error_code, "message": self.error_message or ""}
-        return out
-
-
-def _iso(at: datetime) -> str:
-    return at.isoformat().replace("+00:00", "Z")
+__all__ = ["Operation", "begin", "final_resource", "poll", "provisioning_state"]
 
 
 def begin(context: ApiContext, request: Request, *, kind: str, resource_id: str, location: str,
@@ -82,11 +55,10 @@ def begin(context: ApiContext, request: Request, *, kind: str, resource_id: str,
           data: dict[str, Any] | None = None) -> dict[str, str]:
     """Record a new operation; the headers that tell the client where to poll."""
     op_id = str(uuid.uuid4())
+    op = Operation(op_id, location.lower(), kind, resource_id, scale_set_id, run_id,
+                   IN_PROGRESS, context.clock.now(), None, None, None, data or {})
     with context.store.transaction() as tx:
-        tx.conn.execute(insert(t.operations).values(
-            id=op_id, location=location.lower(), kind=kind, resource_id=resource_id,
-            scale_set_id=scale_set_id, run_id=run_id, status=IN_PROGRESS,
-            start_time=context.clock.now(), data=data or {}))
+        operations.insert_operation(tx, op)
     api_version = request.query_params.get("api-version", "")
     base = str(request.base_url).rstrip("/")
     url = (f"{base}/subscriptions/{subscription}/providers/Microsoft.Compute/locations/"
@@ -94,34 +66,10 @@ def begin(context: ApiContext, request: Request, *, kind: str, resource_id: str,
     return {"Azure-AsyncOperation": url, "Location": url + "&monitor=true", "Retry-After": "1"}
 
 
-def _load(tx: Tx, op_id: str) -> Operation | None:
-    row = tx.conn.execute(select(t.operations).where(t.operations.c.id == op_id)).first()
-    if row is None:
-        return None
-    return Operation(row.id, row.location, row.kind, row.resource_id, row.scale_set_id,
-                     row.run_id, row.status, row.start_time, row.end_time, row.error_code,
-                     row.error_message, dict(row.data))
-
-
-def _derive(tx: Tx, op: Operation) -> tuple[str, str | None, str | None]:
+def _derive(tx: Tx, op: Operation) -> Outcome:
     """(status, error code, error message) from the state of the world now."""
     if op.kind == SCALE_SET_PUT:
-        row = tx.get_scale_set(op.scale_set_id or "")
-        if row is None:
-            return FAILED, "ResourceNotFound", "the scale set was deleted before it provisioned"
-        records = tx.instances(row.id)
-        if len(records) != row.model.capacity:
-            return IN_PROGRESS, None, None
-        if any(r.provisioning_state is ProvisioningState.CREATING for r in records.values()):
-            return IN_PROGRESS, None, None
-        for r in sorted(records.values(), key=lambda r: r.instance_id):
-            failed = [e for e in r.extensions or () if e.state == "Failed"]
-            if failed:  # as Azure reports a scale set whose extension failed on an instance
-                return (FAILED, "VMExtensionProvisioningError",
-                        f"VM has reported a failure when processing extension "
-                        f"'{failed[0].name}' (instance {r.instance_id}). Error message: "
-                        f"{failed[0].message}")
-        return SUCCEEDED, None, None
+        return operations.scale_set_put_outcome(tx, op.scale_set_id or "")
     if op.kind == SCALE_SET_DELETE:
         gone = tx.get_scale_set(op.scale_set_id or "") is None
         return (SUCCEEDED, None, None) if gone else (IN_PROGRESS, None, None)
@@ -175,35 +123,49 @@ def final_resource(tx: Tx, op: Operation) -> tuple[dict[str, Any], str | None] |
     return None
 
 
-def provisioning_state(context: ApiContext, scale_set_id: str) -> str | None:
-    """``Creating`` / ``Updating`` while the scale set's latest PUT or PATCH is still running."""
-    with context.store.transaction() as tx:
-        row = tx.conn.execute(
-            select(t.operations.c.id, t.operations.c.data)
-            .where(t.operations.c.scale_set_id == scale_set_id,
-                   t.operations.c.kind == SCALE_SET_PUT,
-                   t.operations.c.status == IN_PROGRESS)
-            .order_by(t.operations.c.start_time.desc())).first()
-    if row is None:
-        return None
-    op = poll(context, row.id)
-    if op is None or op.status != IN_PROGRESS:
-        return None
-    return "Creating" if row.data.get("created") else "Updating"
+def provisioning_state(tx: Tx, scale_set_id: str) -> tuple[str | None, str | None]:
+    """(``Creating`` / ``Updating`` while the scale set's latest PUT or PATCH is still
+    running, else None; the id of a PUT this read saw finished, to ``settle``, else None).
+
+    Read in the caller's transaction: one primary-key read of the scale set's mark, and
+    while a PUT is marked, its derivation (as polling it does). The caller writes a
+    finished PUT back afterwards (``settle``), in a write transaction of its own, so a
+    read never turns into a write half-way.
+    """
+    marked = operations.provisioning(tx, scale_set_id)
+    if marked is None:
+        return None, None
+    state, op_id = marked
+    op = operations.get_operation(tx, op_id)
+    if op is None or op.status != IN_PROGRESS or _derive(tx, op)[0] != IN_PROGRESS:
+        return None, op_id
+    return state, None
+
+
+def settle(context: ApiContext, scale_set_id: str, op_id: str) -> None:
+    """Write back a scale set PUT that a read saw finished: the operation's first terminal
+    outcome (derived again, in this write transaction) and the scale set's mark cleared."""
+    def work(tx: Tx) -> None:
+        op = operations.get_operation(tx, op_id)
+        if op is None or op.status != IN_PROGRESS:
+            operations.clear_provisioning(tx, scale_set_id, op_id)
+            return
+        outcome = _derive(tx, op)
+        if outcome[0] != IN_PROGRESS:
+            operations.finish_operation(tx, op, outcome, context.clock.now())
+
+    context.store.write(work)
 
 
 def poll(context: ApiContext, op_id: str) -> Operation | None:
     """The operation with its status brought up to date (``None`` when unknown)."""
     with context.store.transaction() as tx:
-        op = _load(tx, op_id)
+        op = operations.get_operation(tx, op_id)
         if op is None or op.status != IN_PROGRESS:
             return op
-        status, code, message = _derive(tx, op)
-        if status == IN_PROGRESS:
+        outcome = _derive(tx, op)
+        if outcome[0] == IN_PROGRESS:
             return op
         now = context.clock.now()
-        tx.conn.execute(update(t.operations).where(
-            t.operations.c.id == op_id, t.operations.c.status == IN_PROGRESS).values(
-            status=status, end_time=now, error_code=code, error_message=message))
-        return Operation(op.id, op.location, op.kind, op.resource_id, op.scale_set_id,
-                         op.run_id, status, op.start_time, now, code, message, op.data)
+        operations.finish_operation(tx, op, outcome, now)
+        return op.finished(outcome, now)

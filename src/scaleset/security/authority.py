@@ -44,7 +44,7 @@ from jwt.algorithms import RSAAlgorithm
 from scaleset.security import principals
 from scaleset.security.principals import Principal
 from scaleset.security.tokens import Role
-from scaleset.store.repository import ResourceRow, Store, StoreError
+from scaleset.store.repository import ResourceRow, Store, StoreError, Tx
 
 IDENTITY_ID: Final = "/providers/scaleset/authority/default"
 IDENTITY_TYPE: Final = "scaleset/authority"
@@ -344,21 +344,46 @@ def verify_access_token(store: Store, token: str, *, resource_manager: str,
     five minutes' skew), the audience (this server, either slash form), the tenant,
     and that the principal still exists (its role is the stored one).
     """
-    identity = _read_identity(store)
+    identity = stored_identity(store)
     if identity is None:
         return None
-    try:
-        claims = jwt.decode(token, identity.public_pem, algorithms=[ALGORITHM],
-                            audience=list(audiences(resource_manager)),
-                            options={"verify_exp": False, "verify_nbf": False,
-                                     "verify_iat": False,
-                                     "require": ["exp", "nbf", "aud", "tid", "appid"]})
-    except jwt.PyJWTError:
-        return None
-    if not _in_time(claims, now) or str(claims.get("tid")) != identity.tenant_id:
+    claims = verified_claims(identity, token, resource_manager=resource_manager)
+    if claims is None:
         return None
     with store.transaction() as tx:
-        found = principals.get_principal(tx, str(claims["appid"]))
+        return caller_of(tx, identity, claims, now=now)
+
+
+def stored_identity(store: Store) -> ServerIdentity | None:
+    """The server's identity if one is stored (None before the first token is issued).
+    Its tenant and public key never change once stored (``secrets rotate`` re-seals
+    only the private key), so a verifier may keep them."""
+    return _read_identity(store)
+
+
+def verified_claims(identity: ServerIdentity, token: str, *, resource_manager: str
+                    ) -> dict[str, Any] | None:
+    """The token's claims if its signature is ``identity``'s and its audience this server
+    (the CPU part of ``verify_access_token``, the same for a token until it expires:
+    callers may keep the answer); None otherwise."""
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token, identity.public_pem, algorithms=[ALGORITHM],
+            audience=list(audiences(resource_manager)),
+            options={"verify_exp": False, "verify_nbf": False, "verify_iat": False,
+                     "require": ["exp", "nbf", "aud", "tid", "appid"]})
+    except jwt.PyJWTError:
+        return None
+    return claims
+
+
+def caller_of(tx: Tx, identity: ServerIdentity, claims: Mapping[str, Any], *,
+              now: datetime) -> Caller | None:
+    """Who verified ``claims`` speak for at ``now``, read in ``tx``: in time, this tenant,
+    and a principal that still exists (its role is the stored one); else None."""
+    if not _in_time(claims, now) or str(claims.get("tid")) != identity.tenant_id:
+        return None
+    found = principals.get_principal(tx, str(claims["appid"]))
     if found is None or found[0].object_id != claims.get("oid"):
         return None
     return Caller(found[0])

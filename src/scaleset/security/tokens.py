@@ -13,6 +13,12 @@ A store without a cipher (tests, tools) keeps plain sha256.
 A token may expire (``expires_at``); from that instant it is refused as an
 unknown one is. Revoking deletes the row, so a revoked token is unknown.
 
+Every create and revoke bumps the ``tokens`` row of ``revisions`` in its own
+transaction. ``TokenCache`` keeps tokens' roles in memory for one revision: a
+request reads the revision in its transaction (``check``), and a changed revision
+empties the cache, so a token revoked by any process sharing the database (``scaleset
+token revoke`` beside ``serve``) is refused from the next request on.
+
 Roles: a ``reader`` may GET; a ``contributor`` may also write and run actions
 (``Role.allows``). ``ensure_bootstrap_token`` makes sure a new server can be
 reached at all: it issues the first contributor token (``SCALESET_BOOTSTRAP_TOKEN``
@@ -26,16 +32,19 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Generic, TypeVar
 
 from sqlalchemy import Connection, delete, exists, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from scaleset.errors import Conflict, InvalidParameter
 from scaleset.store import tables as t
-from scaleset.store.repository import Store, StoreError
+from scaleset.store.repository import Store, StoreError, Tx
 
 PREFIX = "sst"
 MAX_TOKEN_LENGTH = 512
@@ -43,6 +52,10 @@ MAX_DESCRIPTION_LENGTH = 256  # the column's width
 BOOTSTRAP_ENV = "SCALESET_BOOTSTRAP_TOKEN"
 MAX_LIFETIME = timedelta(days=3650)
 """Ten years: an expiry further away is a typo (and keeps datetime arithmetic far from limits)."""
+REVISION = "tokens"
+"""The ``revisions`` row that every token create and revoke bumps."""
+CACHE_SIZE = 4096
+"""Tokens whose roles a server keeps in memory (the least recently used go first)."""
 
 
 class Role(StrEnum):
@@ -163,22 +176,160 @@ def verify_token(store: Store, token: str, *, now: datetime | None = None) -> Ro
     ``now`` None skips the expiry check (only for callers that check existence).
     A row still keyed by the legacy sha256 is re-keyed when it matches.
     """
+    with store.transaction() as tx:
+        found = _lookup(tx, store, token)
+    return _settled(store, token, found, now)
+
+
+@dataclass(frozen=True)
+class _Stored:
+    """A token's row as a request needs it."""
+
+    role: str
+    expires_at: datetime | None
+    legacy: bool = False  # found by its plain sha256: re-key it
+
+    def role_at(self, now: datetime | None) -> Role | None:
+        if self.role not in _RANK:  # an unknown role in the table admits nobody
+            return None
+        if now is not None and self.expires_at is not None and now >= self.expires_at:
+            return None
+        return Role(self.role)
+
+
+def _lookup(tx: Tx, store: Store, token: str) -> _Stored | None:
     digest, legacy = token_digest(store, token), hash_token(token)
     c = t.tokens.c
-    with store.transaction() as tx:
-        row = tx.conn.execute(
-            select(c.role, c.expires_at).where(c.token_hash == digest)).one_or_none()
-        from_before = row is None and legacy != digest
-        if from_before:
-            row = tx.conn.execute(
-                select(c.role, c.expires_at).where(c.token_hash == legacy)).one_or_none()
-    if row is not None and from_before:  # written before keyed digests: keyed from now on
-        _rekey(store, legacy, digest)
-    if row is None or row.role not in _RANK:  # an unknown role in the table admits nobody
+    row = tx.conn.execute(
+        select(c.role, c.expires_at).where(c.token_hash == digest)).one_or_none()
+    if row is not None:
+        return _Stored(row.role, row.expires_at)
+    if legacy == digest:
         return None
-    if now is not None and row.expires_at is not None and now >= row.expires_at:
-        return None
-    return Role(row.role)
+    row = tx.conn.execute(
+        select(c.role, c.expires_at).where(c.token_hash == legacy)).one_or_none()
+    return _Stored(row.role, row.expires_at, legacy=True) if row is not None else None
+
+
+def _settled(store: Store, token: str, found: _Stored | None, now: datetime | None
+             ) -> Role | None:
+    """The role ``found`` gives at ``now``, after re-keying a legacy row (its own
+    transaction, after the caller's has ended)."""
+    if found is not None and found.legacy:  # written before keyed digests: keyed from now on
+        _rekey(store, hash_token(token), token_digest(store, token))
+    return found.role_at(now) if found is not None else None
+
+
+def rekey(store: Store, token: str) -> None:
+    """Key ``token``'s legacy (plain sha256) row by the keyed digest, in a transaction of
+    its own (a no-op for any other row)."""
+    _rekey(store, hash_token(token), token_digest(store, token))
+
+
+def revision(tx: Tx) -> int:
+    """The tokens' revision now: bumped by every create and revoke (0 before the first)."""
+    value = tx.conn.execute(select(t.revisions.c.revision)
+                            .where(t.revisions.c.name == REVISION)).scalar()
+    return int(value) if value is not None else 0
+
+
+class TokenCache:
+    """Tokens' rows kept in memory, valid for one ``revision`` of the tokens table.
+
+    Safe across threads. An entry is added only by a transaction that read the cache's
+    own revision, so a row read before a revoke committed never outlives the revoke;
+    a transaction that read an older revision than the cache's (it began before a
+    change another request already saw) neither uses nor fills the cache.
+
+    >>> cache = TokenCache()
+    >>> with store.transaction() as tx:  # doctest: +SKIP
+    ...     role = cache.check(tx, store, token, now=clock.now())
+    """
+
+    def __init__(self, *, size: int = CACHE_SIZE) -> None:
+        self._size = size
+        self._lock = threading.Lock()
+        self._revision = -1
+        self._rows: OrderedDict[str, _Stored] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def __repr__(self) -> str:
+        return (f"TokenCache(revision={self._revision}, tokens={len(self._rows)}, "
+                f"hits={self.hits}, misses={self.misses})")
+
+    def check(self, tx: Tx, store: Store, token: str, *, now: datetime
+              ) -> tuple[Role | None, bool]:
+        """(the role of ``token`` at ``now`` as of ``tx``'s snapshot, or None: unknown,
+        revoked, expired; whether its row is keyed the legacy way: call ``rekey`` once
+        ``tx`` has ended). One read of the revision; the token's row only on a miss."""
+        seen = revision(tx)
+        digest = token_digest(store, token)
+        with self._lock:
+            if seen > self._revision:
+                self._revision, self._rows = seen, OrderedDict()
+            current = seen == self._revision
+            cached = self._rows.get(digest) if current else None
+            if cached is not None:
+                self._rows.move_to_end(digest)
+                self.hits += 1
+        if cached is not None:
+            return cached.role_at(now), False
+        self.misses += 1
+        found = _lookup(tx, store, token)
+        if found is not None and not found.legacy:
+            with self._lock:
+                if seen == self._revision:
+                    self._rows[digest] = found
+                    if len(self._rows) > self._size:
+                        self._rows.popitem(last=False)
+        if found is None:
+            return None, False
+        return found.role_at(now), found.legacy
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class ExpiringCache(Generic[K, V]):
+    """At most ``size`` values, each until its own instant (a POSIX timestamp); the least
+    recently used go first. Safe across threads. For verified access tokens: their
+    signature check is the same answer until they expire.
+
+    >>> cache: ExpiringCache[str, int] = ExpiringCache(size=2)
+    >>> cache.put("a", 1, until=100.0)
+    >>> cache.get("a", at=99.0), cache.get("a", at=100.0)
+    (1, None)
+    """
+
+    def __init__(self, *, size: int = CACHE_SIZE) -> None:
+        self._size = size
+        self._lock = threading.Lock()
+        self._items: OrderedDict[K, tuple[V, float]] = OrderedDict()
+
+    def __repr__(self) -> str:
+        return f"ExpiringCache(size={self._size}, items={len(self._items)})"
+
+    def get(self, key: K, *, at: float) -> V | None:
+        """The value kept for ``key`` if the instant ``at`` is still before its own."""
+        with self._lock:
+            found = self._items.get(key)
+            if found is None:
+                return None
+            if at >= found[1]:
+                del self._items[key]
+                return None
+            self._items.move_to_end(key)
+            return found[0]
+
+    def put(self, key: K, value: V, until: float) -> None:
+        """Keep ``value`` for ``key`` until the instant ``until``."""
+        with self._lock:
+            self._items[key] = (value, until)
+            self._items.move_to_end(key)
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
 
 
 def list_tokens(store: Store) -> list[TokenInfo]:
@@ -196,6 +347,8 @@ def revoke_token(store: Store, token_id: str) -> bool:
     """Delete the token with this id; False when there was none."""
     with store.transaction() as tx:
         result = tx.conn.execute(delete(t.tokens).where(t.tokens.c.token_id == token_id))
+        if result.rowcount > 0:
+            _bump(tx.conn)
     return result.rowcount > 0
 
 
@@ -250,7 +403,17 @@ def _insert(conn: Connection, store: Store, *, role: Role, description: str | No
     conn.execute(insert(t.tokens).values(
         token_hash=token_digest(store, token), token_id=token_id, role=role.value,
         description=description, created_at=now, expires_at=expires_at))
+    _bump(conn)
     return IssuedToken(token=token, token_id=token_id, role=role, expires_at=expires_at)
+
+
+def _bump(conn: Connection) -> None:
+    """Bump the tokens' revision, in the transaction that changes a token."""
+    c = t.revisions.c
+    result = conn.execute(update(t.revisions).where(c.name == REVISION)
+                          .values(revision=c.revision + 1))
+    if result.rowcount == 0:  # a schema without migration 0008's row (it is made there)
+        conn.execute(insert(t.revisions).values(name=REVISION, revision=1))
 
 
 def _rekey(store: Store, legacy: str, digest: str) -> None:

@@ -30,7 +30,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
 
-from scaleset.api.context import ApiContext, get_context
+from scaleset.api.context import ApiContext, request_context
 from scaleset.security import authority
 from scaleset.security.authority import AuthorityError, ServerIdentity
 
@@ -91,7 +91,7 @@ def _configuration(base: str, tenant: str, identity: ServerIdentity, *, v2: bool
 @router.get("/{tenant}/v2.0/.well-known/openid-configuration",
             summary="OpenID Connect discovery (v2.0 endpoints)")
 def openid_v2(tenant: Tenant, request: Request,
-              context: ApiContext = Depends(get_context)) -> JSONResponse:
+              context: ApiContext = Depends(request_context)) -> JSONResponse:
     try:
         identity = _identity(context, tenant)
     except AuthorityError as exc:
@@ -102,7 +102,7 @@ def openid_v2(tenant: Tenant, request: Request,
 @router.get("/{tenant}/.well-known/openid-configuration",
             summary="OpenID Connect discovery (v1 endpoints; the AD FS form at /adfs)")
 def openid_v1(tenant: Tenant, request: Request,
-              context: ApiContext = Depends(get_context)) -> JSONResponse:
+              context: ApiContext = Depends(request_context)) -> JSONResponse:
     try:
         identity = _identity(context, tenant)
     except AuthorityError as exc:
@@ -112,7 +112,7 @@ def openid_v1(tenant: Tenant, request: Request,
 
 @router.get("/{tenant}/discovery/v2.0/keys", summary="The token signing keys (JWKS)")
 @router.get("/{tenant}/discovery/keys", summary="The token signing keys (JWKS, v1 path)")
-def keys(tenant: Tenant, context: ApiContext = Depends(get_context)) -> JSONResponse:
+def keys(tenant: Tenant, context: ApiContext = Depends(request_context)) -> JSONResponse:
     try:
         identity = _identity(context, tenant)
     except AuthorityError as exc:
@@ -124,7 +124,7 @@ def keys(tenant: Tenant, context: ApiContext = Depends(get_context)) -> JSONResp
 def instance_discovery(
     tenant: Tenant, request: Request,
     authorization_endpoint: Annotated[str | None, Query(max_length=2048)] = None,
-    context: ApiContext = Depends(get_context),
+    context: ApiContext = Depends(request_context),
 ) -> JSONResponse:
     now = context.clock.now()
     base = base_url(request)
@@ -153,13 +153,13 @@ def instance_discovery(
 
 @router.post("/{tenant}/oauth2/v2.0/token", summary="Token (client credentials, scope=)")
 async def token_v2(tenant: Tenant, request: Request,
-                   context: ApiContext = Depends(get_context)) -> JSONResponse:
+                   context: ApiContext = Depends(request_context)) -> JSONResponse:
     return await _token(tenant, request, context, v1=False)
 
 
 @router.post("/{tenant}/oauth2/token", summary="Token (client credentials, resource= or scope=)")
 async def token_v1(tenant: Tenant, request: Request,
-                   context: ApiContext = Depends(get_context)) -> JSONResponse:
+                   context: ApiContext = Depends(request_context)) -> JSONResponse:
     return await _token(tenant, request, context, v1=True)
 
 

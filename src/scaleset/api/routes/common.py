@@ -24,23 +24,25 @@ PROVIDER = "/subscriptions/{subscription}/resourceGroups/{resource_group}/provid
 SCALE_SET = PROVIDER + "/virtualMachineScaleSets/{name}"
 
 
-def compute_version(request: Request,
-                    api_version: str | None = Query(default=None, alias="api-version")) -> str:
+async def compute_version(request: Request,
+                          api_version: str | None = Query(default=None, alias="api-version")
+                          ) -> str:
     return versions.check(api_version, versions.COMPUTE, provider="Microsoft.Compute",
                           path=request.url.path)
 
 
-def gallery_version(request: Request,
-                    api_version: str | None = Query(default=None, alias="api-version")) -> str:
+async def gallery_version(request: Request,
+                          api_version: str | None = Query(default=None, alias="api-version")
+                          ) -> str:
     """The api-version of a gallery request (``Microsoft.Compute/galleries``), on the
     Gallery calendar."""
     return versions.check(api_version, versions.GALLERY, provider="Microsoft.Compute/galleries",
                           path=request.url.path)
 
 
-def operation_version(request: Request,
-                      api_version: str | None = Query(default=None, alias="api-version")
-                      ) -> str:
+async def operation_version(request: Request,
+                            api_version: str | None = Query(default=None, alias="api-version")
+                            ) -> str:
     """An operation's status is polled with the api-version of the request that started
     it: a Compute one, a Gallery one for gallery image versions, a Resources one for a
     resource group's delete."""
@@ -50,15 +52,16 @@ def operation_version(request: Request,
                           path=request.url.path)
 
 
-def network_version(request: Request,
-                    api_version: str | None = Query(default=None, alias="api-version")) -> str:
+async def network_version(request: Request,
+                          api_version: str | None = Query(default=None, alias="api-version")
+                          ) -> str:
     """The api-version of a ``Microsoft.Network`` request, checked against its own calendar."""
     return versions.check(api_version, versions.NETWORK, provider="Microsoft.Network",
                           path=request.url.path)
 
 
-def resources_version(api_version: str | None = Query(default=None, alias="api-version")
-                      ) -> str:
+async def resources_version(api_version: str | None = Query(default=None, alias="api-version")
+                            ) -> str:
     """The api-version of a ``Microsoft.Resources`` request (resource groups, resources)."""
     return versions.check(api_version, versions.RESOURCES, provider="Microsoft.Resources")
 
@@ -78,10 +81,15 @@ def load_scale_set(store: Store, subscription: str, resource_group: str, name: s
     with store.transaction() as tx:
         row = tx.get_scale_set(scale_set_key(subscription, resource_group, name))
     if row is None:
-        raise NotFound(
-            f"The Resource 'Microsoft.Compute/virtualMachineScaleSets/{name}' under resource "
-            f"group '{resource_group}' was not found.")
+        raise scale_set_not_found(resource_group, name)
     return row
+
+
+def scale_set_not_found(resource_group: str, name: str) -> NotFound:
+    """ARM's 404 for a scale set that does not exist."""
+    return NotFound(
+        f"The Resource 'Microsoft.Compute/virtualMachineScaleSets/{name}' under resource "
+        f"group '{resource_group}' was not found.")
 
 
 def check_preconditions(request: Request, etag: str | None) -> None:

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from scaleset.api import deployments as runs
 from scaleset.api import paging
 from scaleset.api.auth import READ, WRITE
-from scaleset.api.context import ApiContext, get_context
+from scaleset.api.context import ApiContext, request_context
 from scaleset.api.routes.common import resources_version
 from scaleset.errors import InvalidParameter, NotFound, OperationNotAllowed
 from scaleset.reconcile import resourcegroups
@@ -202,7 +202,7 @@ def _headers(request: Request, subscription: str, resource_group: str, name: str
 def create_or_update(subscription: str, resource_group: str, name: str,
                      body: DeploymentRequest, request: Request,
                      api_version: str = Depends(resources_version), _a: object = Depends(WRITE),
-                     context: ApiContext = Depends(get_context)) -> JSONResponse:
+                     context: ApiContext = Depends(request_context)) -> JSONResponse:
     """Start a deployment (201 Accepted, an LRO); 409 ``DeploymentActive`` while one runs."""
     plan = _checked(subscription, resource_group, name, body, request, context)
     runner = runs.runner_of(request.app, context)
@@ -259,14 +259,14 @@ def _trim(tx: Any, subscription: str, resource_group: str) -> None:
 @router.get(DEPLOYMENT)
 def get(subscription: str, resource_group: str, name: str, request: Request,
         _v: str = Depends(resources_version), _a: object = Depends(READ),
-        context: ApiContext = Depends(get_context)) -> JSONResponse:
+        context: ApiContext = Depends(request_context)) -> JSONResponse:
     return JSONResponse(dict(_load(context, request, subscription, resource_group, name).body))
 
 
 @router.head(DEPLOYMENT, status_code=204)
 def exists(subscription: str, resource_group: str, name: str,
            _v: str = Depends(resources_version), _a: object = Depends(READ),
-           context: ApiContext = Depends(get_context)) -> Response:
+           context: ApiContext = Depends(request_context)) -> Response:
     with context.store.transaction() as tx:
         row = tx.get_resource(_key(subscription, resource_group, name))
     return Response(status_code=204 if row is not None else 404)
@@ -275,7 +275,7 @@ def exists(subscription: str, resource_group: str, name: str,
 @router.delete(DEPLOYMENT, status_code=204)
 def delete(subscription: str, resource_group: str, name: str, request: Request,
            _v: str = Depends(resources_version), _a: object = Depends(WRITE),
-           context: ApiContext = Depends(get_context)) -> Response:
+           context: ApiContext = Depends(request_context)) -> Response:
     """Delete the deployment's record (its resources stay, as in ARM); 204 either way."""
     key = _key(subscription, resource_group, name)
     with context.store.transaction() as tx:
@@ -306,14 +306,14 @@ def _list(subscription: str, resource_group: str, request: Request,
 @router.get(DEPLOYMENTS)
 def list_in_group(subscription: str, resource_group: str, request: Request,
                   _v: str = Depends(resources_version), _a: object = Depends(READ),
-                  context: ApiContext = Depends(get_context)) -> dict[str, Any]:
+                  context: ApiContext = Depends(request_context)) -> dict[str, Any]:
     return _list(subscription, resource_group, request, context)
 
 
 @router.get(DEPLOYMENTS + "/", include_in_schema=False)
 def list_in_group_slash(subscription: str, resource_group: str, request: Request,
                         _v: str = Depends(resources_version), _a: object = Depends(READ),
-                        context: ApiContext = Depends(get_context)) -> dict[str, Any]:
+                        context: ApiContext = Depends(request_context)) -> dict[str, Any]:
     """The Resources SDKs list ``.../deployments/`` (with the slash)."""
     return _list(subscription, resource_group, request, context)
 
@@ -336,7 +336,7 @@ def _operation_view(deployment: str, op: dict[str, Any]) -> dict[str, Any]:
 @router.get(LEGACY + "/operations", include_in_schema=False)
 def list_operations(subscription: str, resource_group: str, name: str, request: Request,
                     _v: str = Depends(resources_version), _a: object = Depends(READ),
-                    context: ApiContext = Depends(get_context)) -> dict[str, Any]:
+                    context: ApiContext = Depends(request_context)) -> dict[str, Any]:
     """One operation per resource the deployment has started, as ARM lists them."""
     row = _load(context, request, subscription, resource_group, name)
     ops = [_operation_view(str(row.body["id"]), o) for o in row.state.get("operations", [])]
@@ -348,7 +348,7 @@ def list_operations(subscription: str, resource_group: str, name: str, request: 
 def get_operation(subscription: str, resource_group: str, name: str, operation_id: str,
                   request: Request, _v: str = Depends(resources_version),
                   _a: object = Depends(READ),
-                  context: ApiContext = Depends(get_context)) -> dict[str, Any]:
+                  context: ApiContext = Depends(request_context)) -> dict[str, Any]:
     row = _load(context, request, subscription, resource_group, name)
     for op in row.state.get("operations", []):
         if op["operationId"].lower() == operation_id.lower():
@@ -361,7 +361,7 @@ def get_operation(subscription: str, resource_group: str, name: str, operation_i
 def operation_status(subscription: str, resource_group: str, name: str, run: str,
                      request: Request, _v: str = Depends(resources_version),
                      _a: object = Depends(READ),
-                     context: ApiContext = Depends(get_context)) -> Response:
+                     context: ApiContext = Depends(request_context)) -> Response:
     """The PUT's status: Accepted/Running, then Succeeded, Failed (with the error) or
     Canceled. With ``monitor=true`` (the ``Location`` URL): 202 while running, then the
     deployment (200) or its error (409)."""
@@ -390,7 +390,7 @@ def operation_status(subscription: str, resource_group: str, name: str, run: str
 def validate(subscription: str, resource_group: str, name: str, body: DeploymentRequest,
              request: Request, _v: str = Depends(resources_version),
              _a: object = Depends(WRITE),
-             context: ApiContext = Depends(get_context)) -> JSONResponse:
+             context: ApiContext = Depends(request_context)) -> JSONResponse:
     """What PUT would check, with nothing stored: 200 with the validated resources, or the
     error PUT would answer (400 ``InvalidTemplate``/``InvalidTemplateDeployment``)."""
     plan = _checked(subscription, resource_group, name, body, request, context)
@@ -402,7 +402,7 @@ def validate(subscription: str, resource_group: str, name: str, body: Deployment
 @router.post(DEPLOYMENT + "/cancel", status_code=204)
 def cancel(subscription: str, resource_group: str, name: str, request: Request,
            _v: str = Depends(resources_version), _a: object = Depends(WRITE),
-           context: ApiContext = Depends(get_context)) -> Response:
+           context: ApiContext = Depends(request_context)) -> Response:
     """Stop starting resources; those in flight finish; the deployment ends Canceled."""
     row = _load(context, request, subscription, resource_group, name)
     if row.body.get("properties", {}).get("provisioningState") in runs.TERMINAL or \

@@ -27,7 +27,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from scaleset.api.auth import READ
-from scaleset.api.context import ApiContext, get_context
+from scaleset.api.context import ApiContext, request_context
 from scaleset.api.routes.common import SCALE_SET, compute_version, load_scale_set
 from scaleset.errors import InvalidParameter
 from scaleset.store.repository import Store
@@ -115,7 +115,7 @@ async def events(
     run_id: str | None = Query(default=None, alias="runId"),
     follow: str | None = Query(default=None),
     _v: str = Depends(compute_version), _a: object = Depends(READ),
-    context: ApiContext = Depends(get_context),
+    context: ApiContext = Depends(request_context),
 ) -> Any:
     """The scale set's events, oldest first (``$top`` a page, ``nextLink`` the rest), filtered
     by ``since``/``until`` (ISO 8601), ``kind`` (comma-separated) and ``runId``; with

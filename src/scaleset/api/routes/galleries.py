@@ -24,7 +24,7 @@ from fastapi.responses import JSONResponse, Response
 
 from scaleset.api import lro, paging
 from scaleset.api.auth import READ, WRITE
-from scaleset.api.context import ApiContext, get_context
+from scaleset.api.context import ApiContext, request_context
 from scaleset.api.routes import images as platform_images
 from scaleset.api.routes.common import gallery_version
 from scaleset.artifacts import ArtifactError, ImageManifest
@@ -65,7 +65,7 @@ def _version_id(subscription: str, resource_group: str, gallery: str, image: str
 @router.put(GALLERY, status_code=201)
 def put_gallery(subscription: str, resource_group: str, gallery: str, body: Gallery,
                 _v: str = Depends(gallery_version), _a: object = Depends(WRITE),
-                context: ApiContext = Depends(get_context)) -> JSONResponse:
+                context: ApiContext = Depends(request_context)) -> JSONResponse:
     """Create a gallery, or replace its tags and properties (its location never changes)."""
     row, created = galleries.put_gallery(
         context.store, subscription=subscription, resource_group=resource_group, name=gallery,
@@ -76,7 +76,7 @@ def put_gallery(subscription: str, resource_group: str, gallery: str, body: Gall
 @router.get(GALLERY)
 def get_gallery(subscription: str, resource_group: str, gallery: str,
                 _v: str = Depends(gallery_version), _a: object = Depends(READ),
-                context: ApiContext = Depends(get_context)) -> dict[str, Any]:
+                context: ApiContext = Depends(request_context)) -> dict[str, Any]:
     return galleries.view(galleries.load(
         context.store, _gallery_id(subscription, resource_group, gallery), "gallery"))
 
@@ -84,7 +84,7 @@ def get_gallery(subscription: str, resource_group: str, gallery: str,
 @router.delete(GALLERY, status_code=200, responses={204: {"description": "No such gallery"}})
 def delete_gallery(subscription: str, resource_group: str, gallery: str,
                    _v: str = Depends(gallery_version), _a: object = Depends(WRITE),
-                   context: ApiContext = Depends(get_context)) -> Response:
+                   context: ApiContext = Depends(request_context)) -> Response:
     """Delete a gallery (409 ``CannotDeleteResource`` while it holds image definitions)."""
     deleted = galleries.delete_gallery(context.store,
                                        _gallery_id(subscription, resource_group, gallery))
@@ -94,7 +94,7 @@ def delete_gallery(subscription: str, resource_group: str, gallery: str,
 @router.get(GALLERIES)
 def list_galleries(subscription: str, resource_group: str, request: Request,
                    _v: str = Depends(gallery_version), _a: object = Depends(READ),
-                   context: ApiContext = Depends(get_context)) -> dict[str, Any]:
+                   context: ApiContext = Depends(request_context)) -> dict[str, Any]:
     items = galleries.listing(context.store, rules.GALLERY_TYPE, subscription=subscription,
                               resource_group=resource_group)
     return paging.page(request, items, context.page_size)
@@ -103,7 +103,7 @@ def list_galleries(subscription: str, resource_group: str, request: Request,
 @router.get("/subscriptions/{subscription}/providers/Microsoft.Compute/galleries")
 def list_galleries_in_subscription(
         subscription: str, request: Request, _v: str = Depends(gallery_version),
-        _a: object = Depends(READ), context: ApiContext = Depends(get_context)
+        _a: object = Depends(READ), context: ApiContext = Depends(request_context)
 ) -> dict[str, Any]:
     items = galleries.listing(context.store, rules.GALLERY_TYPE, subscription=subscription)
     return paging.page(request, items, context.page_size)
@@ -114,7 +114,7 @@ def list_galleries_in_subscription(
 @router.put(IMAGE, status_code=201)
 def put_image(subscription: str, resource_group: str, gallery: str, image: str,
               body: GalleryImage, _v: str = Depends(gallery_version),
-              _a: object = Depends(WRITE), context: ApiContext = Depends(get_context)
+              _a: object = Depends(WRITE), context: ApiContext = Depends(request_context)
               ) -> JSONResponse:
     """Create an image definition, or replace it (osType, osState, identifier are fixed)."""
     row, created = galleries.put_image(
@@ -126,7 +126,7 @@ def put_image(subscription: str, resource_group: str, gallery: str, image: str,
 @router.get(IMAGE)
 def get_image(subscription: str, resource_group: str, gallery: str, image: str,
               _v: str = Depends(gallery_version), _a: object = Depends(READ),
-              context: ApiContext = Depends(get_context)) -> dict[str, Any]:
+              context: ApiContext = Depends(request_context)) -> dict[str, Any]:
     return galleries.view(galleries.load(
         context.store, _image_id(subscription, resource_group, gallery, image),
         "gallery image definition"))
@@ -136,7 +136,7 @@ def get_image(subscription: str, resource_group: str, gallery: str, image: str,
                responses={204: {"description": "No such image definition"}})
 def delete_image(subscription: str, resource_group: str, gallery: str, image: str,
                  _v: str = Depends(gallery_version), _a: object = Depends(WRITE),
-                 context: ApiContext = Depends(get_context)) -> Response:
+                 context: ApiContext = Depends(request_context)) -> Response:
     """Delete an image definition (409 ``CannotDeleteResource`` while it has versions)."""
     deleted = galleries.delete_image(context.store,
                                      _image_id(subscription, resource_group, gallery, image))
@@ -146,7 +146,7 @@ def delete_image(subscription: str, resource_group: str, gallery: str, image: st
 @router.get(IMAGES)
 def list_images(subscription: str, resource_group: str, gallery: str, request: Request,
                 _v: str = Depends(gallery_version), _a: object = Depends(READ),
-                context: ApiContext = Depends(get_context)) -> dict[str, Any]:
+                context: ApiContext = Depends(request_context)) -> dict[str, Any]:
     parent = galleries.load(context.store, _gallery_id(subscription, resource_group, gallery),
                             "gallery")
     items = galleries.listing(context.store, rules.IMAGE_TYPE, parent_id=parent.id)
@@ -172,7 +172,7 @@ def _recorded(source: Any) -> dict[str, Any] | None:
 def put_version(subscription: str, resource_group: str, gallery: str, image: str,
                 version: str, request: Request, body: GalleryImageVersion,
                 _v: str = Depends(gallery_version), _a: object = Depends(WRITE),
-                context: ApiContext = Depends(get_context)) -> JSONResponse:
+                context: ApiContext = Depends(request_context)) -> JSONResponse:
     """Publish an image version, or change its publishing profile.
 
     The files (``properties.storageProfile.source``) are checked and stored
@@ -234,7 +234,7 @@ def get_version(subscription: str, resource_group: str, gallery: str, image: str
                 expand: str | None = Query(default=None, alias="$expand",
                                            description="ReplicationStatus or UefiSettings"),
                 _v: str = Depends(gallery_version), _a: object = Depends(READ),
-                context: ApiContext = Depends(get_context)) -> dict[str, Any]:
+                context: ApiContext = Depends(request_context)) -> dict[str, Any]:
     """An image version; ``$expand=ReplicationStatus`` adds its per-region replication."""
     if expand is not None and expand.lower() not in EXPANDS:
         raise InvalidParameter(f"$expand '{expand}' is not supported; use one of "
@@ -249,7 +249,7 @@ def get_version(subscription: str, resource_group: str, gallery: str, image: str
                responses={204: {"description": "No such image version"}})
 def delete_version(subscription: str, resource_group: str, gallery: str, image: str,
                    version: str, _v: str = Depends(gallery_version),
-                   _a: object = Depends(WRITE), context: ApiContext = Depends(get_context)
+                   _a: object = Depends(WRITE), context: ApiContext = Depends(request_context)
                    ) -> Response:
     """Delete an image version (409 while a scale set pins it)."""
     deleted = galleries.delete_version(
@@ -262,7 +262,7 @@ def delete_version(subscription: str, resource_group: str, gallery: str, image: 
 @router.get(VERSIONS)
 def list_versions(subscription: str, resource_group: str, gallery: str, image: str,
                   request: Request, _v: str = Depends(gallery_version),
-                  _a: object = Depends(READ), context: ApiContext = Depends(get_context)
+                  _a: object = Depends(READ), context: ApiContext = Depends(request_context)
                   ) -> dict[str, Any]:
     parent = galleries.load(context.store,
                             _image_id(subscription, resource_group, gallery, image),

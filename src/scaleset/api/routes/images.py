@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
 from scaleset.api.auth import READ, WRITE
-from scaleset.api.context import ApiContext, get_context
+from scaleset.api.context import ApiContext, request_context
 from scaleset.api.routes.common import compute_version
 from scaleset.catalog import auto_upgrade
 from scaleset.catalog import versions as version_rules
@@ -109,7 +109,7 @@ def _names(rows: list[ImageVersionRow], key: str) -> list[str]:
 @router.get(PUBLISHERS)
 def list_publishers(subscription: str, location: str, _v: str = Depends(compute_version),
                     _a: object = Depends(READ),
-                    context: ApiContext = Depends(get_context)) -> list[dict[str, Any]]:
+                    context: ApiContext = Depends(request_context)) -> list[dict[str, Any]]:
     return [_resource(subscription, location, p, f"/Publishers/{p}")
             for p in _names(_rows(context, location), "publisher")]
 
@@ -117,7 +117,7 @@ def list_publishers(subscription: str, location: str, _v: str = Depends(compute_
 @router.get(OFFERS)
 def list_offers(subscription: str, location: str, publisher: str,
                 _v: str = Depends(compute_version), _a: object = Depends(READ),
-                context: ApiContext = Depends(get_context)) -> list[dict[str, Any]]:
+                context: ApiContext = Depends(request_context)) -> list[dict[str, Any]]:
     rows = _rows(context, location, publisher=publisher)
     return [_resource(subscription, location, o,
                       f"/Publishers/{publisher}/ArtifactTypes/VMImage/Offers/{o}")
@@ -127,7 +127,7 @@ def list_offers(subscription: str, location: str, publisher: str,
 @router.get(SKUS)
 def list_skus(subscription: str, location: str, publisher: str, offer: str,
               _v: str = Depends(compute_version), _a: object = Depends(READ),
-              context: ApiContext = Depends(get_context)) -> list[dict[str, Any]]:
+              context: ApiContext = Depends(request_context)) -> list[dict[str, Any]]:
     rows = _rows(context, location, publisher=publisher, offer=offer)
     return [_resource(subscription, location, s,
                       f"/Publishers/{publisher}/ArtifactTypes/VMImage/Offers/{offer}/Skus/{s}")
@@ -144,7 +144,7 @@ def list_versions(subscription: str, location: str, publisher: str, offer: str, 
                   top: int | None = Query(default=None, alias="$top", ge=1),
                   orderby: str | None = Query(default=None, alias="$orderby"),
                   _v: str = Depends(compute_version), _a: object = Depends(READ),
-                  context: ApiContext = Depends(get_context)) -> list[dict[str, Any]]:
+                  context: ApiContext = Depends(request_context)) -> list[dict[str, Any]]:
     """Versions of a sku, oldest first (``$orderby=name desc`` for newest first, ``$top``)."""
     rows = _rows(context, location, publisher=publisher, offer=offer, sku=sku)
     ordered = sorted(rows, key=lambda r: version_rules.version_key(r.version))
@@ -178,7 +178,7 @@ def _image(context: ApiContext, subscription: str, location: str, publisher: str
 @router.get(VERSION)
 def get_version(subscription: str, location: str, publisher: str, offer: str, sku: str,
                 version: str, _v: str = Depends(compute_version), _a: object = Depends(READ),
-                context: ApiContext = Depends(get_context)) -> dict[str, Any]:
+                context: ApiContext = Depends(request_context)) -> dict[str, Any]:
     for row in _rows(context, location, publisher=publisher, offer=offer, sku=sku):
         if row.version == version:
             return _image(context, subscription, location, publisher, offer, sku, row)
@@ -208,7 +208,7 @@ class ImageVersionBody(ArmModel):
 def publish_version(subscription: str, location: str, publisher: str, offer: str, sku: str,
                     version: str, body: ImageVersionBody,
                     _v: str = Depends(compute_version), _a: object = Depends(WRITE),
-                    context: ApiContext = Depends(get_context)) -> JSONResponse:
+                    context: ApiContext = Depends(request_context)) -> JSONResponse:
     """Publish a platform image version (an admin operation of this control plane).
 
     With ``properties.source.path`` (a directory or ``.tar.gz`` on the server's

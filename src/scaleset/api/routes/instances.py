@@ -9,7 +9,7 @@ from fastapi.responses import Response
 
 from scaleset.api import lro, paging
 from scaleset.api.auth import READ, WRITE
-from scaleset.api.context import ApiContext, get_context
+from scaleset.api.context import ApiContext, request_context
 from scaleset.api.routes.common import (
     ACCEPTED,
     SCALE_SET,
@@ -56,7 +56,7 @@ def _natural(instance_id: str) -> tuple[int, str]:
 def list_instances(subscription: str, resource_group: str, name: str, request: Request,
                    expand: str | None = Query(default=None, alias="$expand"),
                    _v: str = Depends(compute_version), _a: object = Depends(READ),
-                   context: ApiContext = Depends(get_context)) -> dict[str, Any]:
+                   context: ApiContext = Depends(request_context)) -> dict[str, Any]:
     row = load_scale_set(context.store, subscription, resource_group, name)
     with context.store.transaction() as tx:
         records = tx.instances(row.id)
@@ -70,7 +70,7 @@ def list_instances(subscription: str, resource_group: str, name: str, request: R
 def get_instance(subscription: str, resource_group: str, name: str, instance_id: str,
                  expand: str | None = Query(default=None, alias="$expand"),
                  _v: str = Depends(compute_version), _a: object = Depends(READ),
-                 context: ApiContext = Depends(get_context)) -> dict[str, Any]:
+                 context: ApiContext = Depends(request_context)) -> dict[str, Any]:
     row, record = _load(context, subscription, resource_group, name, instance_id)
     return views.instance_resource(row, record, expand_instance_view=_expand(expand)).to_wire()
 
@@ -78,7 +78,7 @@ def get_instance(subscription: str, resource_group: str, name: str, instance_id:
 @router.get(INSTANCE + "/instanceView", responses={200: {"model": VMInstanceView}})
 def get_instance_view(subscription: str, resource_group: str, name: str, instance_id: str,
                       _v: str = Depends(compute_version), _a: object = Depends(READ),
-                      context: ApiContext = Depends(get_context)) -> dict[str, Any]:
+                      context: ApiContext = Depends(request_context)) -> dict[str, Any]:
     row, record = _load(context, subscription, resource_group, name, instance_id)
     body = views.instance_resource(row, record, expand_instance_view=True).to_wire()
     view: dict[str, Any] = body["properties"]["instanceView"]
@@ -89,7 +89,7 @@ def get_instance_view(subscription: str, resource_group: str, name: str, instanc
 def update_instance(subscription: str, resource_group: str, name: str, instance_id: str,
                     request: Request, body: Any = Body(default=None),
                     _v: str = Depends(compute_version), _a: object = Depends(WRITE),
-                    context: ApiContext = Depends(get_context)) -> dict[str, Any]:
+                    context: ApiContext = Depends(request_context)) -> dict[str, Any]:
     """Update an instance; its ``protectionPolicy`` is the part scaleset lets you change."""
     row, record = _load(context, subscription, resource_group, name, instance_id)
     if not isinstance(body, dict):
@@ -112,7 +112,7 @@ def update_instance(subscription: str, resource_group: str, name: str, instance_
 def reimage_instance(subscription: str, resource_group: str, name: str, instance_id: str,
                      request: Request, _v: str = Depends(compute_version),
                      _a: object = Depends(WRITE),
-                     context: ApiContext = Depends(get_context)) -> Response:
+                     context: ApiContext = Depends(request_context)) -> Response:
     row, _ = _load(context, subscription, resource_group, name, instance_id)
     run = commands.reimage(context.store, scale_set_id=row.id, instance_ids=[instance_id],
                            now=context.clock.now(), settings=context.settings)
@@ -128,7 +128,7 @@ def reimage_instance(subscription: str, resource_group: str, name: str, instance
 def delete_instance(subscription: str, resource_group: str, name: str, instance_id: str,
                     request: Request, _v: str = Depends(compute_version),
                     _a: object = Depends(WRITE),
-                    context: ApiContext = Depends(get_context)) -> Response:
+                    context: ApiContext = Depends(request_context)) -> Response:
     row = load_scale_set(context.store, subscription, resource_group, name)
     with context.store.transaction() as tx:
         exists = instance_id in tx.instances(row.id)
@@ -151,7 +151,7 @@ SERIAL_LOG = INSTANCE + "/bootDiagnostics/serialConsoleLog"
 def retrieve_boot_diagnostics(subscription: str, resource_group: str, name: str,
                               instance_id: str, request: Request,
                               _v: str = Depends(compute_version), _a: object = Depends(WRITE),
-                              context: ApiContext = Depends(get_context)) -> dict[str, Any]:
+                              context: ApiContext = Depends(request_context)) -> dict[str, Any]:
     """Where to read the instance's serial console log (there is no screenshot).
 
     A contributor's action, as in ARM (``.../retrieveBootDiagnosticsData/action`` is not
@@ -170,7 +170,7 @@ def retrieve_boot_diagnostics(subscription: str, resource_group: str, name: str,
             responses={200: {"content": {"text/plain": {}}}})
 def serial_console_log(subscription: str, resource_group: str, name: str, instance_id: str,
                        _v: str = Depends(compute_version), _a: object = Depends(WRITE),
-                       context: ApiContext = Depends(get_context)) -> Response:
+                       context: ApiContext = Depends(request_context)) -> Response:
     """The instance's serial console: what its processes wrote, and the control plane's notes.
 
     Contributors only, like the action that hands out its URI: in ARM that URI is a SAS a

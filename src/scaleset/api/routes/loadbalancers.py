@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse, Response
 
 from scaleset.api import paging
 from scaleset.api.auth import READ, WRITE
-from scaleset.api.context import ApiContext, get_context
+from scaleset.api.context import ApiContext, request_context
 from scaleset.api.routes.common import check_preconditions, network_version, retry_lost_race
 from scaleset.errors import InvalidParameter, NotFound
 from scaleset.model.network import LoadBalancer, Probe
@@ -56,7 +56,7 @@ def _respond(row: LoadBalancerRow, status: int = 200) -> JSONResponse:
 def create_or_update(
     subscription: str, resource_group: str, name: str, request: Request, body: LoadBalancer,
     _v: str = Depends(network_version), _a: object = Depends(WRITE),
-    context: ApiContext = Depends(get_context),
+    context: ApiContext = Depends(request_context),
 ) -> JSONResponse:
     """Create a load balancer or replace it (probe ids are filled in by the server)."""
     # The preconditions are checked in the write's transaction, on the locked row.
@@ -71,7 +71,7 @@ def create_or_update(
 @router.get(LOAD_BALANCER, responses={200: {"model": LoadBalancer}})
 def get(subscription: str, resource_group: str, name: str,
         _v: str = Depends(network_version), _a: object = Depends(READ),
-        context: ApiContext = Depends(get_context)) -> JSONResponse:
+        context: ApiContext = Depends(request_context)) -> JSONResponse:
     return _respond(_load(context, subscription, resource_group, name))
 
 
@@ -79,7 +79,7 @@ def get(subscription: str, resource_group: str, name: str,
                responses={204: {"description": "No such load balancer"}})
 def delete(subscription: str, resource_group: str, name: str, request: Request,
            _v: str = Depends(network_version), _a: object = Depends(WRITE),
-           context: ApiContext = Depends(get_context)) -> Response:
+           context: ApiContext = Depends(request_context)) -> Response:
     """Delete a load balancer (400 while a scale set uses one of its probes; 204 if absent)."""
     key = probes.load_balancer_id(subscription, resource_group, name)
     deleted = probes.delete_load_balancer(
@@ -90,7 +90,7 @@ def delete(subscription: str, resource_group: str, name: str, request: Request,
 @router.get(LOAD_BALANCERS)
 def list_in_group(subscription: str, resource_group: str, request: Request,
                   _v: str = Depends(network_version), _a: object = Depends(READ),
-                  context: ApiContext = Depends(get_context)) -> dict[str, Any]:
+                  context: ApiContext = Depends(request_context)) -> dict[str, Any]:
     with context.store.transaction() as tx:
         rows = tx.load_balancers(subscription, resource_group)
     return paging.page(request, [r.model.to_wire() for r in rows], context.page_size)
@@ -99,7 +99,7 @@ def list_in_group(subscription: str, resource_group: str, request: Request,
 @router.get("/subscriptions/{subscription}/providers/Microsoft.Network/loadBalancers")
 def list_in_subscription(subscription: str, request: Request,
                          _v: str = Depends(network_version), _a: object = Depends(READ),
-                         context: ApiContext = Depends(get_context)) -> dict[str, Any]:
+                         context: ApiContext = Depends(request_context)) -> dict[str, Any]:
     with context.store.transaction() as tx:
         rows = tx.load_balancers(subscription)
     return paging.page(request, [r.model.to_wire() for r in rows], context.page_size)
@@ -108,7 +108,7 @@ def list_in_subscription(subscription: str, request: Request,
 @router.get(PROBES)
 def list_probes(subscription: str, resource_group: str, name: str, request: Request,
                 _v: str = Depends(network_version), _a: object = Depends(READ),
-                context: ApiContext = Depends(get_context)) -> dict[str, Any]:
+                context: ApiContext = Depends(request_context)) -> dict[str, Any]:
     row = _load(context, subscription, resource_group, name)
     return paging.page(request, [p.to_wire() for p in row.model.properties.probes],
                        context.page_size)
@@ -117,7 +117,7 @@ def list_probes(subscription: str, resource_group: str, name: str, request: Requ
 @router.get(PROBE, responses={200: {"model": Probe}})
 def get_probe(subscription: str, resource_group: str, name: str, probe: str,
               _v: str = Depends(network_version), _a: object = Depends(READ),
-              context: ApiContext = Depends(get_context)) -> dict[str, Any]:
+              context: ApiContext = Depends(request_context)) -> dict[str, Any]:
     row = _load(context, subscription, resource_group, name)
     found = row.model.properties.probe(probe)
     if found is None:
@@ -154,7 +154,7 @@ def _with_nat_rules(row: LoadBalancerRow, rules: list[dict[str, Any]]) -> LoadBa
 @router.put(NAT_RULE, status_code=201)
 def put_nat_rule(subscription: str, resource_group: str, name: str, rule: str,
                  body: Any = Body(default=None), _v: str = Depends(network_version),
-                 _a: object = Depends(WRITE), context: ApiContext = Depends(get_context)
+                 _a: object = Depends(WRITE), context: ApiContext = Depends(request_context)
                  ) -> JSONResponse:
     """Create or replace one inbound NAT rule of an existing load balancer."""
     if not isinstance(body, dict):
@@ -179,14 +179,14 @@ def put_nat_rule(subscription: str, resource_group: str, name: str, rule: str,
 @router.get(NAT_RULE)
 def get_nat_rule(subscription: str, resource_group: str, name: str, rule: str,
                  _v: str = Depends(network_version), _a: object = Depends(READ),
-                 context: ApiContext = Depends(get_context)) -> dict[str, Any]:
+                 context: ApiContext = Depends(request_context)) -> dict[str, Any]:
     return _nat_rule(_load(context, subscription, resource_group, name), rule)
 
 
 @router.get(NAT_RULES)
 def list_nat_rules(subscription: str, resource_group: str, name: str, request: Request,
                    _v: str = Depends(network_version), _a: object = Depends(READ),
-                   context: ApiContext = Depends(get_context)) -> dict[str, Any]:
+                   context: ApiContext = Depends(request_context)) -> dict[str, Any]:
     row = _load(context, subscription, resource_group, name)
     return paging.page(request, [{**r, "etag": row.model.etag} for r in _nat_rules(row)],
                        context.page_size)
@@ -195,7 +195,7 @@ def list_nat_rules(subscription: str, resource_group: str, name: str, request: R
 @router.delete(NAT_RULE, status_code=200, responses={204: {"description": "No such rule"}})
 def delete_nat_rule(subscription: str, resource_group: str, name: str, rule: str,
                     _v: str = Depends(network_version), _a: object = Depends(WRITE),
-                    context: ApiContext = Depends(get_context)) -> Response:
+                    context: ApiContext = Depends(request_context)) -> Response:
     row = _load(context, subscription, resource_group, name)
     rules = _nat_rules(row)
     kept = [r for r in rules if str(r.get("name", "")).lower() != rule.lower()]

@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse, Response
 
 from scaleset.api import paging
 from scaleset.api.auth import READ, WRITE
-from scaleset.api.context import ApiContext, get_context
+from scaleset.api.context import ApiContext, request_context
 from scaleset.api.routes.common import check_preconditions, network_version, retry_lost_race
 from scaleset.api.routes.virtualnetworks import tags_of
 from scaleset.errors import NotFound
@@ -39,7 +39,7 @@ def _respond(body: dict[str, Any], status: int = 200) -> JSONResponse:
                                                201: {"model": NetworkSecurityGroup}})
 def create_or_update(subscription: str, resource_group: str, name: str, request: Request,
                      body: NetworkSecurityGroup, _v: str = Depends(network_version),
-                     _a: object = Depends(WRITE), context: ApiContext = Depends(get_context)
+                     _a: object = Depends(WRITE), context: ApiContext = Depends(request_context)
                      ) -> JSONResponse:
     # The preconditions are checked in the write's transaction, on the locked row.
     row, created = retry_lost_race(lambda: securitygroups.put_group(
@@ -52,7 +52,7 @@ def create_or_update(subscription: str, resource_group: str, name: str, request:
 @router.get(GROUP, responses={200: {"model": NetworkSecurityGroup}})
 def get(subscription: str, resource_group: str, name: str,
         _v: str = Depends(network_version), _a: object = Depends(READ),
-        context: ApiContext = Depends(get_context)) -> JSONResponse:
+        context: ApiContext = Depends(request_context)) -> JSONResponse:
     with context.store.transaction() as tx:
         return _respond(dict(securitygroups.load(tx, subscription, resource_group, name).body))
 
@@ -60,7 +60,7 @@ def get(subscription: str, resource_group: str, name: str,
 @router.patch(GROUP, responses={200: {"model": NetworkSecurityGroup}})
 def update_tags(subscription: str, resource_group: str, name: str,
                 body: Any = Body(default=None), _v: str = Depends(network_version),
-                _a: object = Depends(WRITE), context: ApiContext = Depends(get_context)
+                _a: object = Depends(WRITE), context: ApiContext = Depends(request_context)
                 ) -> JSONResponse:
     tags = tags_of(body)
     now = context.clock.now()
@@ -77,7 +77,7 @@ def update_tags(subscription: str, resource_group: str, name: str,
 @router.delete(GROUP, status_code=200, responses={204: {"description": "No such group"}})
 def delete(subscription: str, resource_group: str, name: str, request: Request,
            _v: str = Depends(network_version), _a: object = Depends(WRITE),
-           context: ApiContext = Depends(get_context)) -> Response:
+           context: ApiContext = Depends(request_context)) -> Response:
     deleted = securitygroups.delete_group(context.store, subscription=subscription,
                                           resource_group=resource_group, name=name,
                                           check=lambda etag: check_preconditions(request, etag))
@@ -94,7 +94,7 @@ def _list(context: ApiContext, subscription: str, resource_group: str | None
 @router.get(GROUPS)
 def list_in_group(subscription: str, resource_group: str, request: Request,
                   _v: str = Depends(network_version), _a: object = Depends(READ),
-                  context: ApiContext = Depends(get_context)) -> dict[str, Any]:
+                  context: ApiContext = Depends(request_context)) -> dict[str, Any]:
     return paging.page(request, _list(context, subscription, resource_group),
                        context.page_size)
 
@@ -102,7 +102,7 @@ def list_in_group(subscription: str, resource_group: str, request: Request,
 @router.get("/subscriptions/{subscription}/providers/Microsoft.Network/networkSecurityGroups")
 def list_in_subscription(subscription: str, request: Request,
                          _v: str = Depends(network_version), _a: object = Depends(READ),
-                         context: ApiContext = Depends(get_context)) -> dict[str, Any]:
+                         context: ApiContext = Depends(request_context)) -> dict[str, Any]:
     return paging.page(request, _list(context, subscription, None), context.page_size)
 
 
@@ -119,14 +119,14 @@ for _collection in ("securityRules", "defaultSecurityRules"):
         @router.get(GROUP + f"/{collection}", name=f"list_{collection}")
         def list_rules(subscription: str, resource_group: str, name: str, request: Request,
                        _v: str = Depends(network_version), _a: object = Depends(READ),
-                       context: ApiContext = Depends(get_context)) -> dict[str, Any]:
+                       context: ApiContext = Depends(request_context)) -> dict[str, Any]:
             return paging.page(request, _rules(context, subscription, resource_group, name,
                                                collection), context.page_size)
 
         @router.get(GROUP + f"/{collection}/{{rule}}", name=f"get_{collection}")
         def get_rule(subscription: str, resource_group: str, name: str, rule: str,
                      _v: str = Depends(network_version), _a: object = Depends(READ),
-                     context: ApiContext = Depends(get_context)) -> dict[str, Any]:
+                     context: ApiContext = Depends(request_context)) -> dict[str, Any]:
             found = next((r for r in _rules(context, subscription, resource_group, name,
                                             collection)
                           if str(r.get("name", "")).lower() == rule.lower()), None)

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse, Response
 
 from scaleset.api import lro
 from scaleset.api.auth import READ
-from scaleset.api.context import ApiContext, get_context
+from scaleset.api.context import ApiContext, request_context
 from scaleset.api.routes.common import operation_version
 from scaleset.errors import NotFound
 
@@ -23,7 +23,7 @@ OPERATION = "/subscriptions/{subscription}/providers/Microsoft.Compute/locations
 def operation_status(subscription: str, location: str, operation_id: str,
                      monitor: bool = Query(default=False),
                      _v: str = Depends(operation_version), _a: object = Depends(READ),
-                     context: ApiContext = Depends(get_context)) -> Response:
+                     context: ApiContext = Depends(request_context)) -> Response:
     """InProgress (with ``Retry-After: 1``), then Succeeded, Failed or Canceled.
 
     With ``monitor=true`` (the ``Location`` URL): 202 while running, then 200 when it

@@ -19,7 +19,7 @@ from fastapi.responses import Response
 
 from scaleset.api import lro
 from scaleset.api.auth import WRITE
-from scaleset.api.context import ApiContext, get_context
+from scaleset.api.context import ApiContext, request_context
 from scaleset.api.routes.common import ACCEPTED, SCALE_SET, compute_version, load_scale_set
 from scaleset.errors import InvalidParameter, NotFound
 from scaleset.model.instance import PowerAction
@@ -131,7 +131,7 @@ def _no_hibernate(hibernate: bool | None) -> None:
 @router.post(SCALE_SET + "/start", status_code=202, responses=ACCEPTED)
 def start(subscription: str, resource_group: str, name: str, request: Request,
           body: Any = Body(default=None), _v: str = Depends(compute_version),
-          _a: object = Depends(WRITE), context: ApiContext = Depends(get_context)) -> Response:
+          _a: object = Depends(WRITE), context: ApiContext = Depends(request_context)) -> Response:
     """Start the instances (boot their OS disks again); running ones are left as they are."""
     return _scale_set_power(context, request, subscription, resource_group, name, body,
                             PowerAction.START)
@@ -142,7 +142,7 @@ def power_off(subscription: str, resource_group: str, name: str, request: Reques
               body: Any = Body(default=None),
               skip_shutdown: bool = Query(default=False, alias="skipShutdown"),
               _v: str = Depends(compute_version), _a: object = Depends(WRITE),
-              context: ApiContext = Depends(get_context)) -> Response:
+              context: ApiContext = Depends(request_context)) -> Response:
     """Stop the instances, keeping their disks and addresses (``az vmss stop``)."""
     return _scale_set_power(context, request, subscription, resource_group, name, body,
                             PowerAction.POWER_OFF, skip_shutdown)
@@ -151,7 +151,7 @@ def power_off(subscription: str, resource_group: str, name: str, request: Reques
 @router.post(SCALE_SET + "/restart", status_code=202, responses=ACCEPTED)
 def restart(subscription: str, resource_group: str, name: str, request: Request,
             body: Any = Body(default=None), _v: str = Depends(compute_version),
-            _a: object = Depends(WRITE), context: ApiContext = Depends(get_context)
+            _a: object = Depends(WRITE), context: ApiContext = Depends(request_context)
             ) -> Response:
     """Stop, then start the instances."""
     return _scale_set_power(context, request, subscription, resource_group, name, body,
@@ -163,7 +163,7 @@ def deallocate(subscription: str, resource_group: str, name: str, request: Reque
                body: Any = Body(default=None),
                hibernate: bool | None = Query(default=None),
                _v: str = Depends(compute_version), _a: object = Depends(WRITE),
-               context: ApiContext = Depends(get_context)) -> Response:
+               context: ApiContext = Depends(request_context)) -> Response:
     """Stop the instances and release their addresses; disks are kept."""
     _no_hibernate(hibernate)
     return _scale_set_power(context, request, subscription, resource_group, name, body,
@@ -173,7 +173,7 @@ def deallocate(subscription: str, resource_group: str, name: str, request: Reque
 @router.post(SCALE_SET + "/redeploy", status_code=202, responses=ACCEPTED)
 def redeploy(subscription: str, resource_group: str, name: str, request: Request,
              body: Any = Body(default=None), _v: str = Depends(compute_version),
-             _a: object = Depends(WRITE), context: ApiContext = Depends(get_context)
+             _a: object = Depends(WRITE), context: ApiContext = Depends(request_context)
              ) -> Response:
     """Move the instances to a new host: new processes and address, the same disks."""
     return _scale_set_power(context, request, subscription, resource_group, name, body,
@@ -183,7 +183,7 @@ def redeploy(subscription: str, resource_group: str, name: str, request: Request
 @router.post(SCALE_SET + "/reimageall", status_code=202, responses=ACCEPTED)
 def reimage_all(subscription: str, resource_group: str, name: str, request: Request,
                 body: Any = Body(default=None), _v: str = Depends(compute_version),
-                _a: object = Depends(WRITE), context: ApiContext = Depends(get_context)
+                _a: object = Depends(WRITE), context: ApiContext = Depends(request_context)
                 ) -> Response:
     """A fresh OS disk and empty data disks for the instances (a run of kind Reimage)."""
     row = load_scale_set(context.store, subscription, resource_group, name)
@@ -202,7 +202,7 @@ def delete_instances(subscription: str, resource_group: str, name: str, request:
                      body: Any = Body(default=None),
                      force_deletion: bool = Query(default=False, alias="forceDeletion"),
                      _v: str = Depends(compute_version), _a: object = Depends(WRITE),
-                     context: ApiContext = Depends(get_context)) -> Response:
+                     context: ApiContext = Depends(request_context)) -> Response:
     """Delete the named instances (``az vmss delete-instances``); capacity drops as many.
 
     Scale-in protection does not stop an explicit delete. ``forceDeletion`` is
@@ -225,7 +225,7 @@ def delete_instances(subscription: str, resource_group: str, name: str, request:
 def start_instance(subscription: str, resource_group: str, name: str, instance_id: str,
                    request: Request, _v: str = Depends(compute_version),
                    _a: object = Depends(WRITE),
-                   context: ApiContext = Depends(get_context)) -> Response:
+                   context: ApiContext = Depends(request_context)) -> Response:
     return _vm_power(context, request, subscription, resource_group, name, instance_id,
                      PowerAction.START)
 
@@ -235,7 +235,7 @@ def power_off_instance(subscription: str, resource_group: str, name: str, instan
                        request: Request,
                        skip_shutdown: bool = Query(default=False, alias="skipShutdown"),
                        _v: str = Depends(compute_version), _a: object = Depends(WRITE),
-                       context: ApiContext = Depends(get_context)) -> Response:
+                       context: ApiContext = Depends(request_context)) -> Response:
     return _vm_power(context, request, subscription, resource_group, name, instance_id,
                      PowerAction.POWER_OFF, skip_shutdown)
 
@@ -244,7 +244,7 @@ def power_off_instance(subscription: str, resource_group: str, name: str, instan
 def restart_instance(subscription: str, resource_group: str, name: str, instance_id: str,
                      request: Request, _v: str = Depends(compute_version),
                      _a: object = Depends(WRITE),
-                     context: ApiContext = Depends(get_context)) -> Response:
+                     context: ApiContext = Depends(request_context)) -> Response:
     return _vm_power(context, request, subscription, resource_group, name, instance_id,
                      PowerAction.RESTART)
 
@@ -253,7 +253,7 @@ def restart_instance(subscription: str, resource_group: str, name: str, instance
 def deallocate_instance(subscription: str, resource_group: str, name: str, instance_id: str,
                         request: Request, _v: str = Depends(compute_version),
                         _a: object = Depends(WRITE),
-                        context: ApiContext = Depends(get_context)) -> Response:
+                        context: ApiContext = Depends(request_context)) -> Response:
     return _vm_power(context, request, subscription, resource_group, name, instance_id,
                      PowerAction.DEALLOCATE)
 
@@ -262,7 +262,7 @@ def deallocate_instance(subscription: str, resource_group: str, name: str, insta
 def redeploy_instance(subscription: str, resource_group: str, name: str, instance_id: str,
                       request: Request, _v: str = Depends(compute_version),
                       _a: object = Depends(WRITE),
-                      context: ApiContext = Depends(get_context)) -> Response:
+                      context: ApiContext = Depends(request_context)) -> Response:
     return _vm_power(context, request, subscription, resource_group, name, instance_id,
                      PowerAction.REDEPLOY)
 
@@ -271,7 +271,7 @@ def redeploy_instance(subscription: str, resource_group: str, name: str, instanc
 def reimage_all_instance(subscription: str, resource_group: str, name: str, instance_id: str,
                          request: Request, _v: str = Depends(compute_version),
                          _a: object = Depends(WRITE),
-                         context: ApiContext = Depends(get_context)) -> Response:
+                         context: ApiContext = Depends(request_context)) -> Response:
     """A fresh OS disk and empty data disks for this instance."""
     row = _instance(context, subscription, resource_group, name, instance_id)
     run = commands.reimage_all(context.store, scale_set_id=row.id, instance_ids=[instance_id],

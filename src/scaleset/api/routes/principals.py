@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from scaleset.api.auth import WRITE
-from scaleset.api.context import ApiContext, get_context
+from scaleset.api.context import ApiContext, request_context
 from scaleset.errors import NotFound
 from scaleset.security import authority, principals
 from scaleset.security.tokens import Role
@@ -44,7 +44,7 @@ class PrincipalRequest(BaseModel):
 @router.post(PRINCIPALS, status_code=201,
              summary="Create a service principal (its password is shown only here)")
 def create(body: PrincipalRequest, _a: object = Depends(WRITE),
-           context: ApiContext = Depends(get_context)) -> JSONResponse:
+           context: ApiContext = Depends(request_context)) -> JSONResponse:
     now = context.clock.now()
     tenant = authority.server_identity(context.store, now=now).tenant_id
     issued = principals.create_principal(context.store, role=body.role, name=body.name,
@@ -59,14 +59,14 @@ def create(body: PrincipalRequest, _a: object = Depends(WRITE),
 
 @router.get(PRINCIPALS, summary="List service principals (never their secrets)")
 def list_(_a: object = Depends(WRITE),
-          context: ApiContext = Depends(get_context)) -> dict[str, Any]:
+          context: ApiContext = Depends(request_context)) -> dict[str, Any]:
     return {"value": [p.to_wire() for p in principals.list_principals(context.store)]}
 
 
 @router.delete(PRINCIPALS + "/{app_id}", summary="Delete a service principal (revoke it)")
 def delete(app_id: Annotated[str, Path(min_length=1, max_length=64)],
            _a: object = Depends(WRITE),
-           context: ApiContext = Depends(get_context)) -> JSONResponse:
+           context: ApiContext = Depends(request_context)) -> JSONResponse:
     if not principals.delete_principal(context.store, app_id):
         raise NotFound(f"No service principal has appId '{app_id}'; 'scaleset sp list' "
                        "shows them.", target="appId")

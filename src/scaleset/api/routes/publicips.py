@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse, Response
 
 from scaleset.api import paging
 from scaleset.api.auth import READ, WRITE
-from scaleset.api.context import ApiContext, get_context
+from scaleset.api.context import ApiContext, request_context
 from scaleset.api.routes.common import check_preconditions, network_version, retry_lost_race
 from scaleset.api.routes.virtualnetworks import tags_of
 from scaleset.model.publicip import PUBLIC_IP_TYPE, PublicIPAddress
@@ -37,7 +37,7 @@ def _respond(body: dict[str, Any], status: int = 200) -> JSONResponse:
             responses={200: {"model": PublicIPAddress}, 201: {"model": PublicIPAddress}})
 def create_or_update(subscription: str, resource_group: str, name: str, request: Request,
                      body: PublicIPAddress, _v: str = Depends(network_version),
-                     _a: object = Depends(WRITE), context: ApiContext = Depends(get_context)
+                     _a: object = Depends(WRITE), context: ApiContext = Depends(request_context)
                      ) -> JSONResponse:
     """Create a public IP (an address is chosen) or replace it (the address is kept)."""
     # The preconditions are checked in the write's transaction, on the locked row.
@@ -52,7 +52,7 @@ def create_or_update(subscription: str, resource_group: str, name: str, request:
 @router.get(ADDRESS, responses={200: {"model": PublicIPAddress}})
 def get(subscription: str, resource_group: str, name: str,
         _v: str = Depends(network_version), _a: object = Depends(READ),
-        context: ApiContext = Depends(get_context)) -> JSONResponse:
+        context: ApiContext = Depends(request_context)) -> JSONResponse:
     with context.store.transaction() as tx:
         return _respond(publicips.view(tx, publicips.load(tx, subscription, resource_group,
                                                           name)))
@@ -61,7 +61,7 @@ def get(subscription: str, resource_group: str, name: str,
 @router.patch(ADDRESS, responses={200: {"model": PublicIPAddress}})
 def update_tags(subscription: str, resource_group: str, name: str,
                 body: Any = Body(default=None), _v: str = Depends(network_version),
-                _a: object = Depends(WRITE), context: ApiContext = Depends(get_context)
+                _a: object = Depends(WRITE), context: ApiContext = Depends(request_context)
                 ) -> JSONResponse:
     """Replace the tags (``UpdateTags``)."""
     tags = tags_of(body)
@@ -83,7 +83,7 @@ def update_tags(subscription: str, resource_group: str, name: str,
 @router.delete(ADDRESS, status_code=200, responses={204: {"description": "No such address"}})
 def delete(subscription: str, resource_group: str, name: str, request: Request,
            _v: str = Depends(network_version), _a: object = Depends(WRITE),
-           context: ApiContext = Depends(get_context)) -> Response:
+           context: ApiContext = Depends(request_context)) -> Response:
     deleted = publicips.delete_public_ip(context.store, subscription=subscription,
                                          resource_group=resource_group, name=name,
                                          check=lambda etag: check_preconditions(request, etag))
@@ -100,7 +100,7 @@ def _list(context: ApiContext, subscription: str, resource_group: str | None
 @router.get(ADDRESSES)
 def list_in_group(subscription: str, resource_group: str, request: Request,
                   _v: str = Depends(network_version), _a: object = Depends(READ),
-                  context: ApiContext = Depends(get_context)) -> dict[str, Any]:
+                  context: ApiContext = Depends(request_context)) -> dict[str, Any]:
     return paging.page(request, _list(context, subscription, resource_group),
                        context.page_size)
 
@@ -108,5 +108,5 @@ def list_in_group(subscription: str, resource_group: str, request: Request,
 @router.get("/subscriptions/{subscription}/providers/Microsoft.Network/publicIPAddresses")
 def list_in_subscription(subscription: str, request: Request,
                          _v: str = Depends(network_version), _a: object = Depends(READ),
-                         context: ApiContext = Depends(get_context)) -> dict[str, Any]:
+                         context: ApiContext = Depends(request_context)) -> dict[str, Any]:
     return paging.page(request, _list(context, subscription, None), context.page_size)

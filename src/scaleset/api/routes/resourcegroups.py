@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse, Response
 
 from scaleset.api import filters, lro, paging
 from scaleset.api.auth import READ, WRITE
-from scaleset.api.context import ApiContext, get_context
+from scaleset.api.context import ApiContext, request_context
 from scaleset.api.routes.common import ACCEPTED, resources_version, retry_lost_race
 from scaleset.errors import InvalidParameter
 from scaleset.model.resourcegroup import ResourceGroup
@@ -41,7 +41,7 @@ def _respond(row: ResourceRow, status: int = 200) -> JSONResponse:
                                                201: {"model": ResourceGroup}})
 def create_or_update(subscription: str, name: str, body: ResourceGroup,
                      _v: str = Depends(resources_version), _a: object = Depends(WRITE),
-                     context: ApiContext = Depends(get_context)) -> JSONResponse:
+                     context: ApiContext = Depends(request_context)) -> JSONResponse:
     """Create a resource group, or replace its tags and managedBy (the location is fixed)."""
     # A create that lost the insert race to an equal one runs again, as an update.
     row, created = retry_lost_race(lambda: resourcegroups.put_group(
@@ -52,14 +52,14 @@ def create_or_update(subscription: str, name: str, body: ResourceGroup,
 
 @router.get(GROUP, responses={200: {"model": ResourceGroup}})
 def get(subscription: str, name: str, _v: str = Depends(resources_version),
-        _a: object = Depends(READ), context: ApiContext = Depends(get_context)
+        _a: object = Depends(READ), context: ApiContext = Depends(request_context)
         ) -> JSONResponse:
     return _respond(resourcegroups.get_group(context.store, subscription, name))
 
 
 @router.head(GROUP, status_code=204, responses={404: {"description": "No such group"}})
 def exists(subscription: str, name: str, _v: str = Depends(resources_version),
-           _a: object = Depends(READ), context: ApiContext = Depends(get_context)
+           _a: object = Depends(READ), context: ApiContext = Depends(request_context)
            ) -> Response:
     """204 when the group exists, 404 (no body, as for any HEAD) when it does not."""
     with context.store.transaction() as tx:
@@ -74,7 +74,7 @@ _PATCH_SCHEMA = {"requestBody": {"required": True, "content": {"application/json
 @router.patch(GROUP, openapi_extra=_PATCH_SCHEMA, responses={200: {"model": ResourceGroup}})
 def update(subscription: str, name: str, body: Any = Body(default=None),
            _v: str = Depends(resources_version), _a: object = Depends(WRITE),
-           context: ApiContext = Depends(get_context)) -> JSONResponse:
+           context: ApiContext = Depends(request_context)) -> JSONResponse:
     """Change a group's tags or managedBy (``az group update``)."""
     if not isinstance(body, dict):
         raise InvalidParameter("the request body must be a JSON object (ResourceGroupPatchable)",
@@ -88,7 +88,7 @@ def update(subscription: str, name: str, body: Any = Body(default=None),
 def delete(subscription: str, name: str, request: Request,
            _force: str | None = Query(default=None, alias="forceDeletionTypes"),
            _v: str = Depends(resources_version), _a: object = Depends(WRITE),
-           context: ApiContext = Depends(get_context)) -> Response:
+           context: ApiContext = Depends(request_context)) -> Response:
     """Delete a group and everything in it (404 ``ResourceGroupNotFound`` when absent).
 
     ``forceDeletionTypes`` is accepted: scale sets are always deleted without waiting
@@ -108,7 +108,7 @@ def delete(subscription: str, name: str, request: Request,
 def list_groups(subscription: str, request: Request,
                 filter_text: str | None = Query(default=None, alias="$filter"),
                 _v: str = Depends(resources_version), _a: object = Depends(READ),
-                context: ApiContext = Depends(get_context)) -> dict[str, Any]:
+                context: ApiContext = Depends(request_context)) -> dict[str, Any]:
     """The subscription's resource groups; ``$filter`` by tag (and name, location)."""
     clauses = filters.parse(filter_text)
     bodies = [dict(r.body) for r in resourcegroups.list_groups(context.store, subscription)]
@@ -144,7 +144,7 @@ def list_in_group(subscription: str, name: str, request: Request,
                   filter_text: str | None = Query(default=None, alias="$filter"),
                   expand_text: str | None = Query(default=None, alias="$expand"),
                   _v: str = Depends(resources_version), _a: object = Depends(READ),
-                  context: ApiContext = Depends(get_context)) -> dict[str, Any]:
+                  context: ApiContext = Depends(request_context)) -> dict[str, Any]:
     """What a resource group holds (404 ``ResourceGroupNotFound`` for an unknown group)."""
     resourcegroups.get_group(context.store, subscription, name)
     return _resources(context, request, subscription, name, filter_text, expand_text)
@@ -155,7 +155,7 @@ def list_in_subscription(subscription: str, request: Request,
                          filter_text: str | None = Query(default=None, alias="$filter"),
                          expand_text: str | None = Query(default=None, alias="$expand"),
                          _v: str = Depends(resources_version), _a: object = Depends(READ),
-                         context: ApiContext = Depends(get_context)) -> dict[str, Any]:
+                         context: ApiContext = Depends(request_context)) -> dict[str, Any]:
     """What a subscription holds; ``az resource list -g`` asks here with
     ``$filter=resourceGroup eq '...'``."""
     return _resources(context, request, subscription, None, filter_text, expand_text)

@@ -7,9 +7,9 @@ from typing import Any
 from fastapi import APIRouter, Body, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
-from scaleset.api import lro, paging
+from scaleset.api import auth, lro, paging
 from scaleset.api.auth import READ, WRITE
-from scaleset.api.context import ApiContext, get_context
+from scaleset.api.context import ApiContext, request_context
 from scaleset.api.routes.common import (
     ACCEPTED,
     SCALE_SET,
@@ -17,6 +17,7 @@ from scaleset.api.routes.common import (
     compute_version,
     deep_merge,
     load_scale_set,
+    scale_set_not_found,
     scale_set_display_id,
     scale_set_key,
 )
@@ -67,7 +68,7 @@ def _respond(row: ScaleSetRow, status: int, state: str, headers: dict[str, str])
 def create_or_update(
     subscription: str, resource_group: str, name: str, request: Request,
     body: ScaleSet, api_version: str = Depends(compute_version),
-    _a: object = Depends(WRITE), context: ApiContext = Depends(get_context),
+    _a: object = Depends(WRITE), context: ApiContext = Depends(request_context),
 ) -> JSONResponse:
     """Create a scale set, or replace its model (``If-Match`` / ``If-None-Match`` honoured)."""
     key = scale_set_key(subscription, resource_group, name)
@@ -111,7 +112,7 @@ _PATCH_SCHEMA = {"requestBody": {"required": True, "content": {"application/json
 def update(
     subscription: str, resource_group: str, name: str, request: Request,
     body: Any = Body(default=None), api_version: str = Depends(compute_version),
-    _a: object = Depends(WRITE), context: ApiContext = Depends(get_context),
+    _a: object = Depends(WRITE), context: ApiContext = Depends(request_context),
 ) -> JSONResponse:
     """Merge a partial scale set into the model (JSON merge: objects merge, lists replace)."""
     existing = load_scale_set(context.store, subscription, resource_group, name)  # 404 first
@@ -142,10 +143,18 @@ def update(
 
 @router.get(SCALE_SET, responses={200: {"model": ScaleSet}})
 def get(subscription: str, resource_group: str, name: str,
-        _v: str = Depends(compute_version), _a: object = Depends(READ),
-        context: ApiContext = Depends(get_context)) -> JSONResponse:
-    row = load_scale_set(context.store, subscription, resource_group, name)
-    state = lro.provisioning_state(context, row.id)
+        _v: str = Depends(compute_version),
+        caller: auth.Credential = Depends(auth.read_in_tx)) -> JSONResponse:
+    """The scale set, with ``provisioningState`` from its row: one transaction (the token's
+    check, the row, its mark), one thread-pool hop (this function)."""
+    key = scale_set_key(subscription, resource_group, name)
+    with caller.transaction() as tx:
+        row = tx.get_scale_set(key)
+        state, finished = lro.provisioning_state(tx, key) if row is not None else (None, None)
+    if row is None:
+        raise scale_set_not_found(resource_group, name)
+    if finished is not None:  # this read saw the PUT finished: written back once
+        lro.settle(caller.context, key, finished)
     return JSONResponse(views.scale_set_resource(row, provisioning_state=state),
                         headers={"ETag": row.etag})
 
@@ -154,7 +163,7 @@ def get(subscription: str, resource_group: str, name: str,
                responses=ACCEPTED | {204: {"description": "No such scale set"}})
 def delete(subscription: str, resource_group: str, name: str, request: Request,
            _v: str = Depends(compute_version), _a: object = Depends(WRITE),
-           context: ApiContext = Depends(get_context)) -> Response:
+           context: ApiContext = Depends(request_context)) -> Response:
     """Delete a scale set with its instances and their disks (204 when it does not exist)."""
     key = scale_set_key(subscription, resource_group, name)
     try:
@@ -181,7 +190,7 @@ def _list(context: ApiContext, prefix: str) -> list[dict[str, Any]]:
             "Microsoft.Compute/virtualMachineScaleSets")
 def list_in_group(subscription: str, resource_group: str, request: Request,
                   _v: str = Depends(compute_version), _a: object = Depends(READ),
-                  context: ApiContext = Depends(get_context)) -> dict[str, Any]:
+                  context: ApiContext = Depends(request_context)) -> dict[str, Any]:
     prefix = f"/subscriptions/{subscription}/resourcegroups/{resource_group}/".lower()
     return paging.page(request, _list(context, prefix), context.page_size)
 
@@ -189,7 +198,7 @@ def list_in_group(subscription: str, resource_group: str, request: Request,
 @router.get("/subscriptions/{subscription}/providers/Microsoft.Compute/virtualMachineScaleSets")
 def list_in_subscription(subscription: str, request: Request,
                          _v: str = Depends(compute_version), _a: object = Depends(READ),
-                         context: ApiContext = Depends(get_context)) -> dict[str, Any]:
+                         context: ApiContext = Depends(request_context)) -> dict[str, Any]:
     prefix = f"/subscriptions/{subscription}/".lower()
     return paging.page(request, _list(context, prefix), context.page_size)
 
@@ -197,7 +206,7 @@ def list_in_subscription(subscription: str, request: Request,
 @router.get(SCALE_SET + "/instanceView")
 def instance_view(subscription: str, resource_group: str, name: str,
                   _v: str = Depends(compute_version), _a: object = Depends(READ),
-                  context: ApiContext = Depends(get_context)) -> dict[str, Any]:
+                  context: ApiContext = Depends(request_context)) -> dict[str, Any]:
     row = load_scale_set(context.store, subscription, resource_group, name)
     with context.store.transaction() as tx:
         records = tx.instances(row.id)

@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse, Response
 
 from scaleset.api import paging, versions
 from scaleset.api.auth import READ, WRITE
-from scaleset.api.context import ApiContext, get_context
+from scaleset.api.context import ApiContext, request_context
 from scaleset.api.routes.common import check_preconditions, retry_lost_race
 from scaleset.errors import NotFound
 from scaleset.model.servicefabric import Cluster
@@ -34,9 +34,9 @@ CLUSTERS = PROVIDER + "/clusters"
 CLUSTER = CLUSTERS + "/{name}"
 
 
-def service_fabric_version(request: Request,
-                           api_version: str | None = Query(default=None, alias="api-version")
-                           ) -> str:
+async def service_fabric_version(request: Request,
+                                 api_version: str | None = Query(default=None, alias="api-version")
+                                 ) -> str:
     """The api-version of a ``Microsoft.ServiceFabric`` request, checked against its calendar."""
     return versions.check(api_version, versions.SERVICE_FABRIC,
                           provider="Microsoft.ServiceFabric", path=request.url.path)
@@ -61,7 +61,7 @@ def _load(context: ApiContext, subscription: str, resource_group: str, name: str
 def create_or_update(
     subscription: str, resource_group: str, name: str, request: Request, body: Cluster,
     _v: str = Depends(service_fabric_version), _a: object = Depends(WRITE),
-    context: ApiContext = Depends(get_context),
+    context: ApiContext = Depends(request_context),
 ) -> JSONResponse:
     """Create a cluster or replace it (its clusterEndpoint and clusterId are kept)."""
     # The preconditions are checked in the write's transaction, on the locked row.
@@ -76,7 +76,7 @@ def create_or_update(
 @router.get(CLUSTER, responses={200: {"model": Cluster}})
 def get(subscription: str, resource_group: str, name: str,
         _v: str = Depends(service_fabric_version), _a: object = Depends(READ),
-        context: ApiContext = Depends(get_context)) -> JSONResponse:
+        context: ApiContext = Depends(request_context)) -> JSONResponse:
     return _respond(_load(context, subscription, resource_group, name))
 
 
@@ -84,7 +84,7 @@ def get(subscription: str, resource_group: str, name: str,
                responses={204: {"description": "No such cluster"}})
 def delete(subscription: str, resource_group: str, name: str, request: Request,
            _v: str = Depends(service_fabric_version), _a: object = Depends(WRITE),
-           context: ApiContext = Depends(get_context)) -> Response:
+           context: ApiContext = Depends(request_context)) -> Response:
     """Delete a cluster (409 while a scale set is one of its node types; 204 if absent)."""
     key = servicefabric.cluster_id(subscription, resource_group, name)
     deleted = servicefabric.delete_cluster(
@@ -95,7 +95,7 @@ def delete(subscription: str, resource_group: str, name: str, request: Request,
 @router.get(CLUSTERS)
 def list_in_group(subscription: str, resource_group: str, request: Request,
                   _v: str = Depends(service_fabric_version), _a: object = Depends(READ),
-                  context: ApiContext = Depends(get_context)) -> dict[str, Any]:
+                  context: ApiContext = Depends(request_context)) -> dict[str, Any]:
     rows = servicefabric.list_clusters(context.store, subscription, resource_group)
     return paging.page(request, [dict(r.body) for r in rows], context.page_size)
 
@@ -103,6 +103,6 @@ def list_in_group(subscription: str, resource_group: str, request: Request,
 @router.get("/subscriptions/{subscription}/providers/Microsoft.ServiceFabric/clusters")
 def list_in_subscription(subscription: str, request: Request,
                          _v: str = Depends(service_fabric_version), _a: object = Depends(READ),
-                         context: ApiContext = Depends(get_context)) -> dict[str, Any]:
+                         context: ApiContext = Depends(request_context)) -> dict[str, Any]:
     rows = servicefabric.list_clusters(context.store, subscription)
     return paging.page(request, [dict(r.body) for r in rows], context.page_size)

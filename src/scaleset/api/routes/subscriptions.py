@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 
 from scaleset.api import paging, versions
 from scaleset.api.auth import READ
-from scaleset.api.context import ApiContext, get_context
+from scaleset.api.context import ApiContext, request_context
 from scaleset.catalog.regions import region
 from scaleset.errors import NotFound
 from scaleset.reconcile import subscriptions
@@ -31,8 +31,8 @@ Subscription = Annotated[str, Path(min_length=1, max_length=128)]
 TENANT_NAME = "scaleset"
 
 
-def subscriptions_version(api_version: str | None = Query(default=None, alias="api-version")
-                          ) -> str:
+async def subscriptions_version(
+        api_version: str | None = Query(default=None, alias="api-version")) -> str:
     """The api-version of a subscription, tenant or location read."""
     return versions.check(api_version, versions.SUBSCRIPTIONS, provider="Microsoft.Resources")
 
@@ -91,7 +91,7 @@ def _known(context: ApiContext, subscription: str) -> str:
 @router.get("/subscriptions", summary="List subscriptions")
 def list_subscriptions(request: Request, _v: str = Depends(subscriptions_version),
                        _a: object = Depends(READ),
-                       context: ApiContext = Depends(get_context)) -> dict[str, Any]:
+                       context: ApiContext = Depends(request_context)) -> dict[str, Any]:
     tenant = _tenant(context)
     items = [subscription_wire(s, tenant) for s in subscriptions.subscriptions(context.store)]
     return paging.page(request, items, context.page_size)
@@ -100,14 +100,14 @@ def list_subscriptions(request: Request, _v: str = Depends(subscriptions_version
 @router.get("/subscriptions/{subscription}", summary="Get a subscription")
 def get_subscription(subscription: Subscription, _v: str = Depends(subscriptions_version),
                      _a: object = Depends(READ),
-                     context: ApiContext = Depends(get_context)) -> JSONResponse:
+                     context: ApiContext = Depends(request_context)) -> JSONResponse:
     return JSONResponse(subscription_wire(_known(context, subscription), _tenant(context)))
 
 
 @router.get("/subscriptions/{subscription}/locations", summary="List a subscription's locations")
 def list_locations(subscription: Subscription, _v: str = Depends(subscriptions_version),
                    _a: object = Depends(READ),
-                   context: ApiContext = Depends(get_context)) -> dict[str, Any]:
+                   context: ApiContext = Depends(request_context)) -> dict[str, Any]:
     canonical = _known(context, subscription)
     # ARM answers the whole list in one page, without nextLink.
     return {"value": [location_wire(canonical, name)
@@ -117,7 +117,7 @@ def list_locations(subscription: Subscription, _v: str = Depends(subscriptions_v
 @router.get("/tenants", summary="List the tenants the caller belongs to")
 def list_tenants(request: Request, _v: str = Depends(subscriptions_version),
                  _a: object = Depends(READ),
-                 context: ApiContext = Depends(get_context)) -> dict[str, Any]:
+                 context: ApiContext = Depends(request_context)) -> dict[str, Any]:
     tenant = _tenant(context)
     host = request.url.hostname or "localhost"
     return {"value": [{"id": f"/tenants/{tenant}", "tenantId": tenant,

@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from scaleset.api.auth import WRITE
-from scaleset.api.context import ApiContext, get_context
+from scaleset.api.context import ApiContext, request_context
 from scaleset.errors import InvalidParameter, NotFound
 from scaleset.model.durations import Duration
 from scaleset.security import tokens
@@ -75,7 +75,7 @@ def _wire(info: tokens.TokenInfo) -> dict[str, Any]:
 
 @router.post(TOKENS, status_code=201, summary="Create a token (its secret is shown only here)")
 def create(body: TokenRequest, _a: object = Depends(WRITE),
-           context: ApiContext = Depends(get_context)) -> JSONResponse:
+           context: ApiContext = Depends(request_context)) -> JSONResponse:
     now = context.clock.now()
     issued = tokens.create_token(context.store, role=body.role, description=body.name,
                                  expires_at=_expiry(body, now), now=now)
@@ -86,14 +86,14 @@ def create(body: TokenRequest, _a: object = Depends(WRITE),
 
 @router.get(TOKENS, summary="List tokens (never their secrets)")
 def list_(_a: object = Depends(WRITE),
-          context: ApiContext = Depends(get_context)) -> dict[str, Any]:
+          context: ApiContext = Depends(request_context)) -> dict[str, Any]:
     return {"value": [_wire(i) for i in tokens.list_tokens(context.store)]}
 
 
 @router.delete(TOKENS + "/{token_id}", summary="Revoke a token")
 def revoke(token_id: Annotated[str, Path(min_length=1, max_length=32)],
            _a: object = Depends(WRITE),
-           context: ApiContext = Depends(get_context)) -> JSONResponse:
+           context: ApiContext = Depends(request_context)) -> JSONResponse:
     if not tokens.revoke_token(context.store, token_id):
         raise NotFound(f"No token has id '{token_id}'; 'scaleset token list' shows them.",
                        target="id")

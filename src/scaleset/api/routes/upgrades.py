@@ -10,7 +10,7 @@ from fastapi.responses import Response
 
 from scaleset.api import lro, paging
 from scaleset.api.auth import READ, WRITE
-from scaleset.api.context import ApiContext, get_context
+from scaleset.api.context import ApiContext, request_context
 from scaleset.api.routes.common import ACCEPTED, SCALE_SET, compute_version, load_scale_set
 from scaleset.errors import InvalidParameter
 from scaleset.model.upgrade import RollingUpgradeStatusInfo
@@ -30,7 +30,7 @@ def _accepted(context: ApiContext, request: Request, subscription: str, row_id: 
 @router.post(SCALE_SET + "/osRollingUpgrade", status_code=202, responses=ACCEPTED)
 def start_os_upgrade(subscription: str, resource_group: str, name: str, request: Request,
                      _v: str = Depends(compute_version), _a: object = Depends(WRITE),
-                     context: ApiContext = Depends(get_context)) -> Response:
+                     context: ApiContext = Depends(request_context)) -> Response:
     """Start a User run to the latest image version now; the operation ends with the run."""
     row = load_scale_set(context.store, subscription, resource_group, name)
     run = commands.start_os_upgrade(context.store, scale_set_id=row.id, now=context.clock.now(),
@@ -42,7 +42,7 @@ def start_os_upgrade(subscription: str, resource_group: str, name: str, request:
 @router.post(SCALE_SET + "/rollingUpgrades/cancel", status_code=202, responses=ACCEPTED)
 def cancel(subscription: str, resource_group: str, name: str, request: Request,
            _v: str = Depends(compute_version), _a: object = Depends(WRITE),
-           context: ApiContext = Depends(get_context)) -> Response:
+           context: ApiContext = Depends(request_context)) -> Response:
     """Stop the active run after its current batch; the operation ends when it has stopped."""
     row = load_scale_set(context.store, subscription, resource_group, name)
     run = commands.cancel(context.store, scale_set_id=row.id, now=context.clock.now())
@@ -54,7 +54,7 @@ def cancel(subscription: str, resource_group: str, name: str, request: Request,
 def approve_rolling_upgrade(subscription: str, resource_group: str, name: str,
                             request: Request, body: Any = Body(default=None),
                             _v: str = Depends(compute_version), _a: object = Depends(WRITE),
-                            context: ApiContext = Depends(get_context)) -> Response:
+                            context: ApiContext = Depends(request_context)) -> Response:
     """Start the OS upgrade ``osRollingUpgradeDeferral`` holds (optionally for
     ``instanceIds`` only); the operation ends with the run. 409 when none awaits approval."""
     row = load_scale_set(context.store, subscription, resource_group, name)
@@ -69,7 +69,7 @@ def approve_rolling_upgrade(subscription: str, resource_group: str, name: str,
             responses={200: {"model": RollingUpgradeStatusInfo}})
 def latest(subscription: str, resource_group: str, name: str,
            _v: str = Depends(compute_version), _a: object = Depends(READ),
-           context: ApiContext = Depends(get_context)) -> dict[str, Any]:
+           context: ApiContext = Depends(request_context)) -> dict[str, Any]:
     row = load_scale_set(context.store, subscription, resource_group, name)
     status = views.latest_rolling_upgrade(context.store, scale_set_id=row.id)
     body = status.to_wire()
@@ -81,7 +81,7 @@ def latest(subscription: str, resource_group: str, name: str,
 def rollout(subscription: str, resource_group: str, name: str,
             run_id: str | None = Query(default=None, alias="runId"),
             _v: str = Depends(compute_version), _a: object = Depends(READ),
-            context: ApiContext = Depends(get_context)) -> dict[str, Any]:
+            context: ApiContext = Depends(request_context)) -> dict[str, Any]:
     """The live view of the latest rolling upgrade (or of ``runId``): its batches, its gates
     against their thresholds, and each instance's state in it with the health wait left."""
     if run_id is not None and (len(run_id) > 64 or not run_id.replace("-", "").isalnum()):
@@ -95,7 +95,7 @@ def rollout(subscription: str, resource_group: str, name: str,
 @router.get(SCALE_SET + "/osUpgradeHistory")
 def os_upgrade_history(subscription: str, resource_group: str, name: str, request: Request,
                        _v: str = Depends(compute_version), _a: object = Depends(READ),
-                       context: ApiContext = Depends(get_context)) -> dict[str, Any]:
+                       context: ApiContext = Depends(request_context)) -> dict[str, Any]:
     """The last five OS upgrade attempts of the past two months, newest first."""
     row = load_scale_set(context.store, subscription, resource_group, name)
     items = views.os_upgrade_history(context.store, scale_set_id=row.id,
@@ -124,7 +124,7 @@ def _instance_ids(body: Any, *, required: bool) -> list[str] | None:
 def manual_upgrade(subscription: str, resource_group: str, name: str, request: Request,
                    body: Any = Body(default=None), _v: str = Depends(compute_version),
                    _a: object = Depends(WRITE),
-                   context: ApiContext = Depends(get_context)) -> Response:
+                   context: ApiContext = Depends(request_context)) -> Response:
     """Bring the named instances to the latest model."""
     row = load_scale_set(context.store, subscription, resource_group, name)
     ids = _instance_ids(body, required=True)
@@ -137,7 +137,8 @@ def manual_upgrade(subscription: str, resource_group: str, name: str, request: R
 @router.post(SCALE_SET + "/reimage", status_code=202, responses=ACCEPTED)
 def reimage(subscription: str, resource_group: str, name: str, request: Request,
             body: Any = Body(default=None), _v: str = Depends(compute_version),
-            _a: object = Depends(WRITE), context: ApiContext = Depends(get_context)) -> Response:
+            _a: object = Depends(WRITE),
+            context: ApiContext = Depends(request_context)) -> Response:
     """Give the named instances (all, without ``instanceIds``) a fresh OS disk."""
     row = load_scale_set(context.store, subscription, resource_group, name)
     run = commands.reimage(context.store, scale_set_id=row.id,

@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse, Response
 
 from scaleset.api import paging
 from scaleset.api.auth import READ, WRITE
-from scaleset.api.context import ApiContext, get_context
+from scaleset.api.context import ApiContext, request_context
 from scaleset.api.routes.common import check_preconditions, network_version, retry_lost_race
 from scaleset.errors import InvalidParameter
 from scaleset.model.resourcegroup import check_tags
@@ -58,7 +58,7 @@ def tags_of(body: Any) -> dict[str, str] | None:
             responses={200: {"model": VirtualNetwork}, 201: {"model": VirtualNetwork}})
 def create_or_update(subscription: str, resource_group: str, name: str, request: Request,
                      body: VirtualNetwork, _v: str = Depends(network_version),
-                     _a: object = Depends(WRITE), context: ApiContext = Depends(get_context)
+                     _a: object = Depends(WRITE), context: ApiContext = Depends(request_context)
                      ) -> JSONResponse:
     """Create a virtual network or replace it, subnets included (those left out go)."""
     # The preconditions are checked in the write's transaction, on the locked row.
@@ -74,7 +74,7 @@ def create_or_update(subscription: str, resource_group: str, name: str, request:
 @router.get(NETWORK, responses={200: {"model": VirtualNetwork}})
 def get(subscription: str, resource_group: str, name: str,
         _v: str = Depends(network_version), _a: object = Depends(READ),
-        context: ApiContext = Depends(get_context)) -> JSONResponse:
+        context: ApiContext = Depends(request_context)) -> JSONResponse:
     return _respond(virtualnetworks.get_vnet(context.store, subscription, resource_group, name))
 
 
@@ -85,7 +85,7 @@ _TAGS_SCHEMA = {"requestBody": {"required": True, "content": {"application/json"
 @router.patch(NETWORK, openapi_extra=_TAGS_SCHEMA, responses={200: {"model": VirtualNetwork}})
 def update_tags(subscription: str, resource_group: str, name: str, request: Request,
                 body: Any = Body(default=None), _v: str = Depends(network_version),
-                _a: object = Depends(WRITE), context: ApiContext = Depends(get_context)
+                _a: object = Depends(WRITE), context: ApiContext = Depends(request_context)
                 ) -> JSONResponse:
     """Replace the network's tags (the only thing PATCH changes, as in ARM)."""
     tags = tags_of(body)
@@ -100,7 +100,7 @@ def update_tags(subscription: str, resource_group: str, name: str, request: Requ
 @router.delete(NETWORK, status_code=200, responses={204: {"description": "No such network"}})
 def delete(subscription: str, resource_group: str, name: str, request: Request,
            _v: str = Depends(network_version), _a: object = Depends(WRITE),
-           context: ApiContext = Depends(get_context)) -> Response:
+           context: ApiContext = Depends(request_context)) -> Response:
     """Delete a virtual network (400 while a scale set uses one of its subnets)."""
     deleted = virtualnetworks.delete_vnet(context.store, subscription=subscription,
                                           resource_group=resource_group, name=name,
@@ -111,7 +111,7 @@ def delete(subscription: str, resource_group: str, name: str, request: Request,
 @router.get(NETWORKS)
 def list_in_group(subscription: str, resource_group: str, request: Request,
                   _v: str = Depends(network_version), _a: object = Depends(READ),
-                  context: ApiContext = Depends(get_context)) -> dict[str, Any]:
+                  context: ApiContext = Depends(request_context)) -> dict[str, Any]:
     return paging.page(request, virtualnetworks.list_vnets(context.store, subscription,
                                                            resource_group), context.page_size)
 
@@ -119,7 +119,7 @@ def list_in_group(subscription: str, resource_group: str, request: Request,
 @router.get("/subscriptions/{subscription}/providers/Microsoft.Network/virtualNetworks")
 def list_in_subscription(subscription: str, request: Request,
                          _v: str = Depends(network_version), _a: object = Depends(READ),
-                         context: ApiContext = Depends(get_context)) -> dict[str, Any]:
+                         context: ApiContext = Depends(request_context)) -> dict[str, Any]:
     return paging.page(request, virtualnetworks.list_vnets(context.store, subscription),
                        context.page_size)
 
@@ -127,7 +127,7 @@ def list_in_subscription(subscription: str, request: Request,
 @router.put(SUBNET, status_code=201, responses={200: {"model": Subnet}, 201: {"model": Subnet}})
 def put_subnet(subscription: str, resource_group: str, name: str, subnet: str,
                body: Subnet, _v: str = Depends(network_version), _a: object = Depends(WRITE),
-               context: ApiContext = Depends(get_context)) -> JSONResponse:
+               context: ApiContext = Depends(request_context)) -> JSONResponse:
     """Create or replace a subnet of an existing network (404 when the network is absent)."""
     shown, created = virtualnetworks.put_subnet(
         context.store, subscription=subscription, resource_group=resource_group, vnet=name,
@@ -138,7 +138,7 @@ def put_subnet(subscription: str, resource_group: str, name: str, subnet: str,
 @router.get(SUBNET, responses={200: {"model": Subnet}})
 def get_subnet(subscription: str, resource_group: str, name: str, subnet: str,
                _v: str = Depends(network_version), _a: object = Depends(READ),
-               context: ApiContext = Depends(get_context)) -> JSONResponse:
+               context: ApiContext = Depends(request_context)) -> JSONResponse:
     return _respond(virtualnetworks.get_subnet(context.store, subscription, resource_group,
                                                name, subnet))
 
@@ -146,7 +146,7 @@ def get_subnet(subscription: str, resource_group: str, name: str, subnet: str,
 @router.delete(SUBNET, status_code=200, responses={204: {"description": "No such subnet"}})
 def delete_subnet(subscription: str, resource_group: str, name: str, subnet: str,
                   _v: str = Depends(network_version), _a: object = Depends(WRITE),
-                  context: ApiContext = Depends(get_context)) -> Response:
+                  context: ApiContext = Depends(request_context)) -> Response:
     """Delete a subnet (400 ``InUseSubnetCannotBeDeleted`` while a scale set uses it)."""
     deleted = virtualnetworks.delete_subnet(
         context.store, subscription=subscription, resource_group=resource_group, vnet=name,
@@ -157,7 +157,7 @@ def delete_subnet(subscription: str, resource_group: str, name: str, subnet: str
 @router.get(SUBNETS)
 def list_subnets(subscription: str, resource_group: str, name: str, request: Request,
                  _v: str = Depends(network_version), _a: object = Depends(READ),
-                 context: ApiContext = Depends(get_context)) -> dict[str, Any]:
+                 context: ApiContext = Depends(request_context)) -> dict[str, Any]:
     return paging.page(request, virtualnetworks.list_subnets(context.store, subscription,
                                                              resource_group, name),
                        context.page_size)
