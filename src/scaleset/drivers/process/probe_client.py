@@ -237,6 +237,8 @@ class HttpChannel:
         """``target`` is the request target (``/health``), ``host`` the Host header's value."""
         self._address = address
         self._port = port
+        # No Accept-Encoding, so an extension's JSON answer comes as it is (httpx asked for
+        # gzip and decoded it; a body compressed unasked now reads as not JSON: Healthy).
         try:
             self._request = h11.Request(method="GET", target=target, headers=[
                 (b"Host", host), (b"User-Agent", USER_AGENT), (b"Accept", b"*/*")])
