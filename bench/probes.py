@@ -10,7 +10,8 @@ servers effectively do). The prober probes every instance once a second
 Healthy it measures a window of ``--seconds``: the prober process's CPU
 (``time.process_time``, all its threads; of it the kernel's share, which on
 loopback includes delivering to the server), probes completed (``on_attempt``),
-failures, and the connections the server accepted.
+failures, the connections the server accepted and the server's own share of a
+core (near 1.0, the server is what limits the rate: TLS handshakes, say).
 
 Beside it, from the same run, the baseline: the approach the prober had
 before, kept here small: one asyncio loop, an ``httpx.AsyncClient`` with no
@@ -348,7 +349,8 @@ def main() -> None:
     print(f"{args.protocol}, interval {args.interval} s, window {args.seconds} s, "
           f"{CONCURRENCY} in flight; each line one process")
     header = (f"{'run':>3} {'target/s':>8} {'impl':>8} {'server':>9} {'probes/s':>9} "
-              f"{'CPU ms/probe':>12} {'of it sys':>9} {'core':>6} {'fail':>5} {'server conns':>12}")
+              f"{'CPU ms/probe':>12} {'of it sys':>9} {'core':>6} {'fail':>5} {'server conns':>12} "
+              f"{'server core':>11}")
     print(header, flush=True)
     results: dict[tuple[float, str, str], list[dict[str, Any]]] = {}
     for run in range(1, args.runs + 1):
@@ -363,7 +365,8 @@ def main() -> None:
                 print(f"{run:>3} {rate:>8.0f} {impl:>8} {mode:>9} {r['probesPerSecond']:>9} "
                       f"{r['cpuMsPerProbe']:>12.3f} {r['systemMsPerProbe']:>9.3f} "
                       f"{r['cpuShareOfACore']:>6.2f} "
-                      f"{r['failures']:>5} {r['serverConnections']:>12}", flush=True)
+                      f"{r['failures']:>5} {r['serverConnections']:>12} "
+                      f"{r['serverCpuShare']:>11.2f}", flush=True)
     print()
     print("min / median over runs")
     print(f"{'target/s':>8} {'impl':>8} {'server':>9} {'probes/s':>15} {'CPU ms/probe':>15} "
