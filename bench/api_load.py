@@ -44,8 +44,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import cpu_seconds, machine, spread  # noqa: E402
-from tests.e2e.server import Server, running_server  # noqa: E402
+from bench.common import cpu_seconds, machine, spread
+from tests.e2e.server import Server, running_server
 
 V = "?api-version=2026-04-01"
 IMAGES = ("/subscriptions/s/providers/Microsoft.Compute/locations/westus/publishers/Canonical/"

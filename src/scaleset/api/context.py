@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 ACCESS_TOKENS_KEPT = 1024
 """Verified access tokens (JWTs) a server keeps, until each expires."""
+SCALE_SET_BODIES_KEPT = 1024
+"""Rendered scale set GET answers a server keeps (the least recently read go first)."""
 
 
 def _ignore(_: object) -> None:
@@ -61,6 +63,9 @@ class ApiContext:
     """(access token, audience) -> its verified claims, until it expires."""
     authority_identity: ServerIdentity | None = field(default=None, repr=False)
     """The authority's tenant and public key once stored (they never change after)."""
+    scale_set_bodies: ExpiringCache[Hashable, bytes] = field(
+        default_factory=lambda: ExpiringCache(size=SCALE_SET_BODIES_KEPT), repr=False)
+    """A scale set's GET answer, rendered, by what it depends on (``routes/scalesets.py``)."""
 
 
 def get_context(request: Request) -> ApiContext:

@@ -123,16 +123,18 @@ def final_resource(tx: Tx, op: Operation) -> tuple[dict[str, Any], str | None] |
     return None
 
 
-def provisioning_state(tx: Tx, scale_set_id: str) -> tuple[str | None, str | None]:
+def provisioning_state(tx: Tx, scale_set_id: str, marked: tuple[str, str] | None = None,
+                       ) -> tuple[str | None, str | None]:
     """(``Creating`` / ``Updating`` while the scale set's latest PUT or PATCH is still
     running, else None; the id of a PUT this read saw finished, to ``settle``, else None).
 
-    Read in the caller's transaction: one primary-key read of the scale set's mark, and
-    while a PUT is marked, its derivation (as polling it does). The caller writes a
-    finished PUT back afterwards (``settle``), in a write transaction of its own, so a
-    read never turns into a write half-way.
+    Read in the caller's transaction: the scale set's mark (``marked``, when the caller
+    read it with the row), and while a PUT is marked, its derivation (as polling it does).
+    The caller writes a finished PUT back afterwards (``settle``), in a write transaction
+    of its own, so a read never turns into a write half-way.
     """
-    marked = operations.provisioning(tx, scale_set_id)
+    if marked is None:
+        marked = operations.provisioning(tx, scale_set_id)
     if marked is None:
         return None, None
     state, op_id = marked

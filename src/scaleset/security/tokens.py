@@ -34,12 +34,13 @@ import hashlib
 import secrets
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Generic, TypeVar
 
-from sqlalchemy import Connection, delete, exists, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, exists, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from scaleset.errors import Conflict, InvalidParameter
@@ -182,8 +183,8 @@ def verify_token(store: Store, token: str, *, now: datetime | None = None) -> Ro
 
 
 @dataclass(frozen=True)
-class _Stored:
-    """A token's row as a request needs it."""
+class StoredToken:
+    """A token's row as a request needs it: its role, its expiry, how it is keyed."""
 
     role: str
     expires_at: datetime | None
@@ -197,21 +198,24 @@ class _Stored:
         return Role(self.role)
 
 
-def _lookup(tx: Tx, store: Store, token: str) -> _Stored | None:
+# Built once: a statement built per request costs more than SQLite takes to run it.
+_BY_DIGEST = select(t.tokens.c.role, t.tokens.c.expires_at).where(
+    t.tokens.c.token_hash == bindparam("digest"))
+_REVISION = select(t.revisions.c.revision).where(t.revisions.c.name == REVISION)
+
+
+def _lookup(tx: Tx, store: Store, token: str) -> StoredToken | None:
     digest, legacy = token_digest(store, token), hash_token(token)
-    c = t.tokens.c
-    row = tx.conn.execute(
-        select(c.role, c.expires_at).where(c.token_hash == digest)).one_or_none()
+    row = tx.conn.execute(_BY_DIGEST, {"digest": digest}).one_or_none()
     if row is not None:
-        return _Stored(row.role, row.expires_at)
+        return StoredToken(row.role, row.expires_at)
     if legacy == digest:
         return None
-    row = tx.conn.execute(
-        select(c.role, c.expires_at).where(c.token_hash == legacy)).one_or_none()
-    return _Stored(row.role, row.expires_at, legacy=True) if row is not None else None
+    row = tx.conn.execute(_BY_DIGEST, {"digest": legacy}).one_or_none()
+    return StoredToken(row.role, row.expires_at, legacy=True) if row is not None else None
 
 
-def _settled(store: Store, token: str, found: _Stored | None, now: datetime | None
+def _settled(store: Store, token: str, found: StoredToken | None, now: datetime | None
              ) -> Role | None:
     """The role ``found`` gives at ``now``, after re-keying a legacy row (its own
     transaction, after the caller's has ended)."""
@@ -228,8 +232,7 @@ def rekey(store: Store, token: str) -> None:
 
 def revision(tx: Tx) -> int:
     """The tokens' revision now: bumped by every create and revoke (0 before the first)."""
-    value = tx.conn.execute(select(t.revisions.c.revision)
-                            .where(t.revisions.c.name == REVISION)).scalar()
+    value = tx.conn.execute(_REVISION).scalar()
     return int(value) if value is not None else 0
 
 
@@ -250,7 +253,7 @@ class TokenCache:
         self._size = size
         self._lock = threading.Lock()
         self._revision = -1
-        self._rows: OrderedDict[str, _Stored] = OrderedDict()
+        self._rows: OrderedDict[str, StoredToken] = OrderedDict()
         self.hits = 0
         self.misses = 0
 
@@ -260,25 +263,31 @@ class TokenCache:
 
     def check(self, tx: Tx, store: Store, token: str, *, now: datetime
               ) -> tuple[Role | None, bool]:
-        """(the role of ``token`` at ``now`` as of ``tx``'s snapshot, or None: unknown,
-        revoked, expired; whether its row is keyed the legacy way: call ``rekey`` once
-        ``tx`` has ended). One read of the revision; the token's row only on a miss."""
-        seen = revision(tx)
-        digest = token_digest(store, token)
+        """(the role of ``token`` at ``now`` as of ``tx``, or None: unknown, revoked,
+        expired; whether its row is keyed the legacy way: call ``rekey`` once ``tx`` has
+        ended). One read of the revision; the token's row only on a miss."""
+        return self.answer(revision(tx), token_digest(store, token),
+                           lambda: _lookup(tx, store, token), now=now)
+
+    def answer(self, seen: int, digest: str, load: Callable[[], StoredToken | None], *,
+               now: datetime) -> tuple[Role | None, bool]:
+        """``check`` once the revision ``seen`` was read: ``load`` reads the token's row
+        (in the same transaction) when the cache cannot answer."""
         with self._lock:
             if seen > self._revision:
                 self._revision, self._rows = seen, OrderedDict()
-            current = seen == self._revision
-            cached = self._rows.get(digest) if current else None
+            cached = self._rows.get(digest) if seen == self._revision else None
             if cached is not None:
                 self._rows.move_to_end(digest)
                 self.hits += 1
         if cached is not None:
             return cached.role_at(now), False
         self.misses += 1
-        found = _lookup(tx, store, token)
+        found = load()
         if found is not None and not found.legacy:
             with self._lock:
+                # Kept only if no newer revision was seen meanwhile: a row read before a
+                # revoke committed must not answer for the requests after it.
                 if seen == self._revision:
                     self._rows[digest] = found
                     if len(self._rows) > self._size:

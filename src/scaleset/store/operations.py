@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Text, bindparam, cast, insert, select, update
 
 from scaleset.model.instance import ProvisioningState
 from scaleset.store import tables as t
@@ -97,9 +97,46 @@ def insert_operation(tx: Tx, op: Operation) -> None:
                         .values(provisioning_state=state, provisioning_operation=op.id))
 
 
+# Built once: a GET runs these, and building a statement costs more than running it.
+_OPERATION = select(t.operations).where(t.operations.c.id == bindparam("id"))
+_PROVISIONING = select(t.scale_sets.c.provisioning_state, t.scale_sets.c.provisioning_operation
+                       ).where(t.scale_sets.c.id == bindparam("id"))
+
+
+_HEAD = select(t.scale_sets.c.id, cast(t.scale_sets.c.model, Text).label("model_text"),
+               t.scale_sets.c.etag, t.scale_sets.c.image_version, t.scale_sets.c.name,
+               t.scale_sets.c.created_at, t.scale_sets.c.provisioning_state,
+               t.scale_sets.c.provisioning_operation).where(t.scale_sets.c.id == bindparam("id"))
+
+
+@dataclass(frozen=True)
+class ScaleSetHead:
+    """What a scale set's GET answers depends on, read without validating the model:
+    ``model_text`` is the stored (sealed) model as text, the rest are its row's columns.
+    Two equal heads render the same resource, so a rendered answer may be kept by head."""
+
+    id: str
+    model_text: str
+    etag: str
+    image_version: str | None
+    name: str
+    created_at: datetime
+    provisioning_state: str | None
+    provisioning_operation: str | None
+
+
+def scale_set_head(tx: Tx, scale_set_id: str) -> ScaleSetHead | None:
+    """The scale set's head (one primary-key read), or None when it does not exist."""
+    row = tx.conn.execute(_HEAD, {"id": scale_set_id}).first()
+    if row is None:
+        return None
+    return ScaleSetHead(row.id, row.model_text, row.etag, row.image_version, row.name,
+                        row.created_at, row.provisioning_state, row.provisioning_operation)
+
+
 def get_operation(tx: Tx, op_id: str) -> Operation | None:
     """The operation with this id, or None."""
-    row = tx.conn.execute(select(t.operations).where(t.operations.c.id == op_id)).first()
+    row = tx.conn.execute(_OPERATION, {"id": op_id}).first()
     if row is None:
         return None
     return Operation(row.id, row.location, row.kind, row.resource_id, row.scale_set_id,
@@ -122,9 +159,7 @@ def finish_operation(tx: Tx, op: Operation, outcome: Outcome, at: datetime) -> b
 
 def provisioning(tx: Tx, scale_set_id: str) -> tuple[str, str] | None:
     """(state, operation id) while the scale set's latest PUT is marked in progress."""
-    c = t.scale_sets.c
-    row = tx.conn.execute(select(c.provisioning_state, c.provisioning_operation)
-                          .where(c.id == scale_set_id)).first()
+    row = tx.conn.execute(_PROVISIONING, {"id": scale_set_id}).first()
     if row is None or row.provisioning_operation is None:
         return None
     return str(row.provisioning_state), str(row.provisioning_operation)

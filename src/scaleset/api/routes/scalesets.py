@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Request
@@ -24,6 +25,7 @@ from scaleset.api.routes.common import (
 from scaleset.errors import InvalidParameter, NotFound
 from scaleset.model.scaleset import ScaleSet
 from scaleset.reconcile import automatic, commands, quotas, views
+from scaleset.store import operations
 from scaleset.store.repository import ScaleSetRow
 
 router = APIRouter(tags=["virtualMachineScaleSets"])
@@ -144,19 +146,33 @@ def update(
 @router.get(SCALE_SET, responses={200: {"model": ScaleSet}})
 def get(subscription: str, resource_group: str, name: str,
         _v: str = Depends(compute_version),
-        caller: auth.Credential = Depends(auth.read_in_tx)) -> JSONResponse:
-    """The scale set, with ``provisioningState`` from its row: one transaction (the token's
-    check, the row, its mark), one thread-pool hop (this function)."""
+        caller: auth.Credential = Depends(auth.read_in_tx)) -> Response:
+    """The scale set, with ``provisioningState`` from its row.
+
+    One transaction (the token's check, the row's head with its provisioning mark) and one
+    thread-pool hop (this function). The answer is rendered once per head and state and
+    kept: the model is validated and serialised only when the row changed.
+    """
     key = scale_set_key(subscription, resource_group, name)
+    context = caller.context
     with caller.transaction() as tx:
-        row = tx.get_scale_set(key)
-        state, finished = lro.provisioning_state(tx, key) if row is not None else (None, None)
-    if row is None:
-        raise scale_set_not_found(resource_group, name)
+        head = operations.scale_set_head(tx, key)
+        if head is None:
+            raise scale_set_not_found(resource_group, name)
+        marked = (str(head.provisioning_state), head.provisioning_operation) \
+            if head.provisioning_operation is not None else None
+        state, finished = lro.provisioning_state(tx, key, marked) if marked else (None, None)
+        cache_key = (head, state)
+        body = context.scale_set_bodies.get(cache_key, at=0.0)
+        if body is None:
+            row = tx.get_scale_set(key)
+            if row is None:  # unreachable: the head was read in this transaction
+                raise scale_set_not_found(resource_group, name)
+            body = bytes(JSONResponse(views.scale_set_resource(row, provisioning_state=state)).body)
+            context.scale_set_bodies.put(cache_key, body, until=math.inf)
     if finished is not None:  # this read saw the PUT finished: written back once
-        lro.settle(caller.context, key, finished)
-    return JSONResponse(views.scale_set_resource(row, provisioning_state=state),
-                        headers={"ETag": row.etag})
+        lro.settle(context, key, finished)
+    return Response(body, media_type="application/json", headers={"ETag": head.etag})
 
 
 @router.delete(SCALE_SET, status_code=202,
