@@ -206,7 +206,7 @@ class _Connection(asyncio.Protocol):
                     body += event.data
                     if len(body) > max_body:
                         assert status is not None
-                        return Response(status, bytes(body)), False
+                        return Response(status, bytes(body[:max_body])), False
             elif kind is h11.EndOfMessage:
                 assert status is not None
                 self.busy = False
