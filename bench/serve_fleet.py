@@ -32,7 +32,8 @@ For each ``--sets`` size, in a fresh data directory:
    10 s, up to ``--round-wait`` s, until 3 rounds are seen (CPU is still the first
    window's). If serve grows a ``scaleset_reconcile_round_duration_seconds`` histogram,
    its mean is printed instead, and the source says which.
-5. Rollout (the ``--rollout`` size, default 1,000): version 1.1.0 is published through
+5. Rollout (the ``--rollout`` size, default 1,000; ``--rollout-runs`` in a row, each a
+   newer version 1.1.0, 1.2.0, ...; min and median): the version is published through
    the API (PUT of the platform image version), so every set's automatic OS upgrade
    starts; the store is polled from this process (read-only) until every set's run
    has ended. Makespan = the last run's end - the moment of the PUT; lower bound =
@@ -43,8 +44,7 @@ For each ``--sets`` size, in a fresh data directory:
 Prints the machine, one line per size (sets, instances, create s, ready s, idle CPU %
 median and min, round ms, serve's CPU ms per round over the idle window, passes per
 round, makespan s, lower bound s, ratio) and, as the last
-line, a JSON list with one object per size. ``--runs`` repeats the idle window and the
-rollout is measured once per size it applies to.
+line, a JSON list with one object per size. ``--runs`` repeats the idle window.
 
     python bench/serve_fleet.py                        # 0, 100, 1000, 10000 sets
     python bench/serve_fleet.py --sets 100,1000 --seconds 20 --runs 3
@@ -83,7 +83,7 @@ IMAGES = (f"/subscriptions/{SUB}/providers/Microsoft.Compute/locations/{LOCATION
           f"{IMAGE[0]}/artifacttypes/vmimage/offers/{IMAGE[1]}/skus/{IMAGE[2]}/versions")
 API = "?api-version=2024-07-01"
 INSTANCES_PER_SET = 10
-FROM_VERSION, TARGET_VERSION = "1.0.0", "1.1.0"
+FROM_VERSION = "1.0.0"
 
 
 def _model(name: str, batch_percent: int, *, capacity: int = INSTANCES_PER_SET) -> Any:
@@ -281,6 +281,7 @@ def _idle(serve: Serve, seconds: float, round_wait: float) -> dict[str, Any]:
     # CPU per round suffers less than wall time from other processes on the cores.
     result["cpuMsPerRound"] = (round((cpu1 - cpu0) / first["rounds"] * 1000, 1)
                                if first["rounds"] else None)
+    result["cpuWindowRounds"] = first["rounds"]
     result["loadAverage"] = round(load, 2)
     return result
 
@@ -289,19 +290,19 @@ def _when(text: str) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
-def _rollout(serve: Serve, data_dir: Path, sets: int, batch_percent: int,
+def _rollout(serve: Serve, data_dir: Path, sets: int, batch_percent: int, target: str,
              timeout: float) -> dict[str, Any]:
     from scaleset.server.main import REALTIME_TIMINGS
     from scaleset.sim.runner import lower_bound_seconds
 
     published = datetime.now(UTC)
-    status = serve.put(f"{IMAGES}/{TARGET_VERSION}{API}", {"location": LOCATION})
+    status = serve.put(f"{IMAGES}/{target}{API}", {"location": LOCATION})
     deadline = time.monotonic() + timeout
     rows: list[tuple[str, str, str | None]] = []
     while time.monotonic() < deadline:
         with _db(data_dir) as db:
             rows = db.execute("SELECT status, start_time, end_time FROM runs "
-                              "WHERE target_image_version = ?", (TARGET_VERSION,)).fetchall()
+                              "WHERE target_image_version = ?", (target,)).fetchall()
         if len(rows) == sets and all(end is not None for _s, _b, end in rows):
             break
         time.sleep(0.5)
@@ -355,8 +356,13 @@ def _size(sets: int, args: argparse.Namespace) -> dict[str, Any]:
             for n in range(args.runs):
                 idle.append(_idle(serve, args.seconds, args.round_wait))
                 print(f"  idle run {n + 1}: {idle[-1]}", flush=True)
-            rollout = (_rollout(serve, data_dir, sets, args.batch_percent, args.rollout_wait)
-                       if sets == args.rollout else None)
+            rollouts: list[dict[str, Any]] = []
+            for n in range(args.rollout_runs if sets == args.rollout else 0):
+                if n:
+                    time.sleep(args.settle)  # the last batch's events are logged, quiet again
+                rollouts.append(_rollout(serve, data_dir, sets, args.batch_percent,
+                                         f"1.{n + 1}.0", args.rollout_wait))
+                print(f"  rollout {n + 1} (1.{n + 1}.0): {rollouts[-1]}", flush=True)
         finally:
             serve.stop()
     finally:
@@ -376,8 +382,15 @@ def _size(sets: int, args: argparse.Namespace) -> dict[str, Any]:
         "passesPerRound": idle[-1]["passesPerRound"], "roundSource": idle[-1]["source"],
         "idleSeconds": args.seconds, "runs": args.runs, "idle": idle,
     }
-    if rollout is not None:
-        result["rollout"] = rollout
+    if rollouts:
+        ratios = [r["ratio"] for r in rollouts if r["ratio"] is not None]
+        spans = [r["makespanSeconds"] for r in rollouts if r["makespanSeconds"] is not None]
+        result["rollout"] = {
+            **rollouts[-1], "rollouts": len(rollouts),
+            "makespanSeconds": statistics.median(spans) if spans else None,
+            "makespanSecondsMin": min(spans) if spans else None,
+            "ratio": statistics.median(ratios) if ratios else None,
+            "ratioMin": min(ratios) if ratios else None, "each": rollouts}
     return result
 
 
@@ -407,6 +420,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1, help="idle windows per size")
     parser.add_argument("--rollout", type=int, default=1000,
                         help="the size at which every set rolls out at once (0: none)")
+    parser.add_argument("--rollout-runs", type=int, default=1,
+                        help="rollouts in a row at that size (1.1.0, 1.2.0, ...): min, median")
     parser.add_argument("--batch-percent", type=int, default=10,
                         help="maxBatchInstancePercent of every set (sets the run's length)")
     parser.add_argument("--settle", type=float, default=3,
@@ -429,7 +444,8 @@ def main() -> None:
         print(_row(r))
     for r in results:
         if "rollout" in r:
-            print(f"rollout of {r['sets']} sets: {r['rollout']}")
+            roll = {k: v for k, v in r["rollout"].items() if k != "each"}
+            print(f"rollout of {r['sets']} sets (median of {roll['rollouts']}): {roll}")
     print(json.dumps(results))
 
 
