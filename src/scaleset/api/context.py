@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 ACCESS_TOKENS_KEPT = 1024
 """Verified access tokens (JWTs) a server keeps, until each expires."""
-SCALE_SET_BODIES_KEPT = 1024
+SCALE_SET_BODIES_KEPT = 512
 """Rendered scale set GET answers a server keeps (the least recently read go first)."""
 
 

@@ -113,7 +113,7 @@ _HEAD = select(t.scale_sets.c.id, cast(t.scale_sets.c.model, Text).label("model_
 class ScaleSetHead:
     """What a scale set's GET answers depends on, read without validating the model:
     ``model_text`` is the stored (sealed) model as text, the rest are its row's columns.
-    Two equal heads render the same resource, so a rendered answer may be kept by head."""
+    Equal heads render the same resource, so a rendered answer may be kept by head."""
 
     id: str
     model_text: str

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 from typing import Any
 
@@ -162,17 +163,26 @@ def get(subscription: str, resource_group: str, name: str,
         marked = (str(head.provisioning_state), head.provisioning_operation) \
             if head.provisioning_operation is not None else None
         state, finished = lro.provisioning_state(tx, key, marked) if marked else (None, None)
-        cache_key = (head, state)
+        # Keyed by a digest of the stored model (it may hold 64 KB of custom data), and
+        # everything else the answer is rendered from.
+        cache_key = (key, hashlib.blake2b(head.model_text.encode(), digest_size=16).digest(),
+                     head.etag, head.image_version, head.name, head.created_at, state)
+        etag = head.etag
         body = context.scale_set_bodies.get(cache_key, at=0.0)
         if body is None:
             row = tx.get_scale_set(key)
-            if row is None:  # unreachable: the head was read in this transaction
+            if row is None:  # deleted since its head was read (reads see each commit)
                 raise scale_set_not_found(resource_group, name)
-            body = bytes(JSONResponse(views.scale_set_resource(row, provisioning_state=state)).body)
-            context.scale_set_bodies.put(cache_key, body, until=math.inf)
+            body = bytes(JSONResponse(views.scale_set_resource(row, provisioning_state=state))
+                         .body)
+            etag = row.etag
+            # Kept only when the row is the one the head described (no write in between).
+            if (row.etag, row.image_version, row.name, row.created_at) == (
+                    head.etag, head.image_version, head.name, head.created_at):
+                context.scale_set_bodies.put(cache_key, body, until=math.inf)
     if finished is not None:  # this read saw the PUT finished: written back once
         lro.settle(context, key, finished)
-    return Response(body, media_type="application/json", headers={"ETag": head.etag})
+    return Response(body, media_type="application/json", headers={"ETag": etag})
 
 
 @router.delete(SCALE_SET, status_code=202,
