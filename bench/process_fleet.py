@@ -138,9 +138,9 @@ class ControlPlane:
         self.client.__enter__()
         self.loop.start()
 
-    def _wake(self) -> None:
+    def _wake(self, scale_set_id: str | None = None) -> None:
         if self.loop is not None:
-            self.loop.notify(None)
+            self.loop.notify(scale_set_id)
 
     def close(self) -> None:
         self.loop.stop()

@@ -80,9 +80,9 @@ class Fleet:
         """The Azure-AsyncOperation URL of the last request that started one."""
         self._loop.start()
 
-    def _wake(self) -> None:
+    def _wake(self, scale_set_id: str | None = None) -> None:
         if self._loop is not None:
-            self._loop.notify(None)
+            self._loop.notify(scale_set_id)
 
     def close(self) -> None:
         if self._loop is not None:

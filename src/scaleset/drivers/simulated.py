@@ -171,6 +171,13 @@ class _Op:
 class _ScaleSet:
     instances: dict[str, _Instance] = field(default_factory=dict)
     ops: dict[str, _Op] = field(default_factory=dict)
+    views: dict[str, DriverInstance] = field(default_factory=dict)
+    """What the last ``observe`` reported per instance: reported again as the very same
+    object while nothing about it changed, so the shell can skip comparing it."""
+    stale: set[str] = field(default_factory=set)
+    """Instances something happened to since the last ``observe`` (their view is rebuilt;
+    an instance's health changes only at its scheduled events, so the rest stand)."""
+    all_stale: bool = False
 
 
 class _OpView(Mapping[str, OperationObservation]):
@@ -216,6 +223,8 @@ class SimulatedDriver:
         self._timeline: list[tuple[datetime, int, str, str, str]] = []
         self._seq = 0
         self._payloads: dict[int, object] = {}
+        self._changed: set[str] = set()  # scale sets whose instances changed (``changes``)
+        self._all_changed = False
         for index, event in enumerate(self.faults.events):
             self._schedule(start + event.at, "health-event", "", str(index))
 
@@ -239,18 +248,24 @@ class SimulatedDriver:
             if spec.instance_id in self.faults.unhealthy_at_start:
                 inst.override = HealthState.UNHEALTHY
         else:
-            self._boot(inst, spec.image_version, self._now + self.timings.boot, rng=None)
+            self._boot(inst, spec.image_version, self._now + self.timings.boot, rng=None,
+                       sid=spec.scale_set_id)
         inst.boots.append(spec.os_disk_id)
         ss.instances[spec.instance_id] = inst
+        ss.stale.add(spec.instance_id)
 
     def delete_instance(self, scale_set_id: str, instance_id: str) -> None:
         ss = self._sets.get(scale_set_id)
         if ss is not None:
             ss.instances.pop(instance_id, None)
+            ss.views.pop(instance_id, None)
+            ss.stale.discard(instance_id)
 
     def submit(self, operation: Operation) -> None:
         ss = self._sets.setdefault(operation.scale_set_id, _ScaleSet())
         inst = ss.instances.get(operation.instance_id)
+        if inst is not None:
+            ss.stale.add(operation.instance_id)
         if isinstance(operation, ReleaseOperation):
             if inst is not None:
                 inst.previous = None
@@ -279,25 +294,44 @@ class SimulatedDriver:
     def observe(self, scale_set_id: str, now: datetime) -> DriverSnapshot:
         self._advance_to(now)
         ss = self._sets.get(scale_set_id) or _ScaleSet()
-        instances = {
-            iid: DriverInstance(
-                instance_id=iid,
-                image_version=inst.os_disk.image_version,
-                generation=inst.os_disk.generation,
-                os_disk_id=inst.os_disk.disk_id,
-                previous_os_disk_id=inst.previous.disk_id if inst.previous else None,
-                power_state=inst.power_state(),
-                provisioning_state=(
-                    ProvisioningState.UPDATING if inst.busy_op
-                    else ProvisioningState.FAILED if inst.failed
-                    else ProvisioningState.SUCCEEDED
-                ),
-                health=inst.health(now),
-                data_disk_ids=inst.data_disk_ids,
-            )
-            for iid, inst in ss.instances.items()
-        }
-        return DriverSnapshot(instances, _OpView(ss.ops))
+        views = ss.views
+        stale = list(ss.instances) if ss.all_stale else ss.stale
+        for iid in stale:
+            inst = ss.instances.get(iid)
+            if inst is None:
+                continue
+            disk = inst.os_disk
+            previous = inst.previous.disk_id if inst.previous else None
+            power = inst.power_state()
+            provisioning = (ProvisioningState.UPDATING if inst.busy_op
+                            else ProvisioningState.FAILED if inst.failed
+                            else ProvisioningState.SUCCEEDED)
+            health = inst.health(now)
+            view = views.get(iid)
+            if view is None or view.health is not health or view.power_state is not power \
+                    or view.provisioning_state is not provisioning \
+                    or view.os_disk_id != disk.disk_id or view.previous_os_disk_id != previous \
+                    or view.image_version != disk.image_version \
+                    or view.generation != disk.generation \
+                    or view.data_disk_ids != inst.data_disk_ids:
+                views[iid] = DriverInstance(
+                    instance_id=iid, image_version=disk.image_version,
+                    generation=disk.generation, os_disk_id=disk.disk_id,
+                    previous_os_disk_id=previous, power_state=power,
+                    provisioning_state=provisioning, health=health,
+                    data_disk_ids=inst.data_disk_ids)
+        ss.stale = set()
+        ss.all_stale = False
+        return DriverSnapshot(dict(views), _OpView(ss.ops))
+
+    def changes(self, now: datetime) -> frozenset[str] | None:
+        """Move the simulation to ``now``; the scale sets whose instances changed since the
+        last call (None: a fault event, which may concern any of them)."""
+        self._advance_to(now)
+        changed, everyone = frozenset(self._changed), self._all_changed
+        self._changed.clear()
+        self._all_changed = False
+        return None if everyone else changed
 
     def configure_probe(self, scale_set_id: str, probe: ProbeSpec | None) -> None:
         """Simulated applications answer whatever probes them: nothing to set up."""
@@ -349,6 +383,7 @@ class SimulatedDriver:
     def set_health(self, scale_set_id: str, instance_id: str, health: HealthState | None) -> None:
         """Force an instance's reported health (``None`` lifts the override)."""
         self._sets[scale_set_id].instances[instance_id].override = health
+        self._sets[scale_set_id].stale.add(instance_id)
 
     # -- internals -------------------------------------------------------------
     def _schedule(self, at: datetime, kind: str, scale_set_id: str, key: str,
@@ -366,6 +401,13 @@ class SimulatedDriver:
         self._now = max(self._now, now)
 
     def _apply(self, at: datetime, seq: int, kind: str, sid: str, key: str) -> None:
+        if sid:
+            self._changed.add(sid)
+            self._mark_stale(seq, kind, sid, key)
+        else:
+            self._all_changed = True  # a fault event: whoever has the instances it names
+            for ss in self._sets.values():
+                ss.all_stale = True
         if kind == "health-event":
             event = self.faults.events[int(key)]
             for ss in self._sets.values():
@@ -416,7 +458,7 @@ class SimulatedDriver:
         elif kind == "booted":
             inst.busy_op = None
             boot_rng = random.Random(f"{self.seed}/{op.op_id}/boot")
-            self._boot(inst, inst.os_disk.image_version, at, boot_rng)
+            self._boot(inst, inst.os_disk.image_version, at, boot_rng, sid=sid)
             self._finish(op, OperationState.SUCCEEDED, None, at)
         elif kind == "rollback":
             inst.busy_op = None
@@ -439,6 +481,24 @@ class SimulatedDriver:
             inst.healthy_from = at + self.timings.healthy
             self._schedule(inst.healthy_from, "healthy", sid, op.op_id)
             self._finish(op, OperationState.SUCCEEDED, None, at)
+
+    def _mark_stale(self, seq: int, kind: str, sid: str, key: str) -> None:
+        """The instance an event is about: its view is rebuilt at the next ``observe``."""
+        owner = self._sets.get(sid)
+        if owner is None:
+            return
+        if kind in ("power-stopped", "power-started"):
+            payload = self._payloads.get(seq)
+            if isinstance(payload, PowerOperation):
+                owner.stale.add(payload.instance_id)
+                return
+        op = owner.ops.get(key)
+        if op is not None:
+            owner.stale.add(op.instance_id)
+        elif kind in ("healthy", "flap"):
+            owner.stale.add(key)  # scheduled under the instance's id
+        else:
+            owner.all_stale = True  # not known whose: every view is rebuilt
 
     def _power(self, inst: _Instance, op: _Op, operation: PowerOperation) -> None:
         """Begin a power verb; asking for the state the instance is in changes nothing."""
@@ -494,11 +554,11 @@ class SimulatedDriver:
             inst.healthy_from = None
         else:
             inst.healthy_from = at + self.timings.healthy
-            self._schedule(inst.healthy_from, "healthy", "", inst.instance_id)
+            self._schedule(inst.healthy_from, "healthy", sid, inst.instance_id)
         self._finish(op, OperationState.SUCCEEDED, None, at)
 
     def _boot(self, inst: _Instance, image_version: str | None, at: datetime,
-              rng: random.Random | None) -> None:
+              rng: random.Random | None, *, sid: str = "") -> None:
         """The instance has booted at ``at``: decide when (if ever) it reports Healthy."""
         inst.flap_period = None
         inst.extension_failed = False
@@ -518,11 +578,12 @@ class SimulatedDriver:
         delay = self.timings.healthy + (f.late_by if late < f.late_healthy_probability else
                                         timedelta(0))
         inst.healthy_from = at + delay
-        self._schedule(inst.healthy_from, "healthy", "", inst.instance_id)
+        self._schedule(inst.healthy_from, "healthy", sid, inst.instance_id)
         if flaps < f.flap_probability:
             inst.flap_period = f.flap_period
             for k in range(1, FLAP_TOGGLES + 1):
-                self._schedule(inst.healthy_from + f.flap_period * k, "flap", "", inst.instance_id)
+                self._schedule(inst.healthy_from + f.flap_period * k, "flap", sid,
+                               inst.instance_id)
 
     def _finish(self, op: _Op, state: OperationState, message: str | None,
                 at: datetime | None = None) -> None:

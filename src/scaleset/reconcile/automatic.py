@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from scaleset.catalog import auto_upgrade
+from scaleset.catalog import latest as latest_rules
 from scaleset.model.instance import InstanceRecord
 from scaleset.reconcile import images
 from scaleset.reconcile.settings import ShellSettings
@@ -75,12 +76,29 @@ def health_gate(row: ScaleSetRow, settings: ShellSettings) -> trigger.HealthGate
         health_timeout=settings.health_timeout)
 
 
-def assess(tx: Tx, row: ScaleSetRow, fleet: Mapping[str, InstanceObservation], now: datetime,
-           settings: ShellSettings, *, active: Run | None) -> Assessment:
-    """What the trigger wants for this scale set now (read in ``tx``); ``active`` is the
-    run in progress, if any."""
-    runs = tx.past_runs(row.id)
-    chosen = images.latest(tx, row.location, row.model, now)
+@dataclass(frozen=True, slots=True)
+class TriggerInputs:
+    """What the trigger reads from the store: past runs and ``latest``'s candidates."""
+
+    runs: Sequence[Run]
+    candidates: Sequence[latest_rules.Candidate] | None
+    """Every version of the model's image (None: the model does not ask for ``latest``)."""
+
+
+def trigger_inputs(tx: Tx, row: ScaleSetRow, *, runs: Sequence[Run] | None = None
+                   ) -> TriggerInputs:
+    """Read the trigger's inputs in ``tx`` (``runs``: past runs the caller has already)."""
+    found = images.candidates(tx, row.location, row.model) if images.wants_latest(row.model) \
+        else None
+    return TriggerInputs(tx.past_runs(row.id) if runs is None else runs, found)
+
+
+def decide(row: ScaleSetRow, fleet: Mapping[str, InstanceObservation], now: datetime,
+           settings: ShellSettings, inputs: TriggerInputs, *, active: Run | None) -> Assessment:
+    """What the trigger wants for this scale set now, from inputs already read (pure)."""
+    runs = inputs.runs
+    chosen = latest_rules.choose(inputs.candidates, now) if inputs.candidates is not None \
+        else None
     decision = trigger.decide(
         scale_set_id=row.id,
         fleet=fleet,
@@ -99,6 +117,13 @@ def assess(tx: Tx, row: ScaleSetRow, fleet: Mapping[str, InstanceObservation], n
         gate=health_gate(row, settings),
     )
     return Assessment(decision, runs)
+
+
+def assess(tx: Tx, row: ScaleSetRow, fleet: Mapping[str, InstanceObservation], now: datetime,
+           settings: ShellSettings, *, active: Run | None) -> Assessment:
+    """What the trigger wants for this scale set now (read in ``tx``); ``active`` is the
+    run in progress, if any."""
+    return decide(row, fleet, now, settings, trigger_inputs(tx, row), active=active)
 
 
 def _iso(at: datetime) -> str:
@@ -175,18 +200,31 @@ def pending_status(tx: Tx, row: ScaleSetRow, records: Mapping[str, InstanceRecor
     return instance_view_status(assessed.decision.pending)
 
 
+def _note_key(pending: PendingUpgrade | None) -> tuple[str, str] | None:
+    """The event a pending upgrade is recorded as (None: it is not recorded)."""
+    if pending is None or pending.waiting_for in (WaitingFor.NOTHING,
+                                                  WaitingFor.RUN_IN_PROGRESS):
+        return None
+    kind = {WaitingFor.APPROVAL: DEFERRED,
+            WaitingFor.HEALTHY_INSTANCES: WAITING_FOR_HEALTH}.get(pending.waiting_for, SCHEDULED)
+    return kind, pending.target_image_version
+
+
+def noting(row: ScaleSetRow, pending: PendingUpgrade | None,
+           seen: Mapping[str, tuple[str, str]]) -> bool:
+    """Whether ``note`` has anything to look at (no transaction needed otherwise)."""
+    key = _note_key(pending)
+    return key is not None and seen.get(row.id) != key
+
+
 def note(tx: Tx, row: ScaleSetRow, pending: PendingUpgrade | None, now: datetime,
          seen: dict[str, tuple[str, str]]) -> None:
     """Record a pending upgrade in the scale set's events the first time it is scheduled or
     deferred (``seen``: the caller's memo, so the store is asked once per change)."""
-    if pending is None or pending.waiting_for in (WaitingFor.NOTHING,
-                                                  WaitingFor.RUN_IN_PROGRESS):
+    key = _note_key(pending)
+    if key is None or pending is None or seen.get(row.id) == key:
         return
-    kind = {WaitingFor.APPROVAL: DEFERRED,
-            WaitingFor.HEALTHY_INSTANCES: WAITING_FOR_HEALTH}.get(pending.waiting_for, SCHEDULED)
-    key = (kind, pending.target_image_version)
-    if seen.get(row.id) == key:
-        return
+    kind = key[0]
     last = tx.last_event(row.id, kind)
     if last is None or (last.get("data") or {}).get("targetImageVersion") != key[1]:
         data = {"targetImageVersion": pending.target_image_version,

@@ -90,9 +90,10 @@ class Doorbell:
     def __init__(self) -> None:
         self.target: Callable[[str | None], None] | None = None
 
-    def ring(self) -> None:
+    def ring(self, scale_set_id: str | None = None) -> None:
+        """Something changed for this scale set (None: for any of them)."""
         if self.target is not None:
-            self.target(None)
+            self.target(scale_set_id)
 
 
 Ready = Callable[[str, Path | None, str | None], None]
@@ -189,10 +190,12 @@ def _run(settings: ServeSettings, store: Store, clock: SystemClock,
     # Real copies into per-region stores with real instances; a simulated delay otherwise.
     replicator = Replicator(store=store, clock=clock,
                             artifacts=artifacts if isinstance(driver, ProcessDriver) else None,
-                            delay=settings.replication_delay, notify=lambda _: wake.ring())
+                            delay=settings.replication_delay, notify=wake.ring)
     outcome_log = OutcomeLog(store=store, metrics=metrics)  # from the newest event on
     loop = ReconcileLoop(reconciler=reconciler, store=store, clock=clock,
-                         driver_next_event=driver.next_event_time, resync=settings.resync,
+                         driver_next_event=driver.next_event_time,
+                         driver_changes=driver.changes if isinstance(driver, SimulatedDriver)
+                         else None, resync=settings.resync,
                          replicate=replicator.replicate_pending, metrics=metrics,
                          after_round=outcome_log.catch_up)
     wake.target = loop.notify

@@ -22,8 +22,6 @@ from typing import Any, TypeVar
 from sqlalchemy import (
     Connection,
     Engine,
-    and_,
-    bindparam,
     delete,
     func,
     insert,
@@ -35,18 +33,12 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
 from scaleset.errors import Conflict
 from scaleset.model.instance import (
-    DataDiskRecord,
-    ExtensionStatus,
-    HealthState,
     InstanceRecord,
-    PowerAction,
-    PowerRequest,
-    PowerState,
-    ProvisioningState,
 )
 from scaleset.model.network import LoadBalancer
 from scaleset.model.resourcegroup import DELETING, RESOURCE_GROUP_TYPE, group_body, group_id
 from scaleset.model.scaleset import ScaleSet
+from scaleset.store import bulk
 from scaleset.store import tables as t
 from scaleset.store.sealing import FieldCipher, seal_model, unseal_model
 from scaleset.upgrade.actions import Decision, Event
@@ -273,83 +265,6 @@ def _run_from_row(row: Any, instances: Mapping[str, RunInstance],
     )
 
 
-def _instance_values(r: InstanceRecord) -> dict[str, Any]:
-    return {
-        "scale_set_id": r.scale_set_id,
-        "instance_id": r.instance_id,
-        "zone": r.zone,
-        "fault_domain": r.fault_domain,
-        "update_domain": r.update_domain,
-        "model_generation": r.model_generation,
-        "image_version": r.image_version,
-        "os_disk_id": r.os_disk_id,
-        "previous_os_disk_id": r.previous_os_disk_id,
-        "previous_image_version": r.previous_image_version,
-        "previous_model_generation": r.previous_model_generation,
-        "data_disks": [[d.lun, d.disk_id, d.size_gb] for d in r.data_disks],
-        "power_state": str(r.power_state),
-        "provisioning_state": str(r.provisioning_state),
-        "health_state": str(r.health_state),
-        "protect_from_scale_in": r.protect_from_scale_in,
-        "protect_from_scale_set_actions": r.protect_from_scale_set_actions,
-        "private_ip": r.private_ip,
-        "extension_statuses": None if r.extensions is None else [
-            {"name": e.name, "type": e.type, "state": e.state, "message": e.message,
-             "typeHandlerVersion": e.type_handler_version} for e in r.extensions],
-        "user_intent": _intent_values(r),
-    }
-
-
-def _intent_values(r: InstanceRecord) -> dict[str, Any] | None:
-    """The instance's ``user_intent`` column: its power request and data-disk reset."""
-    intent: dict[str, Any] = {}
-    if r.power_request is not None:
-        p = r.power_request
-        intent["power"] = {"opId": p.op_id, "action": str(p.action),
-                           "skipShutdown": p.skip_shutdown, "outcome": p.outcome,
-                           "message": p.message}
-    if r.reset_data_disks_run is not None:
-        intent["resetDataDisksRun"] = r.reset_data_disks_run
-    return intent or None
-
-
-def _power_request(intent: Any) -> PowerRequest | None:
-    power = (intent or {}).get("power")
-    if not power:
-        return None
-    return PowerRequest(power["opId"], PowerAction(power["action"]),
-                        bool(power.get("skipShutdown")), power.get("outcome"),
-                        power.get("message"))
-
-
-def _instance_from_row(row: Any) -> InstanceRecord:
-    return InstanceRecord(
-        scale_set_id=row.scale_set_id,
-        instance_id=row.instance_id,
-        zone=row.zone,
-        fault_domain=row.fault_domain,
-        update_domain=row.update_domain,
-        model_generation=row.model_generation,
-        image_version=row.image_version,
-        os_disk_id=row.os_disk_id,
-        previous_os_disk_id=row.previous_os_disk_id,
-        previous_image_version=row.previous_image_version,
-        previous_model_generation=row.previous_model_generation,
-        data_disks=tuple(DataDiskRecord(lun, disk, size) for lun, disk, size in row.data_disks),
-        power_state=PowerState(row.power_state),
-        provisioning_state=ProvisioningState(row.provisioning_state),
-        health_state=HealthState(row.health_state),
-        protect_from_scale_in=row.protect_from_scale_in,
-        protect_from_scale_set_actions=row.protect_from_scale_set_actions,
-        private_ip=row.private_ip,
-        extensions=None if row.extension_statuses is None else tuple(
-            ExtensionStatus(e["name"], e["type"], e["state"], e.get("message"),
-                            e.get("typeHandlerVersion")) for e in row.extension_statuses),
-        power_request=_power_request(row.user_intent),
-        reset_data_disks_run=(row.user_intent or {}).get("resetDataDisksRun"),
-    )
-
-
 def _scale_set_from_row(row: Any, cipher: FieldCipher | None = None) -> ScaleSetRow:
     return ScaleSetRow(
         id=row.id,
@@ -426,6 +341,18 @@ class Tx:
             auto_os_upgrade_since=row.auto_os_upgrade_since,
         ))
 
+    def set_next_instance_id(self, scale_set_id: str, next_instance_id: int,
+                             now: datetime) -> None:
+        """Record the next instance number (membership grew) without rewriting the model."""
+        self.conn.execute(update(t.scale_sets).where(t.scale_sets.c.id == scale_set_id).values(
+            next_instance_id=next_instance_id, updated_at=now))
+
+    def set_image_version(self, scale_set_id: str, image_version: str | None,
+                          now: datetime) -> None:
+        """Record the version new instances get (a run completed) without rewriting the model."""
+        self.conn.execute(update(t.scale_sets).where(t.scale_sets.c.id == scale_set_id).values(
+            image_version=image_version, updated_at=now))
+
     def touch(self, scale_set_id: str) -> int | None:
         """Bump the scale set's revision (and lock its row until commit).
 
@@ -471,6 +398,12 @@ class Tx:
         return list(self.conn.execute(select(t.scale_sets.c.id).order_by(t.scale_sets.c.id))
                     .scalars())
 
+    def scale_set_revisions(self) -> dict[str, int]:
+        """Every scale set's id and revision (cheap: no model is read)."""
+        c = t.scale_sets.c
+        return {sid: int(rev) for sid, rev in self.conn.execute(
+            select(c.id, c.revision).order_by(c.id))}
+
     def delete_scale_set(self, scale_set_id: str) -> None:
         for table, column in ((t.events, t.events.c.scale_set_id),):
             self.conn.execute(delete(table).where(column == scale_set_id))
@@ -483,33 +416,20 @@ class Tx:
 
     # -- instances -------------------------------------------------------------
     def instances(self, scale_set_id: str) -> dict[str, InstanceRecord]:
-        rows = self.conn.execute(
-            select(t.instances).where(t.instances.c.scale_set_id == scale_set_id)
-        )
-        return {row.instance_id: _instance_from_row(row) for row in rows}
+        return bulk.load_instances(self.conn, scale_set_id)
 
     def insert_instances(self, records: Sequence[InstanceRecord]) -> None:
-        if records:
-            self.conn.execute(insert(t.instances), [_instance_values(r) for r in records])
+        bulk.insert_instances(self.conn, records)
 
     def update_instances(self, records: Sequence[InstanceRecord]) -> None:
-        """Write these records whole (by key); one statement for all of them."""
-        if not records:
-            return
-        columns = [c.name for c in t.instances.c if c.name not in _INSTANCE_KEYS]
-        stmt = (
-            update(t.instances)
-            .where(and_(t.instances.c.scale_set_id == bindparam("k_scale_set_id"),
-                        t.instances.c.instance_id == bindparam("k_instance_id")))
-            .values({c: bindparam(c) for c in columns})
-        )
-        params = []
-        for r in records:
-            values = _instance_values(r)
-            values["k_scale_set_id"] = values.pop("scale_set_id")
-            values["k_instance_id"] = values.pop("instance_id")
-            params.append(values)
-        self.conn.execute(stmt, params)
+        """Write these records whole (by key)."""
+        bulk.update_instances(self.conn, ((None, r) for r in records))
+
+    def update_instance_changes(self, changes: Iterable[tuple[InstanceRecord, InstanceRecord]]
+                                ) -> int:
+        """Write what changed from each ``(old, new)`` pair: only the columns that differ,
+        records changing the same columns in one statement. Returns rows written."""
+        return bulk.update_instances(self.conn, changes)
 
     def delete_instances(self, scale_set_id: str, instance_ids: Iterable[str]) -> None:
         ids = list(instance_ids)
@@ -812,30 +732,19 @@ class Tx:
     def _write_run_instances(self, run: Run, ids: Iterable[str], *,
                              existing: Iterable[str] | frozenset[str]) -> None:
         existing_set = existing if isinstance(existing, (set, frozenset)) else set(existing)
-        inserts, updates, deletes = [], [], []
+        inserts: list[tuple[str, str, str, int | None, datetime | None, str | None]] = []
+        updates: list[tuple[str, str, str, int | None, datetime | None, str | None]] = []
+        deletes: list[str] = []
         for iid in ids:
             ri = run.instances.get(iid)
             if ri is None:
                 deletes.append(iid)
                 continue
-            values = {"step": str(ri.step), "batch_index": ri.batch,
-                      "health_deadline": ri.health_deadline, "reason": ri.reason}
-            if iid in existing_set:
-                updates.append({"k_run_id": run.run_id, "k_instance_id": iid, **values})
-            else:
-                inserts.append({"run_id": run.run_id, "instance_id": iid, **values})
+            values = (run.run_id, iid, str(ri.step), ri.batch, ri.health_deadline, ri.reason)
+            (updates if iid in existing_set else inserts).append(values)
         c = t.run_instances.c
-        if inserts:
-            self.conn.execute(insert(t.run_instances), inserts)
-        if updates:
-            self.conn.execute(
-                update(t.run_instances)
-                .where(c.run_id == bindparam("k_run_id"),
-                       c.instance_id == bindparam("k_instance_id"))
-                .values(step=bindparam("step"), batch_index=bindparam("batch_index"),
-                        health_deadline=bindparam("health_deadline"), reason=bindparam("reason")),
-                updates,
-            )
+        bulk.insert_run_instances(self.conn, inserts)
+        bulk.update_run_instances(self.conn, updates)
         if deletes:
             self.conn.execute(delete(t.run_instances).where(
                 c.run_id == run.run_id, c.instance_id.in_(deletes)))
@@ -843,11 +752,8 @@ class Tx:
     # -- events ----------------------------------------------------------------
     def append_events(self, scale_set_id: str, run_id: str | None, events: Iterable[Event],
                       now: datetime) -> None:
-        rows = [{"at": now, "scale_set_id": scale_set_id, "run_id": run_id, "kind": e.kind,
-                 "instance_id": e.instance_id, "message": e.message, "data": dict(e.data)}
-                for e in events]
-        if rows:
-            self.conn.execute(insert(t.events), rows)
+        bulk.insert_events(self.conn, [(now, scale_set_id, run_id, e.kind, e.instance_id,
+                                         e.message, e.data) for e in events])
 
     def events(self, scale_set_id: str, *, run_id: str | None = None,
                after_id: int = 0, kinds: Iterable[str] | None = None,

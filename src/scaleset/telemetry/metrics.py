@@ -76,6 +76,15 @@ class Metrics:
             "scaleset_reconcile_pass_failures_total",
             "Reconcile passes that raised (logged with their traceback, retried after a "
             "back-off).", registry=r)
+        self.reconcile_round_duration = Histogram(
+            "scaleset_reconcile_round_duration_seconds",
+            "How long one reconcile round took: the passes of the scale sets that were due "
+            "(a change, a timer, the safety-net resync) and the bookkeeping around them.",
+            registry=r, buckets=(0.0001, 0.0005, *_PASS))
+        self.reconcile_round_passes = Histogram(
+            "scaleset_reconcile_round_passes",
+            "How many scale sets one reconcile round passed over.", registry=r,
+            buckets=(0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000))
         self.reconcile_lag = Histogram(
             "scaleset_reconcile_lag_seconds",
             "How late a reconcile round began after it was due: the earlier of the wake-up "

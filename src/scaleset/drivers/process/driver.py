@@ -36,7 +36,7 @@ import stat
 import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -100,13 +100,13 @@ _SEVERITY = {HealthState.UNHEALTHY: 3, HealthState.INITIALIZING: 2, HealthState.
 class ProcessDriver:
     """Real instances: OS disks from image artifacts, processes, probes.
 
-    ``on_change`` is called (from driver threads) whenever something the shell
-    would want to see has changed: an operation ended, a process started or
-    died, a probe changed its verdict.
+    ``on_change(scale_set_id)`` is called (from driver threads) whenever something
+    the shell would want to see of that scale set has changed: an operation ended,
+    a process started or died, a probe changed its verdict.
     """
 
     def __init__(self, root: Path, artifacts: ArtifactStore, *,
-                 on_change: Callable[[], None] | None = None, workers: int = 32,
+                 on_change: Callable[[str], None] | None = None, workers: int = 32,
                  stop_grace: float = processes.STOP_GRACE,
                  step_stop_grace: float = STEP_STOP_GRACE,
                  claims: addresses.Claims | None = None,
@@ -130,14 +130,14 @@ class ProcessDriver:
         self.artifacts = artifacts
         self.stop_grace = stop_grace
         self.step_stop_grace = step_stop_grace  # a provisioning step's time to end at a stop
-        self._on_change = on_change or (lambda: None)
+        self._on_change = on_change or (lambda _sid: None)
         self._block = addresses.block_for(root)
         self._claims = claims or addresses.default_claims()
         self._lock = threading.RLock()
         self._live: dict[tuple[str, str], LiveInstance] = {}
         self._missing_ops: dict[str, dict[str, OperationObservation]] = {}
         self._probes: dict[str, ProbeSpec | None] = {}
-        self._prober = Prober(on_change=lambda _key: self._on_change(),
+        self._prober = Prober(on_change=self._probe_changed,
                               on_attempt=metrics.probe_attempt if metrics else None)
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="scaleset-instance")
         self._stopping = threading.Event()
@@ -329,7 +329,7 @@ class ProcessDriver:
                 live.busy = None
                 if self._live.get((live.state.scale_set_id, live.state.instance_id)) is live:
                     live.save()
-        self._on_change()
+        self._on_change(live.state.scale_set_id)
 
     def _create(self, live: LiveInstance) -> None:
         disks.ensure_data_disks(live.directory, [lun for lun, _ in live.state.data_disks],
@@ -392,7 +392,7 @@ class ProcessDriver:
         state = live.state
         deallocate = op.action is PowerAction.DEALLOCATE
         live.power_phase = PowerState.DEALLOCATING if deallocate else PowerState.STOPPING
-        self._on_change()
+        self._on_change(live.state.scale_set_id)
         self._stop(live, grace=0.0 if op.skip_shutdown else None)
         state.running = False
         if deallocate:
@@ -409,7 +409,7 @@ class ProcessDriver:
         """Boot the instance's own OS disk again; a new address when ``new_host``."""
         state = live.state
         live.power_phase = PowerState.STARTING
-        self._on_change()
+        self._on_change(live.state.scale_set_id)
         try:
             if new_host:
                 old = state.private_ip
@@ -643,6 +643,10 @@ class ProcessDriver:
         raise addresses.AddressPoolExhausted(
             f"all {UID_SLOT} instance users of this data directory are taken")
 
+    def _probe_changed(self, key: Hashable) -> None:
+        if isinstance(key, tuple):  # (scale set, instance): see _probe_key
+            self._on_change(str(key[0]))
+
     @staticmethod
     def _probe_key(live: LiveInstance) -> tuple[str, str]:
         return (live.state.scale_set_id, live.state.instance_id)
@@ -730,7 +734,7 @@ class ProcessDriver:
             live.restart_at = now + live.backoff
             live.backoff = min(BACKOFF_MAX, live.backoff * 2)
             live.save()
-            self._on_change()
+            self._on_change(live.state.scale_set_id)
         elif now >= live.restart_at:
             if not state.os_disk.provisioned:
                 self._pool.submit(self._guarded, live, None, self._boot, live)
@@ -738,7 +742,7 @@ class ProcessDriver:
                 return
             if self._spawn(live) is None:
                 self._watch(live)
-            self._on_change()
+            self._on_change(live.state.scale_set_id)
 
     # -- adoption ------------------------------------------------------------------
     def _adopt(self) -> None:
