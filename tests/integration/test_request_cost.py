@@ -152,6 +152,19 @@ def test_a_get_of_a_scale_set_is_one_transaction(api: Api, second_store: Store) 
     assert len(begins) == 2
 
 
+def test_reads_of_instances_are_one_transaction_too(api: Api) -> None:
+    owner = api.token("contributor")
+    _created(api, owner, capacity=2)
+    api.world.settle()
+    begins = _begins(api.world.store.engine)
+    for path in (f"{SET}/virtualMachines{V}", f"{SET}/virtualMachines/0{V}",
+                 f"{SET}/virtualMachines/0/instanceView{V}", f"{SET}/instanceView{V}"):
+        begins.clear()
+        assert api.get(path, owner).status_code == 200, path
+        assert len(begins) == 1, path
+    assert api.get(f"{SET}/virtualMachines/9{V}", owner).status_code == 404
+
+
 def test_a_kept_answer_follows_every_change_of_the_scale_set(api: Api) -> None:
     owner = api.token("contributor")
     _created(api, owner, capacity=1)

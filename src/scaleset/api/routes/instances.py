@@ -7,8 +7,8 @@ from typing import Any
 from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import Response
 
-from scaleset.api import lro, paging
-from scaleset.api.auth import READ, WRITE
+from scaleset.api import auth, lro, paging
+from scaleset.api.auth import WRITE
 from scaleset.api.context import ApiContext, request_context
 from scaleset.api.routes.common import (
     ACCEPTED,
@@ -16,6 +16,8 @@ from scaleset.api.routes.common import (
     check_preconditions,
     compute_version,
     load_scale_set,
+    scale_set_key,
+    scale_set_not_found,
 )
 from scaleset.errors import InvalidParameter, NotFound
 from scaleset.model.instance import InstanceRecord
@@ -47,6 +49,20 @@ def _load(context: ApiContext, subscription: str, resource_group: str, name: str
     return row, record
 
 
+def _read(caller: auth.Credential, subscription: str, resource_group: str, name: str,
+          instance_id: str) -> tuple[ScaleSetRow, InstanceRecord]:
+    """``_load`` in the request's one transaction, its token checked first."""
+    with caller.transaction() as tx:
+        row = tx.get_scale_set(scale_set_key(subscription, resource_group, name))
+        if row is None:
+            raise scale_set_not_found(resource_group, name)
+        record = tx.instances(row.id).get(instance_id)
+    if record is None:
+        raise NotFound(f"The entity was not found: instance '{instance_id}' of scale set "
+                       f"'{row.name}'.", code="NotFound")
+    return row, record
+
+
 def _natural(instance_id: str) -> tuple[int, str]:
     return (int(instance_id), "") if instance_id.isascii() and instance_id.isdigit() \
         else (1 << 62, instance_id)
@@ -55,11 +71,14 @@ def _natural(instance_id: str) -> tuple[int, str]:
 @router.get(SCALE_SET + "/virtualMachines")
 def list_instances(subscription: str, resource_group: str, name: str, request: Request,
                    expand: str | None = Query(default=None, alias="$expand"),
-                   _v: str = Depends(compute_version), _a: object = Depends(READ),
-                   context: ApiContext = Depends(request_context)) -> dict[str, Any]:
-    row = load_scale_set(context.store, subscription, resource_group, name)
-    with context.store.transaction() as tx:
+                   _v: str = Depends(compute_version),
+                   caller: auth.Credential = Depends(auth.read_in_tx)) -> dict[str, Any]:
+    with caller.transaction() as tx:  # one transaction: the token, the row, its instances
+        row = tx.get_scale_set(scale_set_key(subscription, resource_group, name))
+        if row is None:
+            raise scale_set_not_found(resource_group, name)
         records = tx.instances(row.id)
+    context = caller.context
     show = _expand(expand)
     items = [views.instance_resource(row, records[i], expand_instance_view=show).to_wire()
              for i in sorted(records, key=_natural)]
@@ -69,17 +88,17 @@ def list_instances(subscription: str, resource_group: str, name: str, request: R
 @router.get(INSTANCE, responses={200: {"model": ScaleSetVM}})
 def get_instance(subscription: str, resource_group: str, name: str, instance_id: str,
                  expand: str | None = Query(default=None, alias="$expand"),
-                 _v: str = Depends(compute_version), _a: object = Depends(READ),
-                 context: ApiContext = Depends(request_context)) -> dict[str, Any]:
-    row, record = _load(context, subscription, resource_group, name, instance_id)
+                 _v: str = Depends(compute_version),
+                 caller: auth.Credential = Depends(auth.read_in_tx)) -> dict[str, Any]:
+    row, record = _read(caller, subscription, resource_group, name, instance_id)
     return views.instance_resource(row, record, expand_instance_view=_expand(expand)).to_wire()
 
 
 @router.get(INSTANCE + "/instanceView", responses={200: {"model": VMInstanceView}})
 def get_instance_view(subscription: str, resource_group: str, name: str, instance_id: str,
-                      _v: str = Depends(compute_version), _a: object = Depends(READ),
-                      context: ApiContext = Depends(request_context)) -> dict[str, Any]:
-    row, record = _load(context, subscription, resource_group, name, instance_id)
+                      _v: str = Depends(compute_version),
+                      caller: auth.Credential = Depends(auth.read_in_tx)) -> dict[str, Any]:
+    row, record = _read(caller, subscription, resource_group, name, instance_id)
     body = views.instance_resource(row, record, expand_instance_view=True).to_wire()
     view: dict[str, Any] = body["properties"]["instanceView"]
     return view

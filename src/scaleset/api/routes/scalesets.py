@@ -231,10 +231,13 @@ def list_in_subscription(subscription: str, request: Request,
 
 @router.get(SCALE_SET + "/instanceView")
 def instance_view(subscription: str, resource_group: str, name: str,
-                  _v: str = Depends(compute_version), _a: object = Depends(READ),
-                  context: ApiContext = Depends(request_context)) -> dict[str, Any]:
-    row = load_scale_set(context.store, subscription, resource_group, name)
-    with context.store.transaction() as tx:
+                  _v: str = Depends(compute_version),
+                  caller: auth.Credential = Depends(auth.read_in_tx)) -> dict[str, Any]:
+    context = caller.context
+    with caller.transaction() as tx:  # one transaction: the token, the row, its instances
+        row = tx.get_scale_set(scale_set_key(subscription, resource_group, name))
+        if row is None:
+            raise scale_set_not_found(resource_group, name)
         records = tx.instances(row.id)
         # An automatic OS upgrade that has not started (delayed, outside a maintenance
         # window, deferred for approval) shows as an OSUpgrade/... status.
