@@ -126,6 +126,7 @@ AttemptObserver = Callable[[str, str, float, bool], None]
 
 
 DEFAULT_KEPT_CONNECTIONS = 10_000
+"""The most idle HTTP connections kept between probes by default, if the file limit allows."""
 
 
 def _file_limit() -> int | None:
