@@ -57,6 +57,15 @@ class Codec:
                     f"{naive.microsecond:06d}")
         return naive
 
+    def from_time(self, value: Any) -> datetime | None:
+        """A ``UTCDateTime`` column as read from the cursor."""
+        if value is None:
+            return None
+        if isinstance(value, str):  # SQLite keeps the text written by ``time``
+            value = datetime.fromisoformat(value)
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC)
+
     @staticmethod
     def json(value: Any) -> str:
         return json.dumps(value)

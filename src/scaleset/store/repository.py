@@ -622,9 +622,12 @@ class Tx:
             else None,
             policy=_policy_to_json(run.policy), rollback_on_failure=run.rollback_on_failure,
             rollback_on_breach=run.rollback_on_breach, all_at_once=run.all_at_once,
-            start_time=run.start_time, **_run_values(run),
+            start_time=run.start_time, members=list(run.instances),
+            member_count=len(run.instances), **_run_values(run),
         ))
-        self._write_run_instances(run, run.instances.keys(), existing=frozenset())
+        # Pending is implicit: only instances that already left it get a row.
+        self._write_run_instances(run, [iid for iid, ri in run.instances.items()
+                                        if ri.step is not Step.PENDING], existing=frozenset())
         for batch in run.batches:
             self._insert_batch(run.run_id, batch)
 
@@ -639,12 +642,15 @@ class Tx:
         row = self.conn.execute(select(t.runs).where(t.runs.c.run_id == run_id)).first()
         if row is None:
             raise NotFoundError(f"run {run_id} does not exist")
-        ri = t.run_instances.c
-        instances = {
-            r.instance_id: RunInstance(r.instance_id, Step(r.step), r.batch_index,
-                                       r.health_deadline, r.reason)
-            for r in self.conn.execute(select(t.run_instances).where(ri.run_id == run_id))
+        codec = bulk.codec_for(self.conn)
+        stepped = {
+            iid: RunInstance(iid, Step(step), batch, codec.from_time(deadline), reason)
+            for iid, step, batch, deadline, reason in self.conn.exec_driver_sql(
+                "SELECT instance_id, step, batch_index, health_deadline, reason "
+                f"FROM run_instances WHERE run_id = {codec.mark}", (run_id,))
         }
+        members = row.members if row.members is not None else list(stepped)
+        instances = {iid: stepped.get(iid) or RunInstance(iid, Step.PENDING) for iid in members}
         rb = t.run_batches.c
         batches = tuple(
             Batch(r.batch_index, tuple(r.instance_ids), r.start_time, r.end_time)
@@ -682,6 +688,9 @@ class Tx:
                 select(ri.step, func.count()).where(ri.run_id == row.run_id).group_by(ri.step)
             ):
                 counts[Step(step)] = n
+            if row.member_count is not None:  # members without a row are pending
+                counts[Step.PENDING] = row.member_count - sum(
+                    n for step, n in counts.items() if step is not Step.PENDING)
             failed: dict[str, RunInstance] = {}
             if row.error_code is not None:  # the causes behind a run's error, a few of them
                 for r in self.conn.execute(
@@ -721,7 +730,11 @@ class Tx:
                 self.conn.execute(update(t.run_batches).where(
                     t.run_batches.c.run_id == run.run_id,
                     t.run_batches.c.batch_index == new.index).values(end_time=new.end))
-        self._write_run_instances(run, decision.changed, existing=previous.instances.keys())
+        self._write_run_instances(run, decision.changed, existing={
+            iid for iid, ri in previous.instances.items() if ri.step is not Step.PENDING})
+        if len(run.instances) != len(previous.instances):  # some left the run
+            self.conn.execute(update(t.runs).where(t.runs.c.run_id == run.run_id).values(
+                members=list(run.instances), member_count=len(run.instances)))
         self.append_events(run.scale_set_id, run.run_id, decision.events, now)
 
     def _insert_batch(self, run_id: str, batch: Batch) -> None:

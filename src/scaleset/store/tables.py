@@ -142,6 +142,10 @@ runs = Table(
     Column("cancel_requested", Boolean, nullable=False),
     Column("cancel_time", UTCDateTime()),
     Column("next_batch_at", UTCDateTime()),
+    # The instance ids the run covers (migration 0009): an instance without a
+    # run_instances row is Pending (0009 converted the runs stored before it).
+    Column("members", JSON),
+    Column("member_count", Integer),
     Index(None, "scale_set_id", "start_time"),
 )
 
