@@ -175,3 +175,38 @@ def test_every_migration_steps_down_and_up_one_at_a_time(engine: Engine) -> None
             command.upgrade(config, "+1")
         assert current_revision(engine) == revision
     assert schema_diff(engine) == []
+
+
+def test_0009_keeps_every_stored_run_as_it_was(engine: Engine) -> None:
+    """Runs stored before 0009 (a row per instance, Pending ones included) read the same after
+    it, carry on from there, and step back down to a row per instance."""
+    migrate(engine)
+    store = Store(engine)
+    world = World.create(store)
+    sid = world.add_scale_set(capacity=5, policy={"maxBatchInstancePercent": 40,
+                                                  "maxUnhealthyInstancePercent": 40})
+    world.publish("1.1.0")
+    run = world.start_upgrade(sid)
+    world.reconciler.reconcile(sid)  # the first batch starts; the others stay Pending
+    before = world.run(run.run_id)
+    assert {ri.step.value for ri in before.instances.values()} >= {"Pending", "Upgrading"}
+    downgrade(engine, "0008")  # the run now has a row per instance, Pending ones included
+    with engine.connect() as conn:
+        steps = [r[0] for r in conn.execute(text(
+            "SELECT step FROM run_instances WHERE run_id = :r"), {"r": run.run_id})]
+    assert len(steps) == 5 and "Pending" in steps
+    migrate(engine)
+    with engine.connect() as conn:
+        pending_rows = conn.execute(text(
+            "SELECT count(*) FROM run_instances WHERE step = 'Pending'")).scalar_one()
+    assert pending_rows == 0
+    assert world.run(run.run_id).instances == before.instances
+    world.restart()
+    world.settle(sid)
+    after = world.run(run.run_id)
+    assert after.status.value == "Completed"
+    assert {ri.step.value for ri in after.instances.values()} == {"Succeeded"}
+    with store.transaction() as tx:
+        (summary,) = [s for s in tx.run_summaries(sid) if s.run.run_id == run.run_id]
+    assert summary.progress.successful == 5 and summary.progress.pending == 0
+    store.close()

@@ -24,9 +24,10 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('runs') as batch:
-        batch.add_column(sa.Column('members', sa.JSON(), nullable=True))
-        batch.add_column(sa.Column('member_count', sa.Integer(), nullable=True))
+    # Plain ALTER TABLE, not batch mode: recreating ``runs`` on SQLite would drop the
+    # table its steps and batches reference, and ON DELETE CASCADE would empty them.
+    op.add_column('runs', sa.Column('members', sa.JSON(), nullable=True))
+    op.add_column('runs', sa.Column('member_count', sa.Integer(), nullable=True))
     conn = op.get_bind()
     runs = sa.table('runs', sa.column('run_id', sa.String), sa.column('members', sa.JSON),
                     sa.column('member_count', sa.Integer))
@@ -55,6 +56,8 @@ def downgrade() -> None:
         if missing:
             conn.execute(steps.insert(), [{'run_id': run_id, 'instance_id': iid,
                                            'step': 'Pending'} for iid in missing])
-    with op.batch_alter_table('runs') as batch:
-        batch.drop_column('member_count')
-        batch.drop_column('members')
+    for column in ('member_count', 'members'):
+        if conn.dialect.name == 'sqlite':  # ALTER TABLE DROP COLUMN: SQLite 3.35 and later
+            op.execute(f'ALTER TABLE runs DROP COLUMN {column}')
+        else:
+            op.drop_column('runs', column)
