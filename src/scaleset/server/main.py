@@ -6,6 +6,7 @@ import json
 import fcntl
 import logging
 import os
+import resource
 import signal
 import stat
 import sys
@@ -80,6 +81,23 @@ class _QuietIdleCut(logging.Filter):
                     or message.startswith("Exception in ASGI application"))
 
 
+FILE_LIMIT_WANTED = 65_536
+
+
+def _raise_file_limit() -> None:
+    """Lift the soft open-file limit towards the hard one: every probed instance may keep a
+    connection (``drivers/process/probes.py`` sizes its kept connections from this limit),
+    and a typical soft limit of 1,024 would make most of them reconnect at every probe."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = FILE_LIMIT_WANTED if hard == resource.RLIM_INFINITY else min(hard,
+                                                                          FILE_LIMIT_WANTED)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        except (ValueError, OSError):
+            log.warning("could not raise the open-file limit from %d to %d", soft, wanted)
+
+
 def _exit_on_signal(signum: int, _frame: object) -> None:
     raise SystemExit(0)
 
@@ -109,6 +127,7 @@ def serve(settings: ServeSettings, *, out: TextIO = sys.stdout, on_ready: Ready 
     logs.configure(fmt=settings.log_format, level=settings.log_level,
                    secrets=[s for s in (settings.bootstrap_token, settings.metrics_token) if s])
     metrics = Metrics()
+    _raise_file_limit()
     private_data_dir(settings.data_dir)
     lock = _lock_data_dir(settings.data_dir)
     try:

@@ -17,6 +17,10 @@ DISKS = [d for d in os.environ.get("SCALESET_DATA_DISKS", "").split(os.pathsep) 
 
 
 class Handler(BaseHTTPRequestHandler):
+    # HTTP/1.1: a load balancer's probe keeps its connection instead of opening one a probe
+    # (every reply carries Content-Length, so the connection can stay open).
+    protocol_version = "HTTP/1.1"
+
     def do_GET(self):
         if self.path == "/":
             page = f"<!doctype html><title>webapp {VERSION}</title>" \

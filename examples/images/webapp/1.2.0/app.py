@@ -18,6 +18,10 @@ SETTINGS = {"cache_ttl": int(os.environ.get("WEBAPP_CACHE_TTL", "30"))}
 
 
 class Handler(BaseHTTPRequestHandler):
+    # HTTP/1.1: a load balancer's probe keeps its connection instead of opening one a probe
+    # (every reply carries Content-Length, so the connection can stay open).
+    protocol_version = "HTTP/1.1"
+
     def do_GET(self):
         if self.path == "/":
             page = f"<!doctype html><title>webapp {VERSION}</title>" \
