@@ -406,10 +406,9 @@ def put_version(store: Store, *, image: str, name: str, body: model.GalleryImage
 def pinning_scale_sets(tx: Tx, version_id: str) -> list[str]:
     """Names of the scale sets whose ``imageReference.id`` pins this version."""
     names = []
-    for sid in tx.scale_set_ids():
-        row = tx.get_scale_set(sid)
-        ref = rules.parse_image_id(row.model.image_reference.id) if row else None
-        if row is not None and ref is not None and ref.version is not None \
+    for row in tx.scale_sets_naming_image_ids("/versions/"):  # those pinning any version
+        ref = rules.parse_image_id(row.model.image_reference.id)
+        if ref is not None and ref.version is not None \
                 and ref.version_id(ref.version).lower() == version_id.lower():
             names.append(row.name)
     return names

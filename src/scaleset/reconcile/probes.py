@@ -159,9 +159,8 @@ def check_health_probe(tx: Tx, model: ScaleSet, *, previous: ScaleSet | None = N
 def users(tx: Tx, lb_key: str) -> dict[str, list[str]]:
     """Probe name (lower-cased) -> names of the scale sets whose model uses it."""
     out: dict[str, list[str]] = {}
-    for scale_set_id in tx.scale_set_ids():
-        row = tx.get_scale_set(scale_set_id)
-        probe_id = health_probe_id(row.model) if row is not None else None
+    for row in tx.scale_sets_with_probe_under(lb_key.lower() + "/probes/"):
+        probe_id = health_probe_id(row.model)
         ref = parse_probe_id(probe_id) if probe_id else None
         if row is not None and ref is not None and ref.key == lb_key.lower():
             out.setdefault(ref.probe.lower(), []).append(row.name)

@@ -68,12 +68,7 @@ def enforce_total(tx: Tx, model: ScaleSet, *, scale_set_id: str, limits: Limits,
     more = growth(model, previous)
     if more == 0:
         return
-    usage = 0
-    for sid in tx.scale_set_ids():
-        if sid == scale_set_id:
-            continue
-        row = tx.get_scale_set(sid)
-        usage += row.model.capacity if row is not None else 0
+    usage = tx.total_capacity(excluding=scale_set_id)
     usage += previous.capacity if previous is not None else 0
     limit = limits.max_instances_total
     if usage + more > limit:

@@ -242,9 +242,7 @@ def resources(store: Store, subscription: str, resource_group: str | None = None
     prefix = f"/subscriptions/{subscription}/" + (
         f"resourcegroups/{resource_group}/" if resource_group is not None else "")
     with store.transaction() as tx:
-        scale_sets: list[ScaleSetRow] = [
-            row for sid in tx.scale_set_ids() if sid.startswith(prefix.lower())
-            and (row := tx.get_scale_set(sid)) is not None]
+        scale_sets: list[ScaleSetRow] = tx.scale_sets_under(prefix)
         for row in scale_sets:
             body = scale_set_view(row) if scale_set_view is not None else row.model.to_wire()
             out.append((_group_of(row.model.id or row.id),

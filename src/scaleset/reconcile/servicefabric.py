@@ -99,10 +99,7 @@ def cluster_facts(tx: Tx, model: ScaleSet) -> ClusterFacts | None:
 def users(tx: Tx, row: ResourceRow) -> dict[str, list[str]]:
     """Node type (lower-cased) -> names of the scale sets that are that node type of ``row``."""
     out: dict[str, list[str]] = {}
-    for scale_set_id in tx.scale_set_ids():
-        scale_set = tx.get_scale_set(scale_set_id)
-        if scale_set is None:
-            continue
+    for scale_set in tx.service_fabric_scale_sets():
         found = cluster_of(tx, scale_set.model)
         if found is not None and found.id.lower() == row.id.lower():
             node_type = (node_type_of(scale_set.model) or "").lower()

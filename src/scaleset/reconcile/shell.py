@@ -191,8 +191,7 @@ class Reconciler:
                 if network is not None and network.health_probe is not None else None
             endpoint = cluster_endpoint(row.model)
             peers = tuple(
-                other_id for other_id in tx.scale_set_ids() if other_id != row.id
-                and (other := tx.get_scale_set(other_id)) is not None
+                other.id for other in tx.service_fabric_scale_sets() if other.id != row.id
                 and cluster_endpoint(other.model) == endpoint) if endpoint is not None else ()
         return _Read(row, records, run, trigger, probe, peers, cached)
 

@@ -311,6 +311,16 @@ def _model_json(model: ScaleSet, cipher: FieldCipher | None = None,
                                        exclude_none=True), cipher, scale_set_id)
 
 
+def _reference_values(model: ScaleSet) -> dict[str, Any]:
+    """The reference columns kept with a model (``tables.scale_sets``, migration 0010)."""
+    probe = model.health_probe_id
+    image = model.image_reference.id
+    return {"capacity": model.capacity,
+            "health_probe_id": probe.strip().lower() if probe else None,
+            "image_id": image.strip().lower() if image else None,
+            "service_fabric": model.service_fabric_extension is not None}
+
+
 class Tx:
     """One transaction's worth of domain reads and writes."""
 
@@ -329,7 +339,7 @@ class Tx:
             generation=row.generation, image_version=row.image_version,
             next_instance_id=row.next_instance_id, etag=row.etag,
             created_at=row.created_at, updated_at=row.updated_at, revision=row.revision,
-            auto_os_upgrade_since=row.auto_os_upgrade_since,
+            auto_os_upgrade_since=row.auto_os_upgrade_since, **_reference_values(row.model),
         ))
 
     def update_scale_set(self, row: ScaleSetRow) -> None:
@@ -338,7 +348,7 @@ class Tx:
             model=_model_json(row.model, self.cipher, row.id),
             generation=row.generation, image_version=row.image_version,
             next_instance_id=row.next_instance_id, etag=row.etag, updated_at=row.updated_at,
-            auto_os_upgrade_since=row.auto_os_upgrade_since,
+            auto_os_upgrade_since=row.auto_os_upgrade_since, **_reference_values(row.model),
         ))
 
     def set_next_instance_id(self, scale_set_id: str, next_instance_id: int,
@@ -397,6 +407,45 @@ class Tx:
     def scale_set_ids(self) -> list[str]:
         return list(self.conn.execute(select(t.scale_sets.c.id).order_by(t.scale_sets.c.id))
                     .scalars())
+
+    def scale_sets_under(self, prefix: str) -> list[ScaleSetRow]:
+        """The scale sets whose key starts with ``prefix`` (lower-cased: a subscription's or
+        a resource group's), by key."""
+        c = t.scale_sets.c
+        prefix = prefix.lower()
+        rows = self.conn.execute(select(t.scale_sets).where(
+            func.substr(c.id, 1, len(prefix)) == prefix).order_by(c.id))
+        return [_scale_set_from_row(row, self.cipher) for row in rows]
+
+    def scale_sets_with_probe_under(self, prefix: str) -> list[ScaleSetRow]:
+        """The scale sets whose health probe id starts with ``prefix`` (lower-cased)."""
+        c = t.scale_sets.c
+        prefix = prefix.lower()
+        rows = self.conn.execute(select(t.scale_sets).where(
+            func.substr(c.health_probe_id, 1, len(prefix)) == prefix).order_by(c.id))
+        return [_scale_set_from_row(row, self.cipher) for row in rows]
+
+    def scale_sets_naming_image_ids(self, fragment: str) -> list[ScaleSetRow]:
+        """The scale sets whose image id (lower-cased) holds ``fragment``."""
+        c = t.scale_sets.c
+        rows = self.conn.execute(select(t.scale_sets).where(
+            c.image_id.contains(fragment.lower(), autoescape=True)).order_by(c.id))
+        return [_scale_set_from_row(row, self.cipher) for row in rows]
+
+    def service_fabric_scale_sets(self) -> list[ScaleSetRow]:
+        """The scale sets that are Service Fabric node types."""
+        c = t.scale_sets.c
+        rows = self.conn.execute(select(t.scale_sets).where(c.service_fabric.is_(True))
+                                 .order_by(c.id))
+        return [_scale_set_from_row(row, self.cipher) for row in rows]
+
+    def total_capacity(self, *, excluding: str | None = None) -> int:
+        """The instances every scale set asks for (``sku.capacity``), one excluded."""
+        c = t.scale_sets.c
+        query = select(func.coalesce(func.sum(c.capacity), 0))
+        if excluding is not None:
+            query = query.where(c.id != excluding)
+        return int(self.conn.execute(query).scalar_one())
 
     def scale_set_revisions(self) -> dict[str, int]:
         """Every scale set's id and revision (cheap: no model is read)."""
@@ -600,7 +649,9 @@ class Tx:
     def scale_set_ids_in_group(self, subscription: str, name: str) -> list[str]:
         """Ids (the store's keys) of the scale sets in one resource group."""
         prefix = f"/subscriptions/{subscription}/resourcegroups/{name}/".lower()
-        return [sid for sid in self.scale_set_ids() if sid.startswith(prefix)]
+        c = t.scale_sets.c
+        return list(self.conn.execute(select(c.id).where(
+            func.substr(c.id, 1, len(prefix)) == prefix).order_by(c.id)).scalars())
 
     def all_resources(self, subscription: str, resource_group: str | None = None
                       ) -> list[ResourceRow]:

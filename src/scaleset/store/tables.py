@@ -20,6 +20,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    false,
 )
 
 
@@ -75,6 +76,13 @@ scale_sets = Table(
     # been seen finished; None: nothing in progress. Stored so a GET reads one row.
     Column("provisioning_state", String(16)),
     Column("provisioning_operation", String(64)),
+    # What questions about every scale set need, kept with the model so SQL can answer
+    # them (migration 0010): the instances it asks for, the load balancer probe and image
+    # id it names (lower-cased), whether it is a Service Fabric node type.
+    Column("capacity", Integer, nullable=False, server_default="0"),
+    Column("health_probe_id", String(1024), index=True),
+    Column("image_id", String(1024), index=True),
+    Column("service_fabric", Boolean, nullable=False, server_default=false()),
 )
 
 instances = Table(

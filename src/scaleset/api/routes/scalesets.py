@@ -208,8 +208,8 @@ def delete(subscription: str, resource_group: str, name: str, request: Request,
 
 def _list(context: ApiContext, prefix: str) -> list[dict[str, Any]]:
     with context.store.transaction() as tx:
-        rows = [tx.get_scale_set(sid) for sid in tx.scale_set_ids() if sid.startswith(prefix)]
-    return [views.scale_set_resource(r) for r in rows if r is not None]
+        rows = tx.scale_sets_under(prefix)
+    return [views.scale_set_resource(r) for r in rows]
 
 
 @router.get("/subscriptions/{subscription}/resourceGroups/{resource_group}/providers/"
