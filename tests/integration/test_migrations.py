@@ -210,3 +210,24 @@ def test_0009_keeps_every_stored_run_as_it_was(engine: Engine) -> None:
         (summary,) = [s for s in tx.run_summaries(sid) if s.run.run_id == run.run_id]
     assert summary.progress.successful == 5 and summary.progress.pending == 0
     store.close()
+
+
+def test_0010_fills_the_reference_columns_from_the_stored_models(engine: Engine) -> None:
+    """Scale sets stored before 0010 are found by the new columns' queries after it."""
+    migrate(engine)
+    store = Store(engine)
+    world = World.create(store)
+    a = world.add_scale_set("a", capacity=3)
+    b = world.add_scale_set("b", capacity=2)
+    downgrade(engine, "0009")
+    migrate(engine)
+    with store.transaction() as tx:
+        assert tx.total_capacity() == 5
+        assert tx.total_capacity(excluding=a) == 2
+        probe = tx.get_scale_set(a).model.health_probe_id  # type: ignore[union-attr]
+        assert probe is not None
+        lb = probe.lower().split("/probes/")[0]
+        assert [r.id for r in tx.scale_sets_with_probe_under(lb + "/probes/")] == [a, b]
+        assert [r.id for r in tx.scale_sets_under(a.rsplit("/", 1)[0] + "/")] == [a, b]
+        assert tx.service_fabric_scale_sets() == []
+    store.close()
