@@ -118,3 +118,26 @@ def test_the_full_resync_passes_over_everyone(sqlite_store: Store) -> None:
     world.clock.advance(timedelta(seconds=31))
     loop.run_once()
     assert sorted(passes.take()) == sorted(ids)
+
+
+def test_a_driver_that_lost_its_fleet_gets_it_back_and_the_run_keeps_every_instance(
+        sqlite_store: Store) -> None:
+    """The simulated driver keeps nothing across a restart: the first pass recreates the
+    instances and the run waits for them rather than dropping them as deleted."""
+    from scaleset.drivers.simulated import SimulatedDriver
+    from scaleset.reconcile.shell import Reconciler
+
+    world, (a, _b, _c) = _world(sqlite_store)
+    world.publish("1.1.0")
+    run = world.start_upgrade(a)
+    world.reconciler.reconcile(a)
+    world.driver = SimulatedDriver(start=world.clock.now())
+    world.reconciler = Reconciler(store=sqlite_store, driver=world.driver, clock=world.clock,
+                                  settings=world.settings)
+    world.reconciler.reconcile(a)
+    assert sorted(world.driver.instance_ids(a)) == ["0", "1"]
+    assert sorted(world.run(run.run_id).instances) == ["0", "1"]
+    world.settle(a)
+    finished = world.run(run.run_id)
+    assert str(finished.status) == "Completed"
+    assert finished.progress().successful == 2

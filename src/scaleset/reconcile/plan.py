@@ -47,6 +47,9 @@ class PassInputs:
     seen: Mapping[str, DriverInstance] | None = None
     """The driver's instances as the previous pass saw them: an instance the driver
     reports as the very same object has not changed, so its record is not compared."""
+    follow_up: bool = False
+    """This pass follows one that created or deleted instances (``reconcile``): it decides
+    whatever the driver shows, rather than wait for instances still being created."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,8 +209,10 @@ def plan_pass(inputs: PassInputs, settings: ShellSettings) -> PassPlan:
     # While the driver still has instances the store has let go of, the next step waits
     # for them to be gone (the pass after the deletes): a run forgets an instance only
     # once it no longer exists, so a crash in between never leaves one it upgraded
-    # running outside any run.
-    if not delete:
+    # running outside any run. Instances about to be created (a restarted driver that
+    # lost its fleet, a scale-out) are waited for by one pass, so a run does not drop them
+    # as deleted: the pass that follows the creates decides.
+    if not delete and not (create and not inputs.follow_up):
         obs = observations(records, snapshot, inputs.cluster_healthy, inputs.watching_since)
         if run is not None:
             decision = run_machine.decide(run, obs, now)

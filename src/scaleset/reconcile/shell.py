@@ -164,7 +164,7 @@ class Reconciler:
             if acted:
                 # Instances were created or deleted: what the driver did at once is
                 # recorded (and decided on) by a second pass now, not a round later.
-                result, _ = self._pass(scale_set_id)
+                result, _ = self._pass(scale_set_id, follow_up=True)
             return result
         except ConflictError:
             self._cache.pop(scale_set_id, None)
@@ -195,7 +195,7 @@ class Reconciler:
                 and cluster_endpoint(other.model) == endpoint) if endpoint is not None else ()
         return _Read(row, records, run, trigger, probe, peers, cached)
 
-    def _pass(self, scale_set_id: str) -> tuple[PassResult, bool]:
+    def _pass(self, scale_set_id: str, *, follow_up: bool = False) -> tuple[PassResult, bool]:
         """One pass; also whether it created or deleted instances."""
         now = self.clock.now()
         read = self._read(scale_set_id)
@@ -212,7 +212,8 @@ class Reconciler:
             row=row, records=read.records, run=read.run, snapshot=snapshot, now=now,
             trigger=read.trigger, cluster_healthy=self._cluster_healthy(row, read, snapshot),
             watching_since=self.watching_since,
-            seen=read.cached.seen if read.cached is not None else None), self.settings)
+            seen=read.cached.seen if read.cached is not None else None,
+            follow_up=follow_up), self.settings)
 
         revision = self._commit(read, plan, now)
         decision = plan.decision
