@@ -85,11 +85,14 @@ class TriggerInputs:
     """Every version of the model's image (None: the model does not ask for ``latest``)."""
 
 
-def trigger_inputs(tx: Tx, row: ScaleSetRow, *, runs: Sequence[Run] | None = None
+def trigger_inputs(tx: Tx, row: ScaleSetRow, *, runs: Sequence[Run] | None = None,
+                   candidates: Sequence[latest_rules.Candidate] | None = None
                    ) -> TriggerInputs:
-    """Read the trigger's inputs in ``tx`` (``runs``: past runs the caller has already)."""
-    found = images.candidates(tx, row.location, row.model) if images.wants_latest(row.model) \
-        else None
+    """Read the trigger's inputs in ``tx``; ``runs`` and ``candidates``: what the caller
+    has already (read when None)."""
+    found = candidates
+    if found is None and images.wants_latest(row.model):
+        found = images.candidates(tx, row.location, row.model)
     return TriggerInputs(tx.past_runs(row.id) if runs is None else runs, found)
 
 

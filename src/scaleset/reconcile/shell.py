@@ -21,10 +21,11 @@ between steps so tests can crash the shell at every one of them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from scaleset.catalog.latest import Candidate
 from scaleset.clock import Clock
 from scaleset.drivers.base import (
     Driver,
@@ -48,7 +49,7 @@ from scaleset.reconcile.plan import (
     run_policy,
 )
 from scaleset.reconcile.settings import ShellSettings
-from scaleset.store.repository import ConflictError, ScaleSetRow, Store, Tx
+from scaleset.store.repository import CATALOG, ConflictError, ScaleSetRow, Store, Tx
 from scaleset.upgrade.actions import (
     Action,
     Event,
@@ -144,6 +145,8 @@ class Reconciler:
         self.watching_since = watching_since
         self._cache: dict[str, _Cached] = {}
         self._pending_seen: dict[str, tuple[str, str]] = {}  # what automatic.note recorded
+        # (location, image) -> (catalog revision, candidates): "latest"'s inputs
+        self._catalog: dict[tuple[str, ...], tuple[int, tuple[Candidate, ...]]] = {}
 
     def known_revision(self, scale_set_id: str) -> int | None:
         """The scale set's revision as this shell last read or committed it (None: not
@@ -185,7 +188,8 @@ class Reconciler:
             else:
                 cached = None
                 records, run, past = tx.instances(scale_set_id), tx.active_run(scale_set_id), None
-            trigger = automatic.trigger_inputs(tx, row, runs=past) if run is None else None
+            trigger = automatic.trigger_inputs(
+                tx, row, runs=past, candidates=self._candidates(tx, row)) if run is None else None
             network = row.model.properties.virtual_machine_profile.network_profile
             probe = probes.probe_spec(tx, row.model) \
                 if network is not None and network.health_probe is not None else None
@@ -194,6 +198,22 @@ class Reconciler:
                 other.id for other in tx.service_fabric_scale_sets() if other.id != row.id
                 and cluster_endpoint(other.model) == endpoint) if endpoint is not None else ()
         return _Read(row, records, run, trigger, probe, peers, cached)
+
+    def _candidates(self, tx: Tx, row: ScaleSetRow) -> Sequence[Candidate] | None:
+        """Every version of the scale set's image, kept between passes while the catalog's
+        revision holds (None: its model does not ask for ``latest``)."""
+        if not images.wants_latest(row.model):
+            return None
+        ref = row.model.image_reference
+        key = (row.location.lower(), (ref.publisher or "").lower(), (ref.offer or "").lower(),
+               (ref.sku or "").lower(), (ref.id or "").lower())
+        revision = tx.revision(CATALOG)
+        kept = self._catalog.get(key)
+        if kept is not None and kept[0] == revision:
+            return kept[1]
+        found = tuple(images.candidates(tx, row.location, row.model))
+        self._catalog[key] = (revision, found)
+        return found
 
     def _pass(self, scale_set_id: str, *, follow_up: bool = False) -> tuple[PassResult, bool]:
         """One pass; also whether it created or deleted instances."""

@@ -321,12 +321,35 @@ def _reference_values(model: ScaleSet) -> dict[str, Any]:
             "service_fabric": model.service_fabric_extension is not None}
 
 
+CATALOG = "catalog"
+"""The ``revisions`` row bumped by every write to image versions and galleries: what
+"latest" can mean has changed."""
+_GALLERY_TYPES = "microsoft.compute/galleries"
+_GALLERY_IN_ID = "/providers/microsoft.compute/galleries/"
+
+
 class Tx:
     """One transaction's worth of domain reads and writes."""
 
     def __init__(self, conn: Connection, cipher: FieldCipher | None = None) -> None:
         self.conn = conn
         self.cipher = cipher
+
+    # -- named revisions -------------------------------------------------------
+    def revision(self, name: str) -> int:
+        """A named counter's value (0 before its first bump)."""
+        c = t.revisions.c
+        value = self.conn.execute(select(c.revision).where(c.name == name)).scalar()
+        return int(value or 0)
+
+    def bump_revision(self, name: str) -> None:
+        """Bump a named counter in this transaction (readers caching what it guards see
+        the change at their next read)."""
+        c = t.revisions.c
+        result = self.conn.execute(update(t.revisions).where(c.name == name)
+                                   .values(revision=c.revision + 1))
+        if result.rowcount == 0:
+            self.conn.execute(insert(t.revisions).values(name=name, revision=1))
 
     # -- scale sets ------------------------------------------------------------
     def insert_scale_set(self, row: ScaleSetRow) -> None:
@@ -488,6 +511,7 @@ class Tx:
 
     # -- image versions --------------------------------------------------------
     def put_image_version(self, row: ImageVersionRow) -> None:
+        self.bump_revision(CATALOG)
         key = dict(location=row.location.lower(), publisher=row.publisher.lower(),
                    offer=row.offer.lower(), sku=row.sku.lower(), version=row.version)
         self.conn.execute(delete(t.image_versions).where(
@@ -563,6 +587,8 @@ class Tx:
                       resource_group=row.resource_group.lower(), name=row.name,
                       location=row.location, body=dict(row.body), state=dict(row.state),
                       updated_at=row.updated_at)
+        if row.type.lower().startswith(_GALLERY_TYPES):
+            self.bump_revision(CATALOG)
         result = self.conn.execute(update(t.resources).where(c.id == row.id.lower())
                                    .values(**values))
         if result.rowcount == 0:
@@ -602,6 +628,8 @@ class Tx:
         children = list(self.conn.execute(select(c.id).where(c.parent_id == key)).scalars())
         for child in children:
             self.delete_resource(child)
+        if _GALLERY_IN_ID in key:
+            self.bump_revision(CATALOG)
         return bool(self.conn.execute(delete(t.resources).where(c.id == key)).rowcount)
 
     def resources(self, resource_type: str, *, subscription: str | None = None,

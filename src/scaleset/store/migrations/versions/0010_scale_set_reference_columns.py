@@ -9,7 +9,9 @@ which use this load balancer's probes, which pin a gallery image version, which
 are Service Fabric node types) used to load and validate every stored model.
 Four columns kept with the model answer them in SQL: ``capacity``,
 ``health_probe_id`` and ``image_id`` (lower-cased), ``service_fabric``. They
-are filled here from the models already stored.
+are filled here from the models already stored. A ``catalog`` row in
+``revisions``, bumped by every write to image versions and galleries, lets the
+reconciler keep what ``latest`` can mean between passes.
 """
 from typing import Any
 
@@ -61,9 +63,16 @@ def upgrade() -> None:
                     sa.column('service_fabric', sa.Boolean))
     for sid, model in conn.execute(sa.select(sets.c.id, sets.c.model)).all():
         conn.execute(sets.update().where(sets.c.id == sid).values(**_refs(model)))
+    revisions = sa.table('revisions', sa.column('name', sa.String),
+                         sa.column('revision', sa.Integer))
+    if conn.execute(sa.select(revisions.c.name).where(revisions.c.name == 'catalog')).first() \
+            is None:
+        conn.execute(revisions.insert().values(name='catalog', revision=1))
 
 
 def downgrade() -> None:
+    revisions = sa.table('revisions', sa.column('name', sa.String))
+    op.get_bind().execute(revisions.delete().where(revisions.c.name == 'catalog'))
     op.drop_index('ix_scale_sets_image_id', table_name='scale_sets')
     op.drop_index('ix_scale_sets_health_probe_id', table_name='scale_sets')
     for column in ('service_fabric', 'image_id', 'health_probe_id', 'capacity'):
