@@ -86,6 +86,15 @@ class Faults:
     unhealthy_at_start: tuple[str, ...] = ()
     events: tuple[HealthEvent, ...] = ()
 
+    @property
+    def drawn(self) -> bool:
+        """Whether any fault is left to chance (with none, nothing needs drawing: a draw
+        below a probability of 0 never happens)."""
+        return any(p > 0 for p in (
+            self.reimage_fail_probability, self.never_healthy_probability,
+            self.late_healthy_probability, self.flap_probability,
+            self.extension_fail_probability, self.rollback_fail_probability))
+
 
 @dataclass
 class _Disk:
@@ -430,11 +439,11 @@ class SimulatedDriver:
         if inst is None:
             self._finish(op, OperationState.FAILED, "instance was deleted", at)
             return
-        rng = random.Random(f"{self.seed}/{op.op_id}")
+        rng = random.Random(f"{self.seed}/{op.op_id}") if self.faults.drawn else None
         if kind == "reimage":
             payload = self._payloads.pop(seq)
             assert isinstance(payload, UpgradeOperation)
-            if rng.random() < self.faults.reimage_fail_probability:
+            if rng is not None and rng.random() < self.faults.reimage_fail_probability:
                 inst.busy_op = None
                 inst.failed = True
                 self._finish(op, OperationState.FAILED,
@@ -457,7 +466,8 @@ class SimulatedDriver:
             self._schedule(at + self.timings.boot, "booted", sid, op.op_id)
         elif kind == "booted":
             inst.busy_op = None
-            boot_rng = random.Random(f"{self.seed}/{op.op_id}/boot")
+            boot_rng = random.Random(f"{self.seed}/{op.op_id}/boot") if self.faults.drawn \
+                else None
             self._boot(inst, inst.os_disk.image_version, at, boot_rng, sid=sid)
             self._finish(op, OperationState.SUCCEEDED, None, at)
         elif kind == "rollback":
@@ -465,7 +475,8 @@ class SimulatedDriver:
             # After a failed reimage the old disk was never detached: restoring it
             # is booting it again. Otherwise the kept disk is swapped back in.
             restorable = inst.previous is not None or inst.failed
-            if not restorable or rng.random() < self.faults.rollback_fail_probability:
+            if not restorable or (rng is not None
+                                  and rng.random() < self.faults.rollback_fail_probability):
                 inst.failed = True
                 self._finish(op, OperationState.FAILED,
                              "restoring the previous OS disk failed (simulated fault)"
