@@ -55,14 +55,16 @@ def create_app(context: ApiContext) -> FastAPI:
     app.state.context = context
     envelope.install(app)
     docs.install(app)
-    # The dashboard (/ui/) before authority's {tenant} paths; it checks tokens as the API does.
-    app.include_router(dashboard.router(verify=auth.token_role, csrf=auth.csrf_token))
+    # Routes are matched in order: the ARM routes first (a GET of a scale set, the most
+    # frequent request, passes no dashboard route), then the dashboard (/ui/; it checks
+    # tokens as the API does), which must come before authority's {tenant} paths.
     for module in (scalesets, upgrades, events, instances, images, operations, loadbalancers,
                    galleries, servicefabric, tokens, resourcegroups,
                    virtualnetworks, publicips, networksecuritygroups,
-                   power, deployments, subscriptions, principals, metadata,
-                   authority):  # authority last: its paths start with a {tenant} variable
+                   power, deployments, subscriptions, principals, metadata):
         app.include_router(module.router)
+    app.include_router(dashboard.router(verify=auth.token_role, csrf=auth.csrf_token))
+    app.include_router(authority.router)  # last: its paths start with a {tenant} variable
 
     watched = _storage_paths(context)
     seen = vitals.vitals_of(app)
