@@ -182,8 +182,3 @@ def _resolve_gallery(tx: Tx, location: str, image: GalleryImageId, now: datetime
             "endOfLifeDate; publish one with targetRegions including "
             f"'{location}' and wait for its replication", target=ID_TARGET)
     return chosen.version
-
-
-def digests(tx: Tx, location: str, model: ScaleSet) -> dict[str, str | None]:
-    """Version -> artifact digest, for every version of the model's image."""
-    return {c.version: c.digest for c in candidates(tx, location, model)}

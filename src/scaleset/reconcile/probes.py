@@ -28,7 +28,7 @@ from scaleset.model import lbchildren
 from scaleset.model.network import LOAD_BALANCER_TYPE, PROBE_TYPE, LoadBalancer, Probe
 from scaleset.model.scaleset import ScaleSet
 from scaleset.reconcile import networkrefs
-from scaleset.store.repository import LoadBalancerRow, Store, Tx
+from scaleset.store.repository import LoadBalancerRow, ParseCache, Store, Tx
 
 HEALTH_PROBE_TARGET: Final = "properties.virtualMachineProfile.networkProfile.healthProbe.id"
 
@@ -106,8 +106,27 @@ def probe_spec(tx: Tx, model: ScaleSet) -> ProbeSpec | None:
     if ref is None:
         return None
     _, probe = _find(tx, ref)
-    if probe is None:
+    return _spec(probe) if probe is not None else None
+
+
+def kept_probe_spec(tx: Tx, model: ScaleSet, parsed: ParseCache[LoadBalancer]
+                    ) -> ProbeSpec | None:
+    """``probe_spec``, validating the load balancer only when its stored body changed
+    since ``parsed`` saw it (the reconciler asks every pass)."""
+    probe_id = health_probe_id(model)
+    ref = parse_probe_id(probe_id) if probe_id else None
+    if ref is None:
         return None
+    body = tx.load_balancer_text(ref.key)
+    if body is None:
+        return None
+    balancer = parsed.get(ref.key.lower(), body,
+                          lambda stored: LoadBalancer.model_validate(json.loads(stored)))
+    probe = balancer.properties.probe(ref.probe)
+    return _spec(probe) if probe is not None else None
+
+
+def _spec(probe: Probe) -> ProbeSpec:
     p = probe.properties
     return ProbeSpec(protocol=p.protocol, port=p.port, request_path=p.request_path,
                      interval_seconds=float(p.interval_in_seconds),

@@ -49,7 +49,8 @@ from scaleset.reconcile.plan import (
     run_policy,
 )
 from scaleset.reconcile.settings import ShellSettings
-from scaleset.store.repository import CATALOG, ConflictError, ScaleSetRow, Store, Tx
+from scaleset.model.network import LoadBalancer
+from scaleset.store.repository import CATALOG, ConflictError, ParseCache, ScaleSetRow, Store, Tx
 from scaleset.upgrade.actions import (
     Action,
     Event,
@@ -106,6 +107,9 @@ class _Read:
     cluster_peers: tuple[str, ...]
     cached: _Cached | None
     """The shell's memory the records came from (None: read from the store)."""
+    versions: Sequence[Candidate]
+    """Every version of the scale set's image, as the catalog was read (their digests
+    go with the instances the pass creates or upgrades)."""
 
 
 def cluster_endpoint(model: ScaleSet) -> str | None:
@@ -147,6 +151,9 @@ class Reconciler:
         self._pending_seen: dict[str, tuple[str, str]] = {}  # what automatic.note recorded
         # (location, image) -> (catalog revision, candidates): "latest"'s inputs
         self._catalog: dict[tuple[str, ...], tuple[int, tuple[Candidate, ...]]] = {}
+        # Models and load balancers validated once per stored text, not once per pass.
+        self._models: ParseCache[ScaleSet] = ParseCache()
+        self._balancers: ParseCache[LoadBalancer] = ParseCache()
 
     def known_revision(self, scale_set_id: str) -> int | None:
         """The scale set's revision as this shell last read or committed it (None: not
@@ -178,7 +185,7 @@ class Reconciler:
 
     def _read(self, scale_set_id: str) -> _Read | None:
         with self.store.transaction() as tx:
-            row = tx.get_scale_set(scale_set_id)
+            row = tx.get_scale_set(scale_set_id, parsed=self._models)
             if row is None:
                 self._cache.pop(scale_set_id, None)
                 return None
@@ -188,22 +195,22 @@ class Reconciler:
             else:
                 cached = None
                 records, run, past = tx.instances(scale_set_id), tx.active_run(scale_set_id), None
+            versions = self._versions(tx, row)
             trigger = automatic.trigger_inputs(
-                tx, row, runs=past, candidates=self._candidates(tx, row)) if run is None else None
+                tx, row, runs=past, candidates=versions if images.wants_latest(row.model)
+                else None) if run is None else None
             network = row.model.properties.virtual_machine_profile.network_profile
-            probe = probes.probe_spec(tx, row.model) \
+            probe = probes.kept_probe_spec(tx, row.model, self._balancers) \
                 if network is not None and network.health_probe is not None else None
             endpoint = cluster_endpoint(row.model)
             peers = tuple(
                 other.id for other in tx.service_fabric_scale_sets() if other.id != row.id
                 and cluster_endpoint(other.model) == endpoint) if endpoint is not None else ()
-        return _Read(row, records, run, trigger, probe, peers, cached)
+        return _Read(row, records, run, trigger, probe, peers, cached, versions)
 
-    def _candidates(self, tx: Tx, row: ScaleSetRow) -> Sequence[Candidate] | None:
+    def _versions(self, tx: Tx, row: ScaleSetRow) -> Sequence[Candidate]:
         """Every version of the scale set's image, kept between passes while the catalog's
-        revision holds (None: its model does not ask for ``latest``)."""
-        if not images.wants_latest(row.model):
-            return None
+        revision holds."""
         ref = row.model.image_reference
         key = (row.location.lower(), (ref.publisher or "").lower(), (ref.offer or "").lower(),
                (ref.sku or "").lower(), (ref.id or "").lower())
@@ -249,7 +256,7 @@ class Reconciler:
             tuple(past_runs) if past_runs is not None else None, snapshot.instances)
         self.checkpoint("persisted")
 
-        digest = self._digests(row)
+        digest = self._digests(read.versions)
         for iid in plan.delete:  # deleted from the store, or an orphan of a crash
             self.driver.delete_instance(row.id, iid)
         for record in plan.create:
@@ -333,8 +340,9 @@ class Reconciler:
             self._pending_seen.update(memo)
         return revision
 
-    def _digests(self, row: ScaleSetRow) -> Callable[[str | None], str | None]:
-        """Image version -> artifact digest for the scale set's image (looked up once)."""
+    @staticmethod
+    def _digests(versions: Sequence[Candidate]) -> Callable[[str | None], str | None]:
+        """Image version -> artifact digest, from the versions the pass read."""
         found: dict[str, str | None] | None = None
 
         def digest(version: str | None) -> str | None:
@@ -342,8 +350,7 @@ class Reconciler:
             if version is None:
                 return None
             if found is None:
-                with self.store.transaction() as tx:
-                    found = images.digests(tx, row.location, row.model)
+                found = {c.version: c.digest for c in versions}
             return found.get(version)
         return digest
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import json
 import random
 import re
 import time
@@ -17,11 +18,14 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import (
     Connection,
     Engine,
+    Text,
+    bindparam,
+    cast,
     delete,
     func,
     insert,
@@ -265,12 +269,14 @@ def _run_from_row(row: Any, instances: Mapping[str, RunInstance],
     )
 
 
-def _scale_set_from_row(row: Any, cipher: FieldCipher | None = None) -> ScaleSetRow:
+def _scale_set_from_row(row: Any, cipher: FieldCipher | None = None, *,
+                        model: ScaleSet | None = None) -> ScaleSetRow:
     return ScaleSetRow(
         id=row.id,
         name=row.name,
         location=row.location,
-        model=ScaleSet.model_validate(unseal_model(row.model, cipher, row.id)),
+        model=model if model is not None else
+        ScaleSet.model_validate(unseal_model(row.model, cipher, row.id)),
         generation=row.generation,
         image_version=row.image_version,
         next_instance_id=row.next_instance_id,
@@ -321,6 +327,56 @@ def _reference_values(model: ScaleSet) -> dict[str, Any]:
             "service_fabric": model.service_fabric_extension is not None}
 
 
+class ParseCache(Generic[T]):
+    """Values parsed from stored text, kept by key while the stored text stays the same.
+
+    For a reader that reads the same rows over and over and never changes what it gets
+    (the reconciler reads its scale set's model and its load balancer every pass): a
+    primary-key read of the text is cheap, validating the model is not. The oldest entry
+    goes first when ``size`` is reached.
+    """
+
+    def __init__(self, *, size: int = 100_000) -> None:
+        self._size = size
+        self._items: dict[str, tuple[str, T]] = {}
+
+    def get(self, key: str, stored: str, parse: Callable[[str], T]) -> T:
+        """The value parsed from ``stored`` (parsed again only when it changed)."""
+        kept = self._items.get(key)
+        if kept is not None and kept[0] == stored:
+            return kept[1]
+        value = parse(stored)
+        if key not in self._items and len(self._items) >= self._size:
+            del self._items[next(iter(self._items))]
+        self._items[key] = (stored, value)
+        return value
+
+
+# Built once: the reconciler runs these every pass, and building a statement (and its
+# cache key) costs more than running it. Bind names are prefixed so they never clash
+# with a column the statement sets.
+_SS = t.scale_sets.c
+_SCALE_SET_TEXT = select(*(col for col in t.scale_sets.c if col.name != "model"),
+                         cast(_SS.model, Text).label("model_text")
+                         ).where(_SS.id == bindparam("b_id"))
+_CLAIM = update(t.scale_sets).where(
+    _SS.id == bindparam("b_id"), _SS.revision == bindparam("b_expected")
+).values(revision=bindparam("b_next"))
+_LOAD_BALANCER_TEXT = select(cast(t.load_balancers.c.body, Text)).where(
+    t.load_balancers.c.id == bindparam("b_id"))
+_RUN_VALUES = ("status", "end_time", "error_code", "error_message", "error_target",
+               "cancel_requested", "cancel_time", "next_batch_at")
+_SAVE_RUN = update(t.runs).where(
+    t.runs.c.run_id == bindparam("w_run_id"), t.runs.c.status == bindparam("w_status")
+).values({name: bindparam(f"b_{name}") for name in _RUN_VALUES})  # w_: the guard
+_BATCH_END = update(t.run_batches).where(
+    t.run_batches.c.run_id == bindparam("b_run_id"),
+    t.run_batches.c.batch_index == bindparam("b_index")).values(end_time=bindparam("b_end"))
+_INSERT_BATCH = insert(t.run_batches)
+_INSERT_RUN = insert(t.runs)
+_REVISION = select(t.revisions.c.revision).where(t.revisions.c.name == bindparam("b_name"))
+
+
 CATALOG = "catalog"
 """The ``revisions`` row bumped by every write to image versions and galleries: what
 "latest" can mean has changed."""
@@ -338,8 +394,7 @@ class Tx:
     # -- named revisions -------------------------------------------------------
     def revision(self, name: str) -> int:
         """A named counter's value (0 before its first bump)."""
-        c = t.revisions.c
-        value = self.conn.execute(select(c.revision).where(c.name == name)).scalar()
+        value = self.conn.execute(_REVISION, {"b_name": name}).scalar()
         return int(value or 0)
 
     def bump_revision(self, name: str) -> None:
@@ -407,20 +462,27 @@ class Tx:
         The shell decides on what it read at ``expected``; if anyone wrote in
         between, its decision is stale and must not be committed.
         """
-        c = t.scale_sets.c
         result = self.conn.execute(
-            update(t.scale_sets).where(c.id == scale_set_id, c.revision == expected)
-            .values(revision=expected + 1))
+            _CLAIM, {"b_id": scale_set_id, "b_expected": expected, "b_next": expected + 1})
         if result.rowcount != 1:
             raise ConflictError(
                 f"scale set {scale_set_id} changed while the pass was deciding; retrying")
         return expected + 1
 
-    def get_scale_set(self, scale_set_id: str, *, for_update: bool = False
-                      ) -> ScaleSetRow | None:
+    def get_scale_set(self, scale_set_id: str, *, for_update: bool = False,
+                      parsed: ParseCache[ScaleSet] | None = None) -> ScaleSetRow | None:
         """The scale set, or None; ``for_update`` locks its row until commit
         (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite's write transaction locks the
-        whole database already)."""
+        whole database already). With ``parsed``, the model is validated only when its
+        stored text changed since the cache saw it (the caller must not change it)."""
+        if parsed is not None and not for_update:
+            found = self.conn.execute(_SCALE_SET_TEXT, {"b_id": scale_set_id}).first()
+            if found is None:
+                return None
+            cipher, sid = self.cipher, found.id
+            model = parsed.get(sid, found.model_text, lambda stored: ScaleSet.model_validate(
+                unseal_model(json.loads(stored), cipher, sid)))
+            return _scale_set_from_row(found, model=model)
         query = select(t.scale_sets).where(t.scale_sets.c.id == scale_set_id)
         if for_update:
             query = query.with_for_update()
@@ -562,6 +624,12 @@ class Tx:
         row = self.conn.execute(select(t.load_balancers).where(c.id == lb_id.lower())).first()
         return _load_balancer_from_row(row) if row else None
 
+    def load_balancer_text(self, lb_id: str) -> str | None:
+        """The load balancer's stored body as JSON text (any casing of its id), or None:
+        for a reader that keeps what it parsed from it (``ParseCache``)."""
+        value = self.conn.execute(_LOAD_BALANCER_TEXT, {"b_id": lb_id.lower()}).scalar()
+        return str(value) if value is not None else None
+
     def delete_load_balancer(self, lb_id: str) -> bool:
         """Delete a load balancer; False when there was none."""
         result = self.conn.execute(delete(t.load_balancers)
@@ -693,7 +761,7 @@ class Tx:
 
     # -- runs ------------------------------------------------------------------
     def insert_run(self, run: Run, *, target_image_reference: Mapping[str, Any] | None) -> None:
-        self.conn.execute(insert(t.runs).values(
+        self.conn.execute(_INSERT_RUN, dict(
             run_id=run.run_id, scale_set_id=run.scale_set_id, kind=str(run.kind),
             started_by=str(run.started_by), target_image_version=run.target.image_version,
             target_generation=run.target.generation,
@@ -793,11 +861,9 @@ class Tx:
     def save_decision(self, previous: Run, decision: Decision, now: datetime) -> None:
         """Persist what ``decide`` changed, guarded on the status it started from."""
         run = decision.run
-        result = self.conn.execute(
-            update(t.runs)
-            .where(t.runs.c.run_id == run.run_id, t.runs.c.status == str(previous.status))
-            .values(**_run_values(run))
-        )
+        params = {f"b_{name}": value for name, value in _run_values(run).items()}
+        params.update(w_run_id=run.run_id, w_status=str(previous.status))
+        result = self.conn.execute(_SAVE_RUN, params)
         if result.rowcount != 1:
             raise ConflictError(
                 f"run {run.run_id} is no longer {previous.status}; another writer moved it"
@@ -806,9 +872,8 @@ class Tx:
             self._insert_batch(run.run_id, batch)
         for old, new in zip(previous.batches, run.batches, strict=False):
             if old.end != new.end:
-                self.conn.execute(update(t.run_batches).where(
-                    t.run_batches.c.run_id == run.run_id,
-                    t.run_batches.c.batch_index == new.index).values(end_time=new.end))
+                self.conn.execute(_BATCH_END, {"b_run_id": run.run_id, "b_index": new.index,
+                                               "b_end": new.end})
         self._write_run_instances(run, decision.changed, existing={
             iid for iid, ri in previous.instances.items() if ri.step is not Step.PENDING})
         if len(run.instances) != len(previous.instances):  # some left the run
@@ -817,7 +882,7 @@ class Tx:
         self.append_events(run.scale_set_id, run.run_id, decision.events, now)
 
     def _insert_batch(self, run_id: str, batch: Batch) -> None:
-        self.conn.execute(insert(t.run_batches).values(
+        self.conn.execute(_INSERT_BATCH, dict(
             run_id=run_id, batch_index=batch.index, instance_ids=list(batch.instance_ids),
             start_time=batch.start, end_time=batch.end))
 
