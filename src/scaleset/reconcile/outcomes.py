@@ -18,9 +18,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, or_, select, tuple_
 
-from scaleset.reconcile import images
 from scaleset.store import tables as t
 from scaleset.store.repository import Store, Tx
 
@@ -97,9 +96,10 @@ def outcomes_after(store: Store, event_id: int, *, also: Collection[int] = (),
             return []
         run_ids = {r.run_id for r in rows if r.run_id is not None}
         runs = _runs(tx, run_ids)
-        names = _names(tx, {r.scale_set_id for r in rows})
+        places = _places(tx, {r.scale_set_id for r in rows})
+        names = {sid: name for sid, (name, _) in places.items()}
         began = _batch_starts(tx, rows)
-        published = {r.run_id: _published_at(tx, r.scale_set_id, runs[r.run_id])
+        published = {r.run_id: _published_at(tx, places.get(r.scale_set_id), runs[r.run_id])
                      for r in rows if r.kind == "RunStarted" and r.run_id in runs
                      and runs[r.run_id].started_by == "Platform"}
         out = []
@@ -126,13 +126,15 @@ def _runs(tx: Tx, run_ids: set[str]) -> dict[str, Any]:
     c = t.runs.c
     return {row.run_id: row for row in tx.conn.execute(
         select(c.run_id, c.scale_set_id, c.kind, c.started_by, c.status, c.error_code,
-               c.target_image_version, c.start_time).where(c.run_id.in_(run_ids)))}
+               c.target_image_version, c.target_image_reference, c.start_time
+               ).where(c.run_id.in_(run_ids)))}
 
 
-def _names(tx: Tx, scale_set_ids: set[str]) -> dict[str, str]:
+def _places(tx: Tx, scale_set_ids: set[str]) -> dict[str, tuple[str, str]]:
+    """Scale set id -> (name, location), for those still stored."""
     c = t.scale_sets.c
-    return {row.id: row.name for row in tx.conn.execute(
-        select(c.id, c.name).where(c.id.in_(scale_set_ids)))}
+    return {row.id: (row.name, row.location) for row in tx.conn.execute(
+        select(c.id, c.name, c.location).where(c.id.in_(scale_set_ids)))}
 
 
 def _batch_starts(tx: Tx, rows: Sequence[Any]) -> dict[int, datetime]:
@@ -151,33 +153,50 @@ def _batch_starts(tx: Tx, rows: Sequence[Any]) -> dict[int, datetime]:
     ri = t.run_instances.c
     pairs = {(run_id, iid) for run_id, _, iid in wanted.values() if iid is not None}
     batch_of: dict[tuple[str, str], int] = {}
+    # Only the rows asked for (row-value IN): a round that ends one batch of each of a
+    # thousand runs must not read every batch and every instance of all of them.
     if pairs:
         found = tx.conn.execute(select(ri.run_id, ri.instance_id, ri.batch_index).where(
-            ri.run_id.in_({p[0] for p in pairs}), ri.instance_id.in_({p[1] for p in pairs}),
-            ri.batch_index.is_not(None)))
-        batch_of = {(row.run_id, row.instance_id): row.batch_index for row in found
-                    if (row.run_id, row.instance_id) in pairs}
+            tuple_(ri.run_id, ri.instance_id).in_(sorted(pairs)), ri.batch_index.is_not(None)))
+        batch_of = {(row.run_id, row.instance_id): row.batch_index for row in found}
+    indexes: dict[int, tuple[str, int]] = {}
+    for event_id, (run_id, batch, iid) in wanted.items():
+        index = batch if iid is None else batch_of.get((run_id, iid))
+        if index is not None:
+            indexes[event_id] = (run_id, index)
+    if not indexes:
+        return {}
     b = t.run_batches.c
     starts = {(row.run_id, row.batch_index): row.start_time for row in tx.conn.execute(
         select(b.run_id, b.batch_index, b.start_time).where(
-            b.run_id.in_({run_id for run_id, _, _ in wanted.values()})))}
+            tuple_(b.run_id, b.batch_index).in_(sorted(set(indexes.values())))))}
     out: dict[int, datetime] = {}
-    for event_id, (run_id, batch, iid) in wanted.items():
-        index = batch if iid is None else batch_of.get((run_id, iid))
-        start = starts.get((run_id, index)) if index is not None else None
+    for event_id, (run_id, index) in indexes.items():
+        start = starts.get((run_id, index))
         if start is not None:
             out[event_id] = start
     return out
 
 
-def _published_at(tx: Tx, scale_set_id: str, run: Any) -> datetime | None:
-    """When the run's target image version was published (None: unknown or no image)."""
-    if run.target_image_version is None:
+def _published_at(tx: Tx, place: tuple[str, str] | None, run: Any) -> datetime | None:
+    """When the run's target image version was published (None: unknown or no image).
+
+    Read from the run's ``targetImageReference`` (a platform image's publisher, offer,
+    sku and version in the scale set's location; a gallery image version's id): one
+    indexed row, not every version of the image.
+    """
+    ref = run.target_image_reference or {}
+    version = run.target_image_version
+    if version is None or place is None:
         return None
-    row = tx.get_scale_set(scale_set_id)
-    if row is None:
-        return None
-    for candidate in images.candidates(tx, row.location, row.model):
-        if candidate.version == run.target_image_version:
-            return candidate.published_at
+    if ref.get("publisher") and ref.get("offer") and ref.get("sku"):
+        v = t.image_versions.c
+        return tx.conn.execute(select(v.published_at).where(
+            v.location == place[1].lower(), v.publisher == str(ref["publisher"]).lower(),
+            v.offer == str(ref["offer"]).lower(), v.sku == str(ref["sku"]).lower(),
+            v.version == version)).scalar()
+    if ref.get("id"):  # a gallery image version's published_at is when it was created
+        r = t.resources.c
+        return tx.conn.execute(select(r.created_at).where(
+            r.id == str(ref["id"]).lower())).scalar()
     return None
