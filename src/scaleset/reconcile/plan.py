@@ -65,6 +65,7 @@ class PassPlan:
     """``(stored, new)`` for every record the pass changes (added ones not included)."""
     power: power.PowerPlan
     decision: Decision | None
+    """``decide``'s answer; ``decision.run is`` the run read when nothing in it moved."""
     new_run: bool
     pending: PendingUpgrade | None
     trigger_wake: datetime | None
@@ -75,11 +76,18 @@ class PassPlan:
     """Instances the driver has and the store does not (or no longer): deleted after it."""
     delete_scale_set: bool
     """A scale set being deleted whose last instance is gone: remove it."""
+    run: Run | None = None
+    """The active run the pass read."""
 
     @property
     def writes(self) -> bool:
         """Whether the commit changes the scale set's records or runs."""
-        return bool(self.added or self.removed or self.changed or self.decision is not None)
+        return bool(self.added or self.removed or self.changed or self.run_moved)
+
+    @property
+    def run_moved(self) -> bool:
+        """Whether the commit writes a run: a new one, or one ``decide`` moved."""
+        return self.decision is not None and (self.new_run or self.decision.run is not self.run)
 
 
 def run_id_for(scale_set_id: str, sequence: int) -> str:
@@ -226,7 +234,7 @@ def plan_pass(inputs: PassInputs, settings: ShellSettings) -> PassPlan:
         records=records, added=tuple(added), removed=tuple(removed), next_instance_id=next_index,
         changed=tuple(changed), power=power_plan, decision=decision, new_run=new_run,
         pending=pending, trigger_wake=trigger_wake, create=create, delete=delete,
-        delete_scale_set=deleting and not records and not instances)
+        delete_scale_set=deleting and not records and not instances, run=run)
 
 
 def _maybe_start(inputs: PassInputs, obs: Observations, settings: ShellSettings

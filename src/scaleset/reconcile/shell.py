@@ -315,7 +315,7 @@ class Reconciler:
                 memo = {k: v for k, v in self._pending_seen.items() if k == row.id}
                 automatic.note(tx, row, plan.pending, now, memo)
             decision = plan.decision
-            if decision is not None:
+            if decision is not None and plan.run_moved:
                 run = decision.run
                 if plan.new_run:
                     tx.insert_run(run, target_image_reference=self._image_reference(row, run))

@@ -66,7 +66,8 @@ class Decision:
     """The result of one ``decide`` pass.
 
     ``changed`` names the instances whose part in the run changed, so the
-    shell writes only those rows.
+    shell writes only those rows. A pass that changed nothing answers with the
+    very run it was given (``run is`` the input), which the shell need not write.
     """
 
     run: Run

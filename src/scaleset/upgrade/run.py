@@ -488,7 +488,10 @@ def decide(run: Run, observations: Observations, now: datetime) -> Decision:
         elif p.run.next_batch_at is not None:
             p.wake.append(p.run.next_batch_at)
 
-    final = p.run.replace(instances=p.instances)
+    # Nothing moved (the usual pass while an instance boots): the very same run, so the
+    # shell knows there is nothing to write; re-issued actions keep their ids.
+    still = p.run is run and not p.changed and not p.events
+    final = run if still else p.run.replace(instances=p.instances)
     return Decision(
         run=final,
         actions=tuple(p.actions),
