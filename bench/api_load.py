@@ -20,11 +20,18 @@ per second of wall time is printed beside the server's. Each measurement runs
     python bench/api_load.py                        # closed + open loop, 3 repeats
     python bench/api_load.py --seconds 5 --rate 300 --clients 8
     python bench/api_load.py --mixed --seconds 15   # the older mixed read/write load
+    python bench/api_load.py --in-process           # CPU per GET, no HTTP, no TLS
+
+``--in-process`` drives the API's ASGI app directly (the one ``create_app`` builds, over an
+SQLite file, with the same scale set), ``--clients`` requests at a time on one event loop,
+and prints the process's CPU per GET, all threads counted: an A/B of the API's own code
+that neither the client processes nor a busy machine's other load blur.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import collections
 import json
 import multiprocessing
@@ -65,7 +72,7 @@ def _serve_trivial(cert: str, key: str, port_file: str) -> None:
     app = FastAPI()
 
     @app.get(TRIVIAL_PATH)
-    def ping() -> dict[str, str]:  # sync, as scaleset's routes are
+    def ping() -> dict[str, str]:  # sync, as most of scaleset's routes are (the baseline)
         return {"status": "ok", "name": "trivial"}
 
     config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
@@ -270,12 +277,17 @@ def main() -> None:
     parser.add_argument("--mixed", action="store_true",
                         help="the mixed read/write load during a rollout instead")
     parser.add_argument("--threads", type=int, default=8, help="--mixed: client threads")
+    parser.add_argument("--in-process", action="store_true",
+                        help="CPU per GET of the ASGI app driven directly, no HTTP")
     parser.add_argument("--trivial-app", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.trivial_app:
         _serve_trivial(*args.trivial_app)
         return
     print(f"machine: {machine()}", flush=True)
+    if args.in_process:
+        asyncio.run(in_process(args.clients, args.repeat, args.seconds))
+        return
     if args.mixed:
         mixed(args.seconds, args.threads)
         return
@@ -318,6 +330,86 @@ def main() -> None:
           f"{statistics.median(p99s):.2f} ms")
     if args.json:
         print(json.dumps(runs))
+
+
+# -- in process (--in-process) ------------------------------------------------------------
+
+async def _asgi_get(app: Any, path: str, token: str, method: str = "GET",
+                    body: bytes = b"") -> tuple[int, bytes]:
+    """One request through the ASGI app, as uvicorn would hand it over: (status, body)."""
+    route, _, query = path.partition("?")
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+             "method": method, "scheme": "https", "path": route, "raw_path": route.encode(),
+             "query_string": query.encode(), "root_path": "",
+             "client": ("127.0.0.1", 40000), "server": ("127.0.0.1", 443),
+             "headers": [(b"host", b"127.0.0.1"), (b"authorization", f"Bearer {token}".encode()),
+                         (b"accept", b"application/json"),
+                         (b"content-type", b"application/json"),
+                         (b"content-length", str(len(body)).encode())]}
+    delivered = False
+    status, chunks = 0, []
+
+    async def receive() -> dict[str, Any]:
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await asyncio.Event().wait()  # no disconnect: the app never waits for one here
+        raise AssertionError("unreachable")
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+        elif message["type"] == "http.response.body":
+            chunks.append(message.get("body", b""))
+
+    await app(scope, receive, send)
+    return status, b"".join(chunks)
+
+
+async def in_process(clients: int, repeat: int, seconds: float) -> None:
+    """CPU per GET of a scale set, the ASGI app driven directly (``--in-process``)."""
+    from scaleset.api.app import create_app
+    from scaleset.api.context import ApiContext
+    from scaleset.security import tokens
+    from scaleset.store.database import make_engine, migrate
+    from scaleset.store.repository import Store
+    from tests.integration.test_api import RG, body
+    from tests.support import World
+
+    path = f"{RG}/virtualMachineScaleSets/vmss1{V}"
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = make_engine(f"sqlite:///{tmp}/scaleset.db")
+        migrate(engine)
+        store = Store(engine)
+        world = World.create(store)
+        app = create_app(ApiContext(store=store, clock=world.clock, settings=world.settings))
+        token = tokens.create_token(store, role="contributor", now=world.clock.now()).token
+        status, answer = await _asgi_get(app, path, token, "PUT", json.dumps(body(2)).encode())
+        assert status == 201, answer
+        world.settle()
+        await _asgi_get(app, path, token)  # the answer is kept from here on
+        per_get: list[float] = []
+        for _ in range(repeat):
+            done = 0
+            stop = time.monotonic() + seconds
+
+            async def client(stop: float) -> None:
+                nonlocal done
+                while time.monotonic() < stop:
+                    code, _ = await _asgi_get(app, path, token)
+                    assert code == 200, code
+                    done += 1
+
+            used = time.process_time()
+            await asyncio.gather(*(client(stop) for _ in range(clients)))
+            per_get.append((time.process_time() - used) / done * 1e6)
+        store.close()
+    low, mid = spread(per_get)
+    print(f"in process, {clients} at a time, {repeat} runs of {seconds:g} s: CPU per GET of a "
+          f"scale set min {low:.0f} us, median {mid:.0f} us "
+          f"(runs: {', '.join(f'{x:.0f}' for x in per_get)})")
 
 
 # -- the older mixed load (--mixed) -------------------------------------------------------

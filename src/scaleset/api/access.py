@@ -1,6 +1,6 @@
 """The access log and the request metrics: one line and one count per request answered.
 
-Two pure ASGI middlewares share a ``RequestNote`` that the outer one puts in
+Two pure ASGI layers share a ``RequestNote`` that the outer one puts in
 the request's scope (a scope copied further in still holds the same note):
 
 * ``RequestTelemetry``, outermost, times the request, sees its status and, for
@@ -9,9 +9,9 @@ the request's scope (a scope copied further in still holds the same note):
   ``scaleset_api_request_duration_seconds`` and logs one line on
   ``scaleset.api.access``: a refused request (4xx) at INFO, a 5xx at ERROR with
   its traceback, anything else at DEBUG;
-* ``RouteNote``, innermost, writes the matched route's template
-  (``/subscriptions/{subscription}/...``) into the note when the response
-  starts, so metrics are labelled by route, never by raw path.
+* ``serve_noting_route``, innermost (``paths.ArmPathMiddleware`` calls it), writes the
+  matched route's template (``/subscriptions/{subscription}/...``) into the note when
+  the response starts, so metrics are labelled by route, never by raw path.
 
 The line names the method and path only (never the query string, headers or
 body, where codes, secrets and tokens travel), the status, the ARM error code
@@ -31,6 +31,7 @@ import logging
 import time
 from dataclasses import dataclass
 
+from prometheus_client import Counter, Histogram
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -90,28 +91,27 @@ def logged_here(request: Request) -> bool:
     return note is not None and note.logged_exception
 
 
-class RouteNote:
-    """Innermost: tells the note which route template answered."""
+async def serve_noting_route(app: ASGIApp, scope: Scope, receive: Receive, send: Send
+                             ) -> None:
+    """Run ``app`` (the routing), writing the template of the route that answered into the
+    request's note when the response starts (or when ``app`` ends without one). Called
+    innermost, by ``paths.ArmPathMiddleware``: the router records the route in the scope
+    it is given, which may be a copy of the one ``RequestTelemetry`` saw."""
+    note = scope.get(NOTE)
+    if scope["type"] != "http" or not isinstance(note, RequestNote):
+        await app(scope, receive, send)
+        return
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    async def noting(message: Message) -> None:
+        if message["type"] == "http.response.start" and note.route is None:
+            note.route = _template(scope)
+        await send(message)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        note = scope.get(NOTE)
-        if scope["type"] != "http" or not isinstance(note, RequestNote):
-            await self.app(scope, receive, send)
-            return
-
-        async def noting(message: Message) -> None:
-            if message["type"] == "http.response.start" and note.route is None:
-                note.route = _template(scope)
-            await send(message)
-
-        try:
-            await self.app(scope, receive, noting)
-        finally:
-            if note.route is None:
-                note.route = _template(scope)
+    try:
+        await app(scope, receive, noting)
+    finally:
+        if note.route is None:
+            note.route = _template(scope)
 
 
 def _template(scope: Scope) -> str | None:
@@ -126,6 +126,10 @@ class RequestTelemetry:
     def __init__(self, app: ASGIApp, *, metrics: Metrics | None = None) -> None:
         self.app = app
         self.metrics = metrics
+        # Each (method, route, status)'s counter and histogram series, as ``labels`` gives
+        # them: looked up once, not per request (``labels`` validates and locks). Bounded
+        # as the metrics' own series are: routes are templates, never raw paths.
+        self._series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -168,10 +172,14 @@ class RequestTelemetry:
         method = method if method in METHODS else "OTHER"
         route = note.route or UNROUTED
         if self.metrics is not None:
-            self.metrics.api_requests.labels(method=method, route=route,
-                                             status=str(status)).inc()
-            self.metrics.api_request_duration.labels(method=method, route=route).observe(
-                seconds)
+            series = self._series.get((method, route, status))
+            if series is None:
+                series = self._series[(method, route, status)] = (
+                    self.metrics.api_requests.labels(method=method, route=route,
+                                                     status=str(status)),
+                    self.metrics.api_request_duration.labels(method=method, route=route))
+            series[0].inc()
+            series[1].observe(seconds)
         code, target = _error_of(body, content_type) if status >= 400 else (None, None)
         level = logging.ERROR if status >= 500 else logging.INFO if status >= 400 \
             else logging.DEBUG

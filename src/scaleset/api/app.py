@@ -10,10 +10,10 @@ from fastapi.responses import JSONResponse
 from fastapi.openapi.utils import get_openapi
 
 from scaleset import __version__
-from scaleset.api import access, auth, docs, envelope, metrics, names, vitals
+from scaleset.api import access, auth, docs, envelope, metrics, vitals
 from scaleset.api.admission import Admission
 from scaleset.api.context import ApiContext
-from scaleset.api.paths import CanonicalPathMiddleware
+from scaleset.api.paths import ArmPathMiddleware
 from scaleset.api.routes import (
     authority,
     deployments,
@@ -83,9 +83,9 @@ def create_app(context: ApiContext) -> FastAPI:
                              "version": __version__, "storage": storage})
 
     metrics.install(app, context)
-    app.add_middleware(access.RouteNote)  # innermost: sees the route that answered
-    app.add_middleware(names.ResourceNameMiddleware)  # inside: sees canonical paths
-    app.add_middleware(CanonicalPathMiddleware)
+    # Innermost: canonical keyword spellings, then the path's names checked, then the
+    # route that answered noted (it sees the scope the router writes the route into).
+    app.add_middleware(ArmPathMiddleware)
     # Outside the routing: a request shed or too large costs no routing, no parsing.
     app.add_middleware(Admission, limits=context.settings.limits, vitals=seen)
     # Around everything: a request Admission refuses is logged and counted too.

@@ -22,6 +22,7 @@ transaction with ``Credential.transaction()``, which checks the token first.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -29,6 +30,8 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import Depends, Request
+from sqlalchemy import Engine
+from sqlalchemy.pool import QueuePool
 
 from scaleset.api import access
 from scaleset.api.context import ApiContext, get_context
@@ -36,7 +39,7 @@ from scaleset.errors import Forbidden, Unauthenticated
 from scaleset.security import authority
 from scaleset.security import tokens
 from scaleset.security.tokens import Role
-from scaleset.store.repository import Tx
+from scaleset.store.repository import Store, Tx
 from scaleset.ui import sessions
 
 
@@ -56,19 +59,61 @@ class Credential:
     role: Role | None = None
     """The token's role once ``transaction()`` checked it (contributor when auth is off)."""
 
+    rekey_pending: bool = False
+    """The token's row is keyed the legacy way: ``rekey()`` once the transaction ended."""
+
     @contextmanager
     def transaction(self) -> Iterator[Tx]:
         """The request's one transaction, its token checked first (401/403 raised)."""
-        rekey = False
+        with self.checked() as tx:
+            yield tx
+        self.rekey()
+
+    @contextmanager
+    def checked(self) -> Iterator[Tx]:
+        """``transaction()`` without its one possible write afterwards: a legacy row's
+        re-keying is left to ``rekey()`` (``rekey_pending``), so that a read on the event
+        loop never waits for the write lock."""
         with self.context.store.transaction() as tx:
             if self.token is None:
                 self.role = Role.CONTRIBUTOR
             else:
-                self.role, rekey = _check(self.request, self.context, tx, self.token,
-                                          self.required, cookie=self.cookie)
+                self.role, self.rekey_pending = _check(
+                    self.request, self.context, tx, self.token, self.required,
+                    cookie=self.cookie)
             yield tx
-        if rekey and self.token is not None:
+
+    def rekey(self) -> None:
+        """Key the token's legacy row by the keyed digest, if ``checked()`` found one so
+        (its own write transaction)."""
+        if self.rekey_pending and self.token is not None:
+            self.rekey_pending = False
             tokens.rekey(self.context.store, self.token)
+
+
+def reads_on_loop(store: Store) -> bool:
+    """Whether a route's few primary-key reads may run on the event loop rather than cost a
+    thread-pool hop: only on an SQLite file in WAL mode (a reader never waits for a
+    writer; no network) while its pool has a connection to spare, so the checkout never
+    waits for one that a thread holds. PostgreSQL's reads cross a socket: they keep the
+    hop; so does a database whose WAL could not be turned on (its readers wait for
+    writers)."""
+    engine = store.engine
+    if engine.dialect.name != "sqlite":
+        return False
+    pool = engine.pool
+    if not isinstance(pool, QueuePool) or pool.checkedout() >= pool.size():
+        return False
+    wal = _wal.get(engine)
+    if wal is None:  # once per engine: every connection gets the same pragmas
+        with engine.connect() as conn:
+            mode = conn.exec_driver_sql("PRAGMA journal_mode").scalar()
+        wal = _wal[engine] = str(mode).lower() == "wal"
+    return wal
+
+
+_wal: weakref.WeakKeyDictionary[Engine, bool] = weakref.WeakKeyDictionary()
+"""Whether each SQLite engine's database is in WAL mode (``reads_on_loop``)."""
 
 
 def _credential(request: Request, context: ApiContext, role: Role) -> Credential:

@@ -1,7 +1,8 @@
 """Every name in an ARM path checked against its type's rule before any route runs.
 
-A pure ASGI middleware walks ``/subscriptions/{s}/resourceGroups/{rg}/providers/{ns}/
-{type}/{name}/{childType}/{childName}...`` and checks each name by ``model/names.py``:
+Before routing (``paths.ArmPathMiddleware``, on the canonical path), ``name_problem`` walks
+``/subscriptions/{s}/resourceGroups/{rg}/providers/{ns}/{type}/{name}/{childType}/
+{childName}...`` and checks each name by ``model/names.py``:
 
 * PUT (a create or replace): a name its type's rule refuses is a 400
   ``InvalidResourceName`` naming the rule, and nothing runs;
@@ -13,9 +14,8 @@ Resource group names keep their own check (``model/resourcegroup.py``, in the ro
 
 from __future__ import annotations
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+import re
 
-from scaleset.api import envelope
 from scaleset.model import names
 
 
@@ -41,8 +41,12 @@ def path_names(path: str) -> list[tuple[str, str]]:
     return found
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+"""A control character (C0 or DEL): no name may hold one."""
+
+
 def _control_problem(path: str) -> str | None:
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in path):
+    if _CONTROL.search(path) is not None:
         return "a name in the path holds control characters; no resource can be named so"
     return None
 
@@ -59,20 +63,3 @@ def name_problem(method: str, path: str) -> tuple[int, str, str, str] | None:
                     f"The resource name {reason} (resource type '{resource_type}').", "name")
     reason = _control_problem(path)
     return None if reason is None else (400, "InvalidResourceName", reason, "name")
-
-
-class ResourceNameMiddleware:
-    """Refuse a request whose path names break their type's rule (see module doc)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            refused = name_problem(scope["method"], scope["path"])
-            if refused is not None:
-                status, code, message, target = refused
-                await envelope.response(status, code, message, target=target)(
-                    scope, receive, send)
-                return
-        await self.app(scope, receive, send)

@@ -1,7 +1,7 @@
 """ARM path segments are case-insensitive: ``resourcegroups`` is ``resourceGroups``.
 
-A small ASGI middleware rewrites every keyword segment to its canonical
-spelling before routing, leaving names (resource group, scale set, ...) as
+Before routing (``ArmPathMiddleware``), every keyword segment is rewritten to its
+canonical spelling, leaving names (resource group, scale set, ...) as
 the caller wrote them. A segment right after a name-taking keyword is a name
 and is never rewritten, so a scale set may be called ``instanceView``.
 """
@@ -11,6 +11,8 @@ from __future__ import annotations
 from typing import Final
 
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from scaleset.api import access, envelope, names
 
 KEYWORDS: Final = {k.lower(): k for k in (
     "subscriptions", "resourceGroups", "providers", "Microsoft.Compute", "Microsoft.Network",
@@ -53,15 +55,29 @@ def canonical_path(path: str) -> str:
     return "/".join(segments)
 
 
-class CanonicalPathMiddleware:
+class ArmPathMiddleware:
+    """Innermost, just outside the routing: the three jobs each request's path needs, as
+    one layer (one layer per job cost a call and a wrapped ``send`` each): its keyword
+    segments spelled canonically (``canonical_path``), its names checked on that path
+    (``names.name_problem``: a refused name is answered here, unrouted), and the route
+    that answered noted for the access log and metrics (``access.serve_noting_route``)."""
+
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            path = canonical_path(scope["path"])
-            if path != scope["path"]:
-                scope = dict(scope)
-                scope["path"] = path
-                scope["raw_path"] = path.encode()
-        await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = canonical_path(scope["path"])
+        if path != scope["path"]:
+            scope = dict(scope)
+            scope["path"] = path
+            scope["raw_path"] = path.encode()
+        refused = names.name_problem(scope["method"], path)
+        if refused is not None:
+            status, code, message, target = refused
+            await envelope.response(status, code, message, target=target)(
+                scope, receive, send)
+            return
+        await access.serve_noting_route(self.app, scope, receive, send)

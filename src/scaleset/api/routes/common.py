@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from fastapi import Query, Request
 
@@ -27,8 +27,15 @@ SCALE_SET = PROVIDER + "/virtualMachineScaleSets/{name}"
 async def compute_version(request: Request,
                           api_version: str | None = Query(default=None, alias="api-version")
                           ) -> str:
+    """The api-version of a Compute request (400 in ARM's words when missing or unknown)."""
+    # The usual case first: no request URL is built (only an error's message names it).
+    if api_version is not None and api_version in _COMPUTE:
+        return api_version
     return versions.check(api_version, versions.COMPUTE, provider="Microsoft.Compute",
                           path=request.url.path)
+
+
+_COMPUTE: Final = frozenset(versions.COMPUTE)
 
 
 async def gallery_version(request: Request,

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Hashable
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from scaleset.api import auth, lro, paging
 from scaleset.api.auth import READ, WRITE
 from scaleset.api.context import ApiContext, request_context
+from scaleset.api.direct import DirectRoute, resolved_by
 from scaleset.api.routes.common import (
     ACCEPTED,
     SCALE_SET,
@@ -28,9 +31,10 @@ from scaleset.model.scaleset import ScaleSet
 from scaleset.reconcile import automatic, commands, quotas, views
 from scaleset.security.tokens import Role
 from scaleset.store import operations
-from scaleset.store.repository import ScaleSetRow
+from scaleset.store.repository import ScaleSetRow, Tx
 
-router = APIRouter(tags=["virtualMachineScaleSets"])
+# DirectRoute: the GET takes its arguments from the request by hand (api/direct.py).
+router = APIRouter(tags=["virtualMachineScaleSets"], route_class=DirectRoute)
 
 READ_ONLY_PROPERTIES = ("provisioningState", "uniqueId", "timeCreated")
 
@@ -153,44 +157,101 @@ async def _versioned_reader(request: Request, api_version: str | None = Query(
     return auth.credential(request, Role.READER)
 
 
+async def _get_direct(request: Request) -> Response:
+    """``get`` with what FastAPI's solver would pass it (three path strings, then
+    ``_versioned_reader`` with the api-version query value), taken from the request."""
+    path = request.path_params
+    caller = await _versioned_reader(request, request.query_params.get("api-version"))
+    return await get(path["subscription"], path["resource_group"], path["name"], caller)
+
+
 @router.get(SCALE_SET, responses={200: {"model": ScaleSet}})
-def get(subscription: str, resource_group: str, name: str,
-        caller: auth.Credential = Depends(_versioned_reader)) -> Response:
+@resolved_by(_get_direct)
+async def get(subscription: str, resource_group: str, name: str,
+              caller: auth.Credential = Depends(_versioned_reader)) -> Response:
     """The scale set, with ``provisioningState`` from its row.
 
-    One transaction (the token's check, the row's head with its provisioning mark) and one
-    thread-pool hop (this function). The answer is rendered once per head and state and
-    kept: the model is validated and serialised only when the row changed.
+    One transaction (the token's check, the row's head with its provisioning mark). The
+    answer is rendered once per head and state and kept: the model is validated and
+    serialised only when the row changed. Async: on SQLite an answer kept for the head is
+    found on the event loop (``auth.reads_on_loop``: primary-key reads no writer delays),
+    and only what may take longer hops to the thread pool, in the same transaction:
+    rendering, deriving the state of a PUT still marked, any write. Elsewhere (PostgreSQL)
+    the whole read is one hop.
     """
     key = scale_set_key(subscription, resource_group, name)
     context = caller.context
-    with caller.transaction() as tx:
-        head = operations.scale_set_head(tx, key)
-        if head is None:
-            raise scale_set_not_found(resource_group, name)
-        marked = (str(head.provisioning_state), head.provisioning_operation) \
-            if head.provisioning_operation is not None else None
-        state, finished = lro.provisioning_state(tx, key, marked) if marked else (None, None)
-        # Keyed by a digest of the stored model (it may hold 64 KB of custom data), and
-        # everything else the answer is rendered from.
-        cache_key = (key, hashlib.blake2b(head.model_text.encode(), digest_size=16).digest(),
-                     head.etag, head.image_version, head.name, head.created_at, state)
-        etag = head.etag
-        body = context.scale_set_bodies.get(cache_key, at=0.0)
-        if body is None:
-            row = tx.get_scale_set(key)
-            if row is None:  # deleted since its head was read (reads see each commit)
-                raise scale_set_not_found(resource_group, name)
-            body = bytes(JSONResponse(views.scale_set_resource(row, provisioning_state=state))
-                         .body)
-            etag = row.etag
-            # Kept only when the row is the one the head described (no write in between).
-            if (row.etag, row.image_version, row.name, row.created_at) == (
-                    head.etag, head.image_version, head.name, head.created_at):
-                context.scale_set_bodies.put(cache_key, body, until=math.inf)
-    if finished is not None:  # this read saw the PUT finished: written back once
-        lro.settle(context, key, finished)
+    if auth.reads_on_loop(context.store):
+        with caller.checked() as tx:
+            head, kept = _head(context, tx, key, resource_group, name)
+            answer = (kept, head.etag, None) if kept is not None else await run_in_threadpool(
+                _render, context, tx, key, head, resource_group, name)
+    else:
+        answer = await run_in_threadpool(_read, caller, key, resource_group, name)
+    body, etag, finished = answer
+    if finished is not None or caller.rekey_pending:
+        await run_in_threadpool(_after, caller, key, finished)
     return Response(body, media_type="application/json", headers={"ETag": etag})
+
+
+def _read(caller: auth.Credential, key: str, resource_group: str, name: str
+          ) -> tuple[bytes, str, str | None]:
+    """The GET's transaction on a thread: (the answer, its ETag, a PUT seen finished)."""
+    with caller.checked() as tx:
+        head, kept = _head(caller.context, tx, key, resource_group, name)
+        if kept is not None:
+            return kept, head.etag, None
+        return _render(caller.context, tx, key, head, resource_group, name)
+
+
+def _after(caller: auth.Credential, key: str, finished: str | None) -> None:
+    """The GET's writes, once its transaction ended: a legacy token row re-keyed, a PUT
+    this read saw finished written back."""
+    caller.rekey()
+    if finished is not None:
+        lro.settle(caller.context, key, finished)
+
+
+def _head(context: ApiContext, tx: Tx, key: str, resource_group: str, name: str
+          ) -> tuple[operations.ScaleSetHead, bytes | None]:
+    """The scale set's head (404 without one) and the answer kept for it, if any; none is
+    looked up while a PUT is marked in progress (its state must be derived first)."""
+    head = operations.scale_set_head(tx, key)
+    if head is None:
+        raise scale_set_not_found(resource_group, name)
+    if head.provisioning_operation is not None:
+        return head, None
+    return head, context.scale_set_bodies.get(_answer_key(key, head, None), at=0.0)
+
+
+def _answer_key(key: str, head: operations.ScaleSetHead, state: str | None) -> Hashable:
+    # Keyed by a digest of the stored model (it may hold 64 KB of custom data), and
+    # everything else the answer is rendered from.
+    return (key, hashlib.blake2b(head.model_text.encode(), digest_size=16).digest(),
+            head.etag, head.image_version, head.name, head.created_at, state)
+
+
+def _render(context: ApiContext, tx: Tx, key: str, head: operations.ScaleSetHead,
+            resource_group: str, name: str) -> tuple[bytes, str, str | None]:
+    """(the answer, its ETag, the id of a PUT this read saw finished) for ``head``, read in
+    ``tx``: the provisioning state derived while a PUT is marked, the answer rendered
+    unless one is kept for this head and state (then kept)."""
+    marked = (str(head.provisioning_state), head.provisioning_operation) \
+        if head.provisioning_operation is not None else None
+    state, finished = lro.provisioning_state(tx, key, marked) if marked else (None, None)
+    cache_key = _answer_key(key, head, state)
+    body = context.scale_set_bodies.get(cache_key, at=0.0)
+    if body is not None:
+        return body, head.etag, finished
+    row = tx.get_scale_set(key)
+    if row is None:  # deleted since its head was read (reads see each commit)
+        raise scale_set_not_found(resource_group, name)
+    body = bytes(JSONResponse(views.scale_set_resource(row, provisioning_state=state)).body)
+    # Kept only when the row is the one the head described (no write in between).
+    if (row.etag, row.image_version, row.name, row.created_at) == (
+            head.etag, head.image_version, head.name, head.created_at):
+        context.scale_set_bodies.put(cache_key, body, until=math.inf)
+    return body, row.etag, finished
 
 
 @router.delete(SCALE_SET, status_code=202,
