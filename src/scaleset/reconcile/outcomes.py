@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select, tuple_
+from sqlalchemy import Integer, String, and_, column, func, or_, select, values
 
 from scaleset.store import tables as t
 from scaleset.store.repository import Store, Tx
@@ -153,11 +153,18 @@ def _batch_starts(tx: Tx, rows: Sequence[Any]) -> dict[int, datetime]:
     ri = t.run_instances.c
     pairs = {(run_id, iid) for run_id, _, iid in wanted.values() if iid is not None}
     batch_of: dict[tuple[str, str], int] = {}
-    # Only the rows asked for (row-value IN): a round that ends one batch of each of a
-    # thousand runs must not read every batch and every instance of all of them.
+    # Only the rows asked for, each found by its primary key (the wanted keys as a VALUES
+    # table joined on it): a round that ends one batch of each of a thousand runs must not
+    # read every batch and every instance of all of them, nor of every past run (a
+    # row-value IN is a full scan on SQLite).
     if pairs:
-        found = tx.conn.execute(select(ri.run_id, ri.instance_id, ri.batch_index).where(
-            tuple_(ri.run_id, ri.instance_id).in_(sorted(pairs)), ri.batch_index.is_not(None)))
+        keys = values(column("run_id", String), column("instance_id", String),
+                      name="wanted").data(sorted(pairs)).cte("wanted")
+        found = tx.conn.execute(
+            select(ri.run_id, ri.instance_id, ri.batch_index).select_from(keys)
+            .join(t.run_instances, and_(ri.run_id == keys.c.run_id,
+                                        ri.instance_id == keys.c.instance_id))
+            .where(ri.batch_index.is_not(None)))
         batch_of = {(row.run_id, row.instance_id): row.batch_index for row in found}
     indexes: dict[int, tuple[str, int]] = {}
     for event_id, (run_id, batch, iid) in wanted.items():
@@ -167,9 +174,12 @@ def _batch_starts(tx: Tx, rows: Sequence[Any]) -> dict[int, datetime]:
     if not indexes:
         return {}
     b = t.run_batches.c
+    wanted_batches = values(column("run_id", String), column("batch_index", Integer),
+                            name="wanted").data(sorted(set(indexes.values()))).cte("wanted")
     starts = {(row.run_id, row.batch_index): row.start_time for row in tx.conn.execute(
-        select(b.run_id, b.batch_index, b.start_time).where(
-            tuple_(b.run_id, b.batch_index).in_(sorted(set(indexes.values())))))}
+        select(b.run_id, b.batch_index, b.start_time).select_from(wanted_batches)
+        .join(t.run_batches, and_(b.run_id == wanted_batches.c.run_id,
+                                  b.batch_index == wanted_batches.c.batch_index)))}
     out: dict[int, datetime] = {}
     for event_id, (run_id, index) in indexes.items():
         start = starts.get((run_id, index))
